@@ -1,0 +1,371 @@
+/* sharedmap.h: the public C API of sharedmap, and its manual.
+ *
+ * sharedmap publishes an immutable key->value snapshot once and lets any number
+ * of processes read it, lock-free, straight out of shared memory (or a file, or a
+ * memory buffer).  The byte layout of a snapshot is specified in docs/FORMAT.md.
+ *
+ *   sm_builder  a private, writable, ordered dictionary.  Fill it, then write it
+ *               out as a snapshot: sm_publish() (shared memory, by name),
+ *               sm_save() (a file), or sm_builder_layout() + sm_builder_write()
+ *               (your own buffer).
+ *   sm_reader   a read-only view of one snapshot: point lookups (sm_get), ordered
+ *               cursors (sm_seek_*, sm_cursor_*), rank and prefix queries, and a
+ *               full integrity check (sm_reader_verify).
+ *
+ * Conventions
+ *   - Every function that can fail returns int: 0 on success, -errno for a system
+ *     failure (e.g. -ENOENT, -EEXIST, -EACCES, -ENOSPC), or one of the negative
+ *     SM_E* codes below.  sm_strerror() turns any of them into a message.
+ *     SM_NOTFOUND is not a failure: it is the "no such key / past the end" answer.
+ *   - There is no global state.  Constructors fill an out-pointer and return int;
+ *     sm_*_free(NULL) and sm_reader_close(NULL) are no-ops.
+ *   - Keys are byte strings of a kind fixed per map: SM_KEYS_BYTES (any bytes) or
+ *     SM_KEYS_STR (valid UTF-8, ordered by code point, which is the byte order of
+ *     UTF-8).  Keys sort by unsigned bytewise comparison, shorter first on a tie.
+ *   - Threads: a reader is immutable once opened; any number of threads may use
+ *     one reader (and their own cursors) at once without locking.  A builder is
+ *     not thread-safe: one thread at a time, including during sm_builder_write.
+ *   - Memory: pointers that a reader hands out (keys, str and bytes values) point
+ *     into the snapshot; they are owned by the reader and valid until
+ *     sm_reader_close().  Pointers a builder hands out are valid until the next
+ *     call that modifies that builder.
+ *   - A snapshot is never trusted: every offset and length is checked against the
+ *     size of the mapping before it is used, so hostile bytes give SM_E* errors,
+ *     never a crash.  Opening checks the header in O(1); sm_reader_verify() checks
+ *     everything in O(n).
+ */
+#ifndef SHAREDMAP_H
+#define SHAREDMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(SM_STATIC)
+#define SM_API __attribute__((visibility("default")))
+#else
+#define SM_API
+#endif
+
+#define SM_VERSION_MAJOR 0
+#define SM_VERSION_MINOR 1
+#define SM_VERSION_PATCH 0
+#define SM_VERSION_STRING "0.1.0"
+
+/** The snapshot format version this library writes and the only one it reads. */
+#define SM_FORMAT_VERSION 1
+
+/* ---------------------------------------------------------------- errors */
+
+/* The library's own error codes: XX(name, value, message).  Values sit in a
+ * reserved negative block far from any -errno. */
+#define SM_ERROR_MAP(XX)                                                                        \
+    XX(SM_NOTFOUND, -30700, "not found")                                                       \
+    XX(SM_EBADMAGIC, -30701, "not a sharedmap snapshot (bad magic)")                           \
+    XX(SM_EENDIAN, -30702, "snapshot has the wrong byte order")                                \
+    XX(SM_EVERSION, -30703, "unsupported snapshot format version")                             \
+    XX(SM_EFEATURE, -30704, "snapshot requires a feature this library does not support")       \
+    XX(SM_EHEADER, -30705, "snapshot header is corrupt")                                       \
+    XX(SM_ETRUNCATED, -30706, "snapshot size does not match its header (truncated or padded)") \
+    XX(SM_ECORRUPT, -30707, "snapshot data is corrupt")                                        \
+    XX(SM_ECHECKSUM, -30708, "snapshot checksum mismatch")                                     \
+    XX(SM_EKEYKIND, -30709, "key kind mismatch (str and bytes keys cannot be mixed)")          \
+    XX(SM_EUTF8, -30710, "invalid UTF-8 in a str key or value")                                \
+    XX(SM_ENAME, -30711, "invalid map name (empty, too long, or contains '/' or NUL)")         \
+    XX(SM_ETOOBIG, -30712, "key, value or snapshot too large for the format")                  \
+    XX(SM_ETYPE, -30713, "invalid value type")                                                 \
+    XX(SM_ENOTSNAPSHOT, -30714, "file is not a regular file")
+
+enum {
+#define SM_XX_ENUM(name, value, msg) name = value,
+    SM_ERROR_MAP(SM_XX_ENUM)
+#undef SM_XX_ENUM
+    SM_OK = 0
+};
+
+/** A static message for any code this library returns (SM_E*, SM_NOTFOUND, -errno,
+ *  0).  Never NULL; the string must not be freed. */
+SM_API const char *sm_strerror(int code);
+
+/** The symbolic name of a code ("SM_ECORRUPT", "ENOENT", ...), or NULL if unknown. */
+SM_API const char *sm_errname(int code);
+
+/* ---------------------------------------------------------------- handles */
+
+/** A private, writable, ordered dictionary that becomes a snapshot. */
+typedef struct sm_builder sm_builder;
+/** A read-only view of one snapshot (shared memory, file or memory buffer). */
+typedef struct sm_reader sm_reader;
+
+/* ---------------------------------------------------------------- values */
+
+/** Which kind of key a map holds.  A map with no entries may be SM_KEYS_NONE. */
+typedef enum sm_key_kind {
+    SM_KEYS_NONE = 0,
+    SM_KEYS_BYTES = 1,
+    SM_KEYS_STR = 2
+} sm_key_kind;
+
+/** Value types.  The numbers are the type codes stored in a snapshot. */
+typedef enum sm_type {
+    SM_NONE = 0,  /* no payload */
+    SM_FALSE = 1, /* no payload */
+    SM_TRUE = 2,  /* no payload */
+    SM_INT = 3,   /* as.i: a signed 64-bit integer */
+    SM_FLOAT = 4, /* as.f: an IEEE 754 binary64 (every bit kept: -0.0, NaN payloads) */
+    SM_BYTES = 5, /* as.buf: any bytes */
+    SM_STR = 6    /* as.buf: UTF-8 text (validated on insert) */
+} sm_type;
+
+typedef struct sm_buf {
+    const void *data;
+    size_t size;
+} sm_buf;
+
+typedef struct sm_value {
+    sm_type type;
+    union {
+        int64_t i;
+        double f;
+        sm_buf buf;
+    } as;
+} sm_value;
+
+/** One entry, as returned by cursors and sm_builder_at(). */
+typedef struct sm_entry {
+    sm_buf key;
+    sm_value value;
+} sm_entry;
+
+static inline sm_value sm_value_none(void) { sm_value v; v.type = SM_NONE; v.as.i = 0; return v; }
+static inline sm_value sm_value_bool(int b) { sm_value v; v.type = b ? SM_TRUE : SM_FALSE; v.as.i = 0; return v; }
+static inline sm_value sm_value_int(int64_t i) { sm_value v; v.type = SM_INT; v.as.i = i; return v; }
+static inline sm_value sm_value_float(double f) { sm_value v; v.type = SM_FLOAT; v.as.f = f; return v; }
+static inline sm_value sm_value_bytes(const void *p, size_t n) { sm_value v; v.type = SM_BYTES; v.as.buf.data = p; v.as.buf.size = n; return v; }
+static inline sm_value sm_value_str(const char *p, size_t n) { sm_value v; v.type = SM_STR; v.as.buf.data = p; v.as.buf.size = n; return v; }
+
+/* ---------------------------------------------------------------- builder */
+
+/** Create an empty builder.  Its key kind is decided by the first insertion and
+ *  forgotten again whenever it becomes empty.  Free it with sm_builder_free(). */
+SM_API int sm_builder_new(sm_builder **out);
+
+/** Free a builder and everything it owns.  NULL is a no-op. */
+SM_API void sm_builder_free(sm_builder *b);
+
+/** Insert or overwrite.  The key and value bytes are copied.
+ *  @return 0; SM_EKEYKIND if kind differs from the keys already present;
+ *          SM_EUTF8 for a SM_KEYS_STR key or SM_STR value that is not valid UTF-8;
+ *          SM_ETYPE for an unknown value type; SM_ETOOBIG; -ENOMEM; -EINVAL for
+ *          kind SM_KEYS_NONE. */
+SM_API int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
+                          const sm_value *value);
+
+/** Look a key up.  On 0, *out (if not NULL) holds the value; its buffer points into
+ *  the builder and is valid until the next modification.  @return 0 or SM_NOTFOUND. */
+SM_API int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_value *out);
+
+/** Delete a key.  @return 0 or SM_NOTFOUND. */
+SM_API int sm_builder_del(sm_builder *b, const void *key, size_t klen);
+
+/** Remove every entry (and forget the key kind). */
+SM_API void sm_builder_clear(sm_builder *b);
+
+SM_API size_t sm_builder_count(const sm_builder *b);
+SM_API sm_key_kind sm_builder_key_kind(const sm_builder *b);
+
+/** A counter that changes whenever a key is inserted or deleted (not when a value
+ *  is overwritten): iterators use it to detect a change of size under them. */
+SM_API uint64_t sm_builder_version(const sm_builder *b);
+
+/** The entry of rank @p rank in key order (0 = smallest).  Sorts the builder the
+ *  first time after an insertion or deletion (O(n log n)), then O(1).
+ *  @return 0, or SM_NOTFOUND when rank >= count, or -ENOMEM. */
+SM_API int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out);
+
+/** A builder holding a copy of everything in @p r, made in one linear pass (the
+ *  snapshot is already in key order, so nothing is sorted). */
+SM_API int sm_builder_from_reader(sm_builder **out, const sm_reader *r);
+
+/** Lay the snapshot out (sort, hash, place) and report its exact size in bytes.
+ *  The layout is kept until the builder is modified. */
+SM_API int sm_builder_layout(sm_builder *b, uint64_t *size);
+
+/** Write the snapshot into @p buf, which must hold exactly the size reported by
+ *  sm_builder_layout() (computing the layout first if needed).  @p created_ns is
+ *  stored in the header (nanoseconds since the Unix epoch; 0 is allowed).
+ *  The bytes are a complete snapshot: sm_reader_open_mem() opens them.
+ *  @return 0, -EINVAL if size is wrong, -ENOMEM. */
+SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_ns);
+
+/* ---------------------------------------------------------------- publishing */
+
+/** Default directory of published maps: a tmpfs, so a map lives in shared memory.
+ *  A map named NAME is the file SM_DEFAULT_DIR "/" SM_NAME_PREFIX NAME. */
+#define SM_DEFAULT_DIR "/dev/shm"
+#define SM_NAME_PREFIX "sharedmap."
+/** Longest map name, in bytes (UTF-8).  Names may not be empty or contain '/' or NUL. */
+#define SM_NAME_MAX 200
+
+/* flags for sm_publish / sm_save */
+#define SM_FORCE 0x1u /* replace an existing map atomically instead of failing with -EEXIST */
+
+/** Default permission bits of a new map or file: owner read/write only. */
+#define SM_DEFAULT_MODE 0600u
+
+/** Check a map name.  @return 0 or SM_ENAME. */
+SM_API int sm_name_check(const char *name);
+
+/** Publish the builder's snapshot under @p name in directory @p dir (NULL means
+ *  SM_DEFAULT_DIR).  The snapshot is written completely into a new object under a
+ *  temporary name (space reserved first, so a full filesystem is -ENOSPC here and
+ *  never a SIGBUS later), given mode @p mode exactly (the umask does not apply;
+ *  0 means SM_DEFAULT_MODE), and then renamed to its public name in one atomic
+ *  step.  Without SM_FORCE an existing map gives -EEXIST and is left alone; with
+ *  it the existing map is replaced atomically: readers attached to it keep it,
+ *  new readers get the new one, nobody ever sees a partial map.
+ *  @return 0, SM_ENAME, -EEXIST, -ENOSPC, -EACCES, other -errno. */
+SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
+                      unsigned mode);
+
+/** Write the builder's snapshot to the file @p path, atomically (temporary file,
+ *  fsync, rename, fsync of the directory), with the same flags and mode rules as
+ *  sm_publish().  The final component of @p path is never followed as a symlink. */
+SM_API int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode);
+
+/** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  Readers already attached
+ *  keep working; new attaches fail with -ENOENT.  @return 0, -ENOENT if there was
+ *  no such map, SM_ENAME, other -errno. */
+SM_API int sm_unpublish(const char *dir, const char *name);
+
+/* ---------------------------------------------------------------- reader */
+
+/** What a reader knows about its snapshot. */
+typedef struct sm_info {
+    uint64_t size;        /* bytes of the snapshot */
+    uint64_t count;       /* entries */
+    uint64_t created_ns;  /* as written by the builder; ns since the Unix epoch */
+    uint64_t hash_seed;
+    uint64_t checksum;    /* the body checksum stored in the header */
+    uint64_t dev, ino;    /* identity of the file it was opened from (0 for memory) */
+    unsigned format_version;
+    sm_key_kind key_kind;
+} sm_info;
+
+/** Attach to the map published as @p name in @p dir (NULL: SM_DEFAULT_DIR).
+ *  The map is mapped read-only (no write access is needed or used); the header is
+ *  validated in O(1).  @return 0, -ENOENT, -EACCES, SM_ENAME, SM_EBADMAGIC, ... */
+SM_API int sm_reader_open_shm(sm_reader **out, const char *dir, const char *name);
+
+/** Open a snapshot file read-only by mmap.  The last path component is not
+ *  followed if it is a symlink (-ELOOP).  Same checks as sm_reader_open_shm(). */
+SM_API int sm_reader_open_file(sm_reader **out, const char *path);
+
+/** Open a snapshot held in memory, without copying it.  The caller keeps
+ *  [data, data+size) alive and unchanged until sm_reader_close(); it need not be
+ *  aligned. */
+SM_API int sm_reader_open_mem(sm_reader **out, const void *data, size_t size);
+
+/** Unmap and free.  NULL is a no-op.  Every pointer obtained from the reader
+ *  becomes invalid. */
+SM_API void sm_reader_close(sm_reader *r);
+
+SM_API uint64_t sm_reader_count(const sm_reader *r);
+SM_API sm_key_kind sm_reader_key_kind(const sm_reader *r);
+SM_API void sm_reader_info(const sm_reader *r, sm_info *out);
+
+/** The whole snapshot: its first byte, and its size in *size. */
+SM_API const void *sm_reader_data(const sm_reader *r, size_t *size);
+
+/** Whether a publisher has since replaced or removed this snapshot's name
+ *  (one atomic load of the snapshot's "superseded" word: no system call).  When it
+ *  says 1, open the name again to get the newest version.  Always 0 for snapshots
+ *  that were never published under a name. */
+SM_API int sm_reader_superseded(const sm_reader *r);
+
+/** Point lookup: O(1), typically two memory accesses into the snapshot.
+ *  @return 0 (and *out, if not NULL, holds the value), SM_NOTFOUND, or
+ *          SM_ECORRUPT if the snapshot turns out to be damaged. */
+SM_API int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out);
+
+/** Full check, O(n): body checksum, every record, key order, the sample index,
+ *  the hash table (every slot points at a record whose hash matches, every record
+ *  reachable exactly once), UTF-8 of str keys and values.
+ *  @return 0, SM_ECHECKSUM, SM_ECORRUPT, SM_EUTF8. */
+SM_API int sm_reader_verify(const sm_reader *r);
+
+/* ---------------------------------------------------------------- ordered access */
+
+/** A position in key order.  A plain value: copy it freely, no cleanup needed.
+ *  rank is the index of the current entry (0 = smallest); rank == count means
+ *  "past the end".  The other fields are private. */
+typedef struct sm_cursor {
+    const sm_reader *reader;
+    uint64_t rank;
+    uint64_t offset; /* private: byte offset of the current record */
+} sm_cursor;
+
+typedef enum sm_bound {
+    SM_GE = 0, /* first entry with key >= the given key (bisect_left) */
+    SM_GT = 1  /* first entry with key >  the given key (bisect_right) */
+} sm_bound;
+
+/** Position @p c at rank @p rank (0 <= rank <= count).  O(1).
+ *  @return 0, -ERANGE if rank > count, SM_ECORRUPT. */
+SM_API int sm_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c);
+
+/** Position @p c at the first entry whose key is >= (SM_GE) or > (SM_GT) the given
+ *  key, or past the end.  O(log n).  c->rank is then bisect_left/bisect_right.
+ *  @return 0 or SM_ECORRUPT. */
+SM_API int sm_seek_key(const sm_reader *r, const void *key, size_t klen, sm_bound bound,
+                       sm_cursor *c);
+
+/** The entry under the cursor.  @return 0, SM_NOTFOUND past the end, SM_ECORRUPT. */
+SM_API int sm_cursor_get(const sm_cursor *c, sm_entry *out);
+
+/** Step forward.  @return 0 if now on an entry, SM_NOTFOUND if now past the end
+ *  (or already was), SM_ECORRUPT. */
+SM_API int sm_cursor_next(sm_cursor *c);
+
+/** Step backward.  @return 0 if moved, SM_NOTFOUND if already at rank 0 (the cursor
+ *  does not move), SM_ECORRUPT. */
+SM_API int sm_cursor_prev(sm_cursor *c);
+
+/** The rank of @p key.  O(log n).  @return 0, SM_NOTFOUND, SM_ECORRUPT. */
+SM_API int sm_rank(const sm_reader *r, const void *key, size_t klen, uint64_t *rank);
+
+/** The ranks [*begin, *end) of the keys that start with @p prefix.  O(log n).
+ *  @return 0 or SM_ECORRUPT. */
+SM_API int sm_prefix_range(const sm_reader *r, const void *prefix, size_t plen,
+                           uint64_t *begin, uint64_t *end);
+
+/* ---------------------------------------------------------------- housekeeping */
+
+/** Called once per published map by sm_list().  @p err is 0 when @p info is valid,
+ *  or the error that opening the header gave (info then has only size set).
+ *  Return non-zero to stop the listing. */
+typedef int (*sm_list_fn)(const char *name, const sm_info *info, int err, void *ctx);
+
+/** List the maps published in @p dir (NULL: SM_DEFAULT_DIR), in no particular order.
+ *  Reads only each header.  @return 0, the callback's non-zero value, or -errno. */
+SM_API int sm_list(const char *dir, sm_list_fn fn, void *ctx);
+
+/** Remove the debris of publishes whose writer died (temporary objects no live
+ *  process holds).  Never touches a published map or a publish in progress.
+ *  @p removed (may be NULL) receives the count.  @return 0 or -errno. */
+SM_API int sm_gc(const char *dir, unsigned *removed);
+
+/* ---------------------------------------------------------------- hashing */
+
+/** XXH64 of @p len bytes with @p seed: the hash function of the format (see
+ *  docs/FORMAT.md), exported for independent readers and tests. */
+SM_API uint64_t sm_hash64(const void *data, size_t len, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHAREDMAP_H */

@@ -1,0 +1,61 @@
+"""Build of the C extension: the core library (src/) compiled together with the binding.
+
+Switches (environment variables):
+  SHAREDMAP_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer
+                        (run Python with LD_PRELOAD of libasan then)
+  SHAREDMAP_DEBUG=1     -O0 -g3, assertions on
+  SHAREDMAP_WERROR=1    turn warnings into errors (the test build does)
+"""
+import glob
+import os
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+cflags = [
+    "-std=c11",
+    "-D_GNU_SOURCE",
+    "-fvisibility=hidden",
+    "-Wall",
+    "-Wextra",
+    "-Wconversion",
+    "-Wsign-compare",
+    "-Wshadow",
+    "-Wstrict-prototypes",
+    "-Wmissing-prototypes",
+]
+ldflags = []
+if flag("SHAREDMAP_WERROR"):
+    cflags.append("-Werror")
+if flag("SHAREDMAP_DEBUG"):
+    cflags += ["-O0", "-g3", "-UNDEBUG"]
+else:
+    cflags += ["-O2"]
+if flag("SHAREDMAP_SANITIZE"):
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+    cflags += san
+    ldflags += san
+
+sources = ["python/sharedmap/_sharedmap.c"] + sorted(
+    os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "src", "*.c"))
+)
+
+setup(
+    ext_modules=[
+        Extension(
+            "sharedmap._sharedmap",
+            sources=sources,
+            include_dirs=["include", "src"],
+            define_macros=[("SM_STATIC", "1")],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+            depends=glob.glob(os.path.join(HERE, "src", "*.h")) + ["include/sharedmap.h"],
+        )
+    ]
+)

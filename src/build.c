@@ -1,0 +1,658 @@
+/* build.c: the builder (a hash-indexed dictionary that sorts on demand) and the
+ * snapshot writer.
+ *
+ * Items live in a dense array (deletion moves the last item into the hole); an
+ * open-addressing index of item numbers finds them by key.  Key order is a cached
+ * permutation of item numbers ("order"), kept valid cheaply by appends of growing
+ * keys (a copy of a reader, or sorted input) and by deletions, and rebuilt by a
+ * radix sort on the first 8 key bytes when an insertion breaks it.
+ *
+ * Writing a snapshot is two steps: layout (sort, hash, place every key in the
+ * table; the result is cached until the next change) and write (records, samples
+ * and table into the caller's buffer, then the checksums).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+typedef struct item {
+    unsigned char *data; /* key bytes, then the value payload */
+    uint64_t hash;       /* sm_hash64(key, 0) */
+    size_t klen;
+    size_t vlen;
+    unsigned type;
+} item;
+
+/* The cached layout of the snapshot. */
+typedef struct layout {
+    int valid;
+    uint64_t size, records_end, samples_off, nsamples, table_off;
+    uint64_t seed, home_slots, table_slots;
+    uint64_t *table; /* table_slots slots, host order */
+} layout;
+
+struct sm_builder {
+    item *items;
+    size_t count, cap;
+    uint32_t *index; /* item number + 1; 0 = empty */
+    size_t index_cap; /* power of two */
+    uint32_t *order;  /* item numbers in key order; valid if order_valid */
+    size_t order_cap;
+    int order_valid;
+    sm_key_kind kind;
+    uint64_t version;
+    layout lay;
+};
+
+#define MAX_ITEMS (UINT32_MAX - 1u)
+
+int sm_builder_new(sm_builder **out) {
+    sm_builder *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->order_valid = 1;
+    *out = b;
+    return 0;
+}
+
+static void layout_drop(layout *l) {
+    free(l->table);
+    memset(l, 0, sizeof *l);
+}
+
+void sm_builder_clear(sm_builder *b) {
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->count; i++)
+        free(b->items[i].data);
+    b->count = 0;
+    if (b->index)
+        memset(b->index, 0, b->index_cap * sizeof *b->index);
+    b->order_valid = 1;
+    b->kind = SM_KEYS_NONE;
+    b->version++;
+    layout_drop(&b->lay);
+}
+
+void sm_builder_free(sm_builder *b) {
+    if (!b)
+        return;
+    sm_builder_clear(b);
+    free(b->items);
+    free(b->index);
+    free(b->order);
+    free(b);
+}
+
+size_t sm_builder_count(const sm_builder *b) { return b->count; }
+sm_key_kind sm_builder_key_kind(const sm_builder *b) { return b->kind; }
+uint64_t sm_builder_version(const sm_builder *b) { return b->version; }
+
+/* ---- index ---- */
+
+static inline size_t index_home(const sm_builder *b, uint64_t h) {
+    return (size_t)(h >> 20) & (b->index_cap - 1); /* low bits of h pick the snapshot tag */
+}
+
+/* The index slot holding key, or of the empty slot where it would go. */
+static size_t index_find(const sm_builder *b, const void *key, size_t klen, uint64_t h,
+                         int *found) {
+    size_t mask = b->index_cap - 1, i = index_home(b, h);
+    for (;;) {
+        uint32_t v = b->index[i];
+        if (!v) {
+            *found = 0;
+            return i;
+        }
+        const item *it = &b->items[v - 1];
+        if (it->hash == h && it->klen == klen && memcmp(it->data, key, klen) == 0) {
+            *found = 1;
+            return i;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static int index_grow(sm_builder *b) {
+    size_t ncap = b->index_cap ? b->index_cap * 2 : 16;
+    uint32_t *ni = calloc(ncap, sizeof *ni);
+    if (!ni)
+        return -ENOMEM;
+    free(b->index);
+    b->index = ni;
+    b->index_cap = ncap;
+    for (size_t n = 0; n < b->count; n++) {
+        size_t i = index_home(b, b->items[n].hash);
+        while (ni[i])
+            i = (i + 1) & (ncap - 1);
+        ni[i] = (uint32_t)(n + 1);
+    }
+    return 0;
+}
+
+/* Remove slot i, shifting later members of its cluster back (no tombstones). */
+static void index_remove(sm_builder *b, size_t i) {
+    size_t mask = b->index_cap - 1, j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        uint32_t v = b->index[j];
+        if (!v)
+            break;
+        size_t home = index_home(b, b->items[v - 1].hash);
+        /* move v into the hole at i unless its home lies cyclically in (i, j] */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            b->index[i] = v;
+            i = j;
+        }
+    }
+    b->index[i] = 0;
+}
+
+static size_t index_slot_of(const sm_builder *b, size_t n) {
+    size_t mask = b->index_cap - 1, i = index_home(b, b->items[n].hash);
+    while (b->index[i] != n + 1)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* ---- order ---- */
+
+static int item_cmp(const item *a, const item *b) {
+    return smi_keycmp(a->data, a->klen, b->data, b->klen);
+}
+
+/* Rank of item n in the (valid) order, by binary search on its key. */
+static size_t order_rank(const sm_builder *b, const void *key, size_t klen) {
+    size_t lo = 0, hi = b->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const item *it = &b->items[b->order[mid]];
+        if (smi_keycmp(it->data, it->klen, key, klen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+typedef struct sortrec {
+    uint64_t prefix;
+    uint32_t n;
+} sortrec;
+
+static int cmp_items_r(const void *x, const void *y, void *ctx) {
+    const item *items = ctx;
+    return item_cmp(&items[((const sortrec *)x)->n], &items[((const sortrec *)y)->n]);
+}
+
+/* LSD radix sort on the big-endian 8-byte key prefix, then a comparison sort of
+ * each run of equal prefixes on the full keys. */
+int smi_builder_sort(sm_builder *b) {
+    if (b->order_valid)
+        return 0;
+    size_t n = b->count;
+    sortrec *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
+    if (!a || !t) {
+        free(a);
+        free(t);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        a[i].prefix = smf_prefix64(b->items[i].data, b->items[i].klen);
+        a[i].n = (uint32_t)i;
+    }
+    for (unsigned pass = 0; pass < 8; pass++) {
+        unsigned shift = pass * 8;
+        size_t cnt[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            cnt[(a[i].prefix >> shift) & 0xFF]++;
+        int trivial = 0;
+        for (unsigned k = 0; k < 256; k++)
+            if (cnt[k] == n)
+                trivial = 1;
+        if (trivial)
+            continue;
+        size_t sum = 0;
+        for (unsigned k = 0; k < 256; k++) {
+            size_t c = cnt[k];
+            cnt[k] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            t[cnt[(a[i].prefix >> shift) & 0xFF]++] = a[i];
+        sortrec *swap = a;
+        a = t;
+        t = swap;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && a[j].prefix == a[i].prefix)
+            j++;
+        if (j - i > 1)
+            qsort_r(a + i, j - i, sizeof *a, cmp_items_r, b->items);
+        i = j;
+    }
+    uint32_t *order = realloc(b->order, (n ? n : 1) * sizeof *order);
+    if (!order) {
+        free(a);
+        free(t);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = a[i].n;
+    free(a);
+    free(t);
+    b->order = order;
+    b->order_cap = n ? n : 1;
+    b->order_valid = 1;
+    return 0;
+}
+
+/* ---- put / get / del ---- */
+
+static void value_fill(const item *it, sm_value *out) {
+    const unsigned char *v = it->data + it->klen;
+    out->type = (sm_type)it->type;
+    switch (it->type) {
+    case SM_INT:
+        out->as.i = smf_int_decode(v, it->vlen);
+        break;
+    case SM_FLOAT: {
+        uint64_t bits = smf_le64(v);
+        memcpy(&out->as.f, &bits, 8);
+        break;
+    }
+    case SM_BYTES:
+    case SM_STR:
+        out->as.buf.data = v;
+        out->as.buf.size = it->vlen;
+        break;
+    default:
+        out->as.i = 0;
+        break;
+    }
+}
+
+/* The payload of a value as it is stored (the snapshot encoding). */
+static int value_payload(const sm_value *v, unsigned char tmp[8], const void **p, size_t *n) {
+    switch (v->type) {
+    case SM_NONE:
+    case SM_FALSE:
+    case SM_TRUE:
+        *p = tmp, *n = 0;
+        return 0;
+    case SM_INT: {
+        unsigned k = smf_int_size(v->as.i);
+        uint64_t u = (uint64_t)v->as.i;
+        for (unsigned i = 0; i < k; i++)
+            tmp[i] = (unsigned char)(u >> (8 * i));
+        *p = tmp, *n = k;
+        return 0;
+    }
+    case SM_FLOAT: {
+        uint64_t bits;
+        memcpy(&bits, &v->as.f, 8);
+        smf_put64(tmp, bits);
+        *p = tmp, *n = 8;
+        return 0;
+    }
+    case SM_BYTES:
+    case SM_STR:
+        if (v->as.buf.size && !v->as.buf.data)
+            return -EINVAL;
+        if (v->type == SM_STR && !smi_utf8_valid(v->as.buf.data, v->as.buf.size))
+            return SM_EUTF8;
+        *p = v->as.buf.data ? v->as.buf.data : (const void *)tmp, *n = v->as.buf.size;
+        return 0;
+    default:
+        return SM_ETYPE;
+    }
+}
+
+int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
+                   const sm_value *value) {
+    if (kind != SM_KEYS_BYTES && kind != SM_KEYS_STR)
+        return -EINVAL;
+    if (!value || (klen && !key))
+        return -EINVAL;
+    if (b->count && kind != b->kind)
+        return SM_EKEYKIND;
+    if (kind == SM_KEYS_STR && !smi_utf8_valid(key, klen))
+        return SM_EUTF8;
+    unsigned char tmp[8];
+    const void *payload;
+    size_t plen;
+    int rc = value_payload(value, tmp, &payload, &plen);
+    if (rc)
+        return rc;
+    if (klen > SMF_MAX_OFFSET || plen > (SMF_MAX_OFFSET >> SMF_TYPE_BITS))
+        return SM_ETOOBIG;
+    if (!klen)
+        key = tmp; /* any valid pointer for memcpy/memcmp of 0 bytes */
+
+    if (b->count + 1 > b->index_cap / 2 && (rc = index_grow(b)))
+        return rc;
+    uint64_t h = sm_hash64(key, klen, 0);
+    int found;
+    size_t slot = index_find(b, key, klen, h, &found);
+    unsigned char *data = malloc(klen + plen ? klen + plen : 1);
+    if (!data)
+        return -ENOMEM;
+    memcpy(data, key, klen);
+    memcpy(data + klen, payload, plen);
+    if (found) {
+        item *it = &b->items[b->index[slot] - 1];
+        free(it->data);
+        it->data = data;
+        it->vlen = plen;
+        it->type = (unsigned)value->type;
+        layout_drop(&b->lay);
+        return 0;
+    }
+    if (b->count >= MAX_ITEMS) {
+        free(data);
+        return SM_ETOOBIG;
+    }
+    if (b->count == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 16;
+        item *ni = realloc(b->items, ncap * sizeof *ni);
+        if (!ni) {
+            free(data);
+            return -ENOMEM;
+        }
+        b->items = ni;
+        b->cap = ncap;
+    }
+    if (b->order_valid) {
+        /* Still in order if the new key is the largest: append. */
+        if (b->count && smi_keycmp(key, klen, b->items[b->order[b->count - 1]].data,
+                                   b->items[b->order[b->count - 1]].klen) <= 0) {
+            b->order_valid = 0;
+        } else {
+            if (b->count == b->order_cap) {
+                uint32_t *no = realloc(b->order, b->cap * sizeof *no);
+                if (!no) {
+                    free(data);
+                    return -ENOMEM;
+                }
+                b->order = no;
+                b->order_cap = b->cap;
+            }
+            b->order[b->count] = (uint32_t)b->count;
+        }
+    }
+    item *it = &b->items[b->count];
+    it->data = data;
+    it->hash = h;
+    it->klen = klen;
+    it->vlen = plen;
+    it->type = (unsigned)value->type;
+    b->index[slot] = (uint32_t)(b->count + 1);
+    b->count++;
+    b->kind = kind;
+    b->version++;
+    layout_drop(&b->lay);
+    return 0;
+}
+
+int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_value *out) {
+    if (!b->count)
+        return SM_NOTFOUND;
+    if (!klen)
+        key = "";
+    int found;
+    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, 0), &found);
+    if (!found)
+        return SM_NOTFOUND;
+    if (out)
+        value_fill(&b->items[b->index[slot] - 1], out);
+    return 0;
+}
+
+int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
+    if (!b->count)
+        return SM_NOTFOUND;
+    if (!klen)
+        key = "";
+    int found;
+    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, 0), &found);
+    if (!found)
+        return SM_NOTFOUND;
+    size_t n = b->index[slot] - 1, last = b->count - 1;
+    if (b->order_valid) {
+        size_t r = order_rank(b, key, klen);
+        memmove(b->order + r, b->order + r + 1, (last - r) * sizeof *b->order);
+    }
+    index_remove(b, slot);
+    free(b->items[n].data);
+    b->count--; /* order[0, count) is valid again, naming item `last` if n != last */
+    if (n != last) {
+        /* move the last item into the hole; repoint its index slot and its rank */
+        size_t s = index_slot_of(b, last);
+        b->items[n] = b->items[last];
+        b->index[s] = (uint32_t)(n + 1);
+        if (b->order_valid) {
+            size_t r = order_rank(b, b->items[n].data, b->items[n].klen);
+            b->order[r] = (uint32_t)n;
+        }
+    }
+    if (!b->count)
+        b->kind = SM_KEYS_NONE;
+    b->version++;
+    layout_drop(&b->lay);
+    return 0;
+}
+
+int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out) {
+    if (rank >= b->count)
+        return SM_NOTFOUND;
+    int rc = smi_builder_sort(b);
+    if (rc)
+        return rc;
+    const item *it = &b->items[b->order[rank]];
+    out->key.data = it->data;
+    out->key.size = it->klen;
+    value_fill(it, &out->value);
+    return 0;
+}
+
+int sm_builder_from_reader(sm_builder **out, const sm_reader *r) {
+    sm_builder *b;
+    int rc = sm_builder_new(&b);
+    if (rc)
+        return rc;
+    sm_cursor c;
+    sm_entry e;
+    sm_key_kind kind = sm_reader_key_kind(r);
+    rc = sm_seek_rank(r, 0, &c);
+    while (!rc && (rc = sm_cursor_get(&c, &e)) == 0) {
+        if ((rc = sm_builder_put(b, kind, e.key.data, e.key.size, &e.value)))
+            break;
+        rc = sm_cursor_next(&c);
+    }
+    if (rc != SM_NOTFOUND) {
+        sm_builder_free(b);
+        return rc ? rc : SM_ECORRUPT;
+    }
+    *out = b;
+    return 0;
+}
+
+/* ---- layout ---- */
+
+static uint64_t record_size(const item *it) {
+    return smf_varint_size(it->klen) + smf_varint_size(((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type) +
+           it->klen + it->vlen;
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+/* Place every key in a table of M home slots (Robin Hood order: by home, then
+ * rank).  Returns 0, or 1 if some displacement would exceed SMF_DISP_MAX. */
+static int place(const sm_builder *b, const uint64_t *offsets, const uint64_t *hashes,
+                 uint64_t M, uint64_t *table, uint64_t *table_slots, uint32_t *counts,
+                 uint32_t *byhome) {
+    size_t n = b->count;
+    memset(counts, 0, (size_t)(M + 1) * sizeof *counts);
+    for (size_t r = 0; r < n; r++)
+        counts[smf_home(hashes[r], M) + 1]++;
+    for (uint64_t i = 0; i < M; i++)
+        counts[i + 1] += counts[i];
+    for (size_t r = 0; r < n; r++)
+        byhome[counts[smf_home(hashes[r], M)]++] = (uint32_t)r;
+    memset(table, 0, (size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
+    uint64_t next = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t r = byhome[k];
+        uint64_t h = hashes[r], home = smf_home(h, M);
+        uint64_t pos = home > next ? home : next;
+        uint64_t disp = pos - home;
+        if (disp > SMF_DISP_MAX)
+            return 1;
+        table[pos] = offsets[r] | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT) | (disp << SMF_SLOT_DISP_SHIFT);
+        next = pos + 1;
+    }
+    *table_slots = next > M ? next : M;
+    return 0;
+}
+
+int sm_builder_layout(sm_builder *b, uint64_t *size) {
+    layout *l = &b->lay;
+    if (l->valid) {
+        *size = l->size;
+        return 0;
+    }
+    int rc = smi_builder_sort(b);
+    if (rc)
+        return rc;
+    size_t n = b->count;
+    uint64_t *offsets = malloc((n ? n : 1) * sizeof *offsets);
+    uint64_t *hashes = malloc((n ? n : 1) * sizeof *hashes);
+    uint32_t *byhome = malloc((n ? n : 1) * sizeof *byhome);
+    uint32_t *counts = NULL;
+    uint64_t *table = NULL;
+    if (!offsets || !hashes || !byhome) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    uint64_t off = SMF_HEADER_SIZE;
+    for (size_t r = 0; r < n; r++) {
+        const item *it = &b->items[b->order[r]];
+        if (off > SMF_MAX_OFFSET) {
+            rc = SM_ETOOBIG;
+            goto done;
+        }
+        offsets[r] = off;
+        hashes[r] = it->hash; /* seed 0 first */
+        off += record_size(it);
+    }
+    uint64_t records_end = off;
+    uint64_t nsamples = (n + (1u << SMF_SAMPLE_SHIFT) - 1) >> SMF_SAMPLE_SHIFT;
+    uint64_t samples_off = align_up(records_end, SMF_SAMPLES_ALIGN);
+    uint64_t table_off = align_up(samples_off + nsamples * SMF_SAMPLE_SIZE, SMF_TABLE_ALIGN);
+
+    uint64_t M = n ? n + n / 4 + 1 : 0, L = 0, seed = 0;
+    if (n) {
+        for (int attempt = 0;; attempt++) {
+            free(counts);
+            free(table);
+            counts = malloc((size_t)(M + 1) * sizeof *counts);
+            table = malloc((size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
+            if (!counts || !table) {
+                rc = -ENOMEM;
+                goto done;
+            }
+            if (!place(b, offsets, hashes, M, table, &L, counts, byhome))
+                break;
+            /* Pathological keys: try another seed, then a sparser table. */
+            if (attempt >= 3)
+                M += M / 2;
+            seed++;
+            for (size_t r = 0; r < n; r++) {
+                const item *it = &b->items[b->order[r]];
+                hashes[r] = sm_hash64(it->data, it->klen, seed);
+            }
+        }
+    }
+    if (L > (UINT64_MAX - table_off) / 8) {
+        rc = SM_ETOOBIG;
+        goto done;
+    }
+    layout_drop(l);
+    l->valid = 1;
+    l->records_end = records_end;
+    l->samples_off = samples_off;
+    l->nsamples = nsamples;
+    l->table_off = table_off;
+    l->seed = seed;
+    l->home_slots = M;
+    l->table_slots = L;
+    l->table = table;
+    l->size = table_off + L * 8;
+    table = NULL;
+    *size = l->size;
+    rc = 0;
+done:
+    free(offsets);
+    free(hashes);
+    free(byhome);
+    free(counts);
+    free(table);
+    return rc;
+}
+
+/* ---- write ---- */
+
+int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_ns) {
+    uint64_t want;
+    int rc = sm_builder_layout(b, &want);
+    if (rc)
+        return rc;
+    if (size != want || !buf)
+        return -EINVAL;
+    const layout *l = &b->lay;
+    unsigned char *p = buf;
+    memset(p, 0, SMF_HEADER_SIZE);
+
+    unsigned char *w = p + SMF_HEADER_SIZE;
+    for (size_t r = 0; r < b->count; r++) {
+        const item *it = &b->items[b->order[r]];
+        if ((r & ((1u << SMF_SAMPLE_SHIFT) - 1)) == 0) {
+            unsigned char *s = p + l->samples_off + (r >> SMF_SAMPLE_SHIFT) * SMF_SAMPLE_SIZE;
+            smf_put64(s, (uint64_t)(w - p));
+            memset(s + 8, 0, 8);
+            memcpy(s + 8, it->data, it->klen < 8 ? it->klen : 8);
+        }
+        w = smf_put_varint(w, it->klen);
+        w = smf_put_varint(w, ((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type);
+        memcpy(w, it->data, it->klen + it->vlen);
+        w += it->klen + it->vlen;
+    }
+    memset(w, 0, l->samples_off - l->records_end);
+    uint64_t samples_end = l->samples_off + l->nsamples * SMF_SAMPLE_SIZE;
+    memset(p + samples_end, 0, l->table_off - samples_end);
+    unsigned char *t = p + l->table_off;
+    for (uint64_t i = 0; i < l->table_slots; i++)
+        smf_put64(t + 8 * i, l->table[i]);
+
+    memcpy(p + SMF_OFF_MAGIC, SMF_MAGIC, SMF_MAGIC_LEN);
+    smf_put32(p + SMF_OFF_BYTE_ORDER, SMF_BYTE_ORDER);
+    smf_put16(p + SMF_OFF_VERSION, SMF_VERSION);
+    smf_put16(p + SMF_OFF_HEADER_SIZE, SMF_HEADER_SIZE);
+    p[SMF_OFF_KEY_KIND] = (unsigned char)(b->count ? b->kind : SM_KEYS_NONE);
+    p[SMF_OFF_HASH_ID] = SMF_HASH_XXH64;
+    p[SMF_OFF_SAMPLE_SHIFT] = SMF_SAMPLE_SHIFT;
+    smf_put64(p + SMF_OFF_TOTAL_SIZE, size);
+    smf_put64(p + SMF_OFF_COUNT, b->count);
+    smf_put64(p + SMF_OFF_HASH_SEED, l->seed);
+    smf_put64(p + SMF_OFF_HOME_SLOTS, l->home_slots);
+    smf_put64(p + SMF_OFF_TABLE_SLOTS, l->table_slots);
+    smf_put64(p + SMF_OFF_TABLE, l->table_off);
+    smf_put64(p + SMF_OFF_SAMPLES, l->samples_off);
+    smf_put64(p + SMF_OFF_RECORDS_END, l->records_end);
+    smf_put64(p + SMF_OFF_CREATED, created_ns);
+    smf_put64(p + SMF_OFF_BODY_SUM, sm_hash64(p + SMF_HEADER_SIZE, (size_t)(size - SMF_HEADER_SIZE), 0));
+    smf_put64(p + SMF_OFF_HEADER_SUM, sm_hash64(p, SMF_OFF_HEADER_SUM, 0));
+    return 0;
+}

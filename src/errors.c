@@ -1,0 +1,41 @@
+/* errors.c: messages and names for the error codes (generated from SM_ERROR_MAP). */
+#include "internal.h"
+
+#include <string.h>
+
+const char *sm_strerror(int code) {
+    switch (code) {
+    case 0:
+        return "success";
+#define SM_XX_MSG(name, value, msg) \
+    case name:                      \
+        return msg;
+        SM_ERROR_MAP(SM_XX_MSG)
+#undef SM_XX_MSG
+    default:
+        break;
+    }
+    if (code < 0 && code > -4096) {
+        const char *s = strerrordesc_np(-code); /* static, thread-safe (glibc >= 2.32) */
+        if (s)
+            return s;
+    }
+    return "unknown error";
+}
+
+const char *sm_errname(int code) {
+    switch (code) {
+    case 0:
+        return "SM_OK";
+#define SM_XX_NAME(name, value, msg) \
+    case name:                       \
+        return #name;
+        SM_ERROR_MAP(SM_XX_NAME)
+#undef SM_XX_NAME
+    default:
+        break;
+    }
+    if (code < 0 && code > -4096)
+        return strerrorname_np(-code);
+    return NULL;
+}

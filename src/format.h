@@ -1,0 +1,254 @@
+/* format.h: the on-disk layout of a snapshot (docs/FORMAT.md is its spec), and the
+ * bounds-checked primitives every reader of it goes through.
+ *
+ * A snapshot is one contiguous run of bytes; every offset in it is relative to its
+ * first byte, every integer little-endian, nothing is assumed aligned:
+ *
+ *   0        128                     records_end  samples_offset    table_offset   total_size
+ *   +--------+--------------------------+.........+-----------------+.....+-------------+
+ *   | header | records, in key order    | pad     | samples         | pad | hash table  |
+ *   +--------+--------------------------+.........+-----------------+.....+-------------+
+ *
+ * record   varint klen | varint (vlen << 4 | type) | key bytes | value bytes
+ *          Records follow each other with no gaps, so walking them in order is a
+ *          sequential scan: that is iteration, ranges and prefixes.
+ * samples  one 16-byte entry per 2^sample_shift records (every 16th in v1):
+ *          u64 offset of that record | first 8 key bytes, zero-padded.
+ *          Binary search runs over this small array (the key prefix settles most
+ *          comparisons without touching a record), then scans at most 15 records:
+ *          bisect/seek in O(log n), rank -> record in O(1).
+ * table    table_slots u64 slots, open addressing with linear probing, laid out
+ *          in Robin Hood order (the homes of occupied slots never decrease):
+ *
+ *              63      56 55     48 47                                   0
+ *             +----------+---------+--------------------------------------+
+ *             |  disp    |  tag    |  record offset (0 = empty slot)      |
+ *             +----------+---------+--------------------------------------+
+ *
+ *          h = XXH64(key, hash_seed); home = (h * home_slots) >> 64 (the high
+ *          half of the 128-bit product); tag = h & 0xFF; disp = slot - home.
+ *          A lookup reads the slots from home on: it skips slots whose home
+ *          (slot - disp) is lower, checks the tag and then the key of those whose
+ *          home is equal, and stops at an empty slot or a higher home.  With
+ *          home_slots = 1.25 n the run is ~2 slots, so a hit costs one cache line of
+ *          table plus the record (two dependent memory accesses), and a miss
+ *          usually only the cache line of table.
+ */
+#ifndef SM_FORMAT_H
+#define SM_FORMAT_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* ---- header (128 bytes) ---- */
+#define SMF_MAGIC "\x89SMP\r\n\x1a\n" /* 8 bytes: high bit, CR LF, ^Z, LF catch mangled transfers */
+#define SMF_MAGIC_LEN 8
+#define SMF_BYTE_ORDER 0x0A0B0C0Du /* stored LE: 0D 0C 0B 0A */
+#define SMF_VERSION 1u
+#define SMF_HEADER_SIZE 128u
+
+#define SMF_OFF_MAGIC 0           /* u8[8] */
+#define SMF_OFF_BYTE_ORDER 8      /* u32 */
+#define SMF_OFF_VERSION 12        /* u16 */
+#define SMF_OFF_HEADER_SIZE 14    /* u16 */
+#define SMF_OFF_REQUIRED_FLAGS 16 /* u32: reader refuses any bit it does not know (none in v1) */
+#define SMF_OFF_COMPAT_FLAGS 20   /* u32: reader ignores bits it does not know (none in v1) */
+#define SMF_OFF_KEY_KIND 24       /* u8: 0 none (only when count == 0), 1 bytes, 2 str */
+#define SMF_OFF_HASH_ID 25        /* u8: 1 = XXH64 */
+#define SMF_OFF_SAMPLE_SHIFT 26   /* u8: log2 of the sample interval, 0..8 (v1 writes 4) */
+#define SMF_OFF_RESERVED 27       /* u8[5]: zero */
+#define SMF_OFF_TOTAL_SIZE 32     /* u64 */
+#define SMF_OFF_COUNT 40          /* u64 */
+#define SMF_OFF_HASH_SEED 48      /* u64 */
+#define SMF_OFF_HOME_SLOTS 56     /* u64: M, the range of home positions */
+#define SMF_OFF_TABLE_SLOTS 64    /* u64: L >= M, slots including the overflow tail */
+#define SMF_OFF_TABLE 72          /* u64: offset of the table */
+#define SMF_OFF_SAMPLES 80        /* u64: offset of the samples */
+#define SMF_OFF_RECORDS_END 88    /* u64: end of the records (they start at 128) */
+#define SMF_OFF_CREATED 96        /* u64: ns since the Unix epoch */
+#define SMF_OFF_BODY_SUM 104      /* u64: XXH64(seed 0) of bytes [128, total_size) */
+#define SMF_OFF_HEADER_SUM 112    /* u64: XXH64(seed 0) of bytes [0, 112) */
+#define SMF_OFF_SUPERSEDED 120    /* u64: mutable, outside both checksums: 0, or 1 once replaced */
+
+#define SMF_HASH_XXH64 1u
+#define SMF_SAMPLE_SHIFT 4u     /* what this library writes */
+#define SMF_SAMPLE_SHIFT_MAX 8u /* what it accepts */
+#define SMF_SAMPLE_SIZE 16u
+#define SMF_SAMPLE_PREFIX 8u
+#define SMF_TABLE_ALIGN 64u
+#define SMF_SAMPLES_ALIGN 8u
+
+/* ---- slots ---- */
+#define SMF_SLOT_OFFSET_BITS 48
+#define SMF_SLOT_OFFSET_MASK ((UINT64_C(1) << SMF_SLOT_OFFSET_BITS) - 1)
+#define SMF_SLOT_TAG_SHIFT 48
+#define SMF_SLOT_DISP_SHIFT 56
+#define SMF_DISP_MAX 255u
+#define SMF_MAX_OFFSET SMF_SLOT_OFFSET_MASK /* records must start below 2^48 */
+
+/* ---- records ---- */
+#define SMF_TYPE_BITS 4
+#define SMF_TYPE_MASK 0xFu
+#define SMF_TYPE_MAX 6u /* SM_STR; 7..15 are invalid in v1 */
+#define SMF_VARINT_MAX 10u
+
+static inline uint16_t smf_le16(const unsigned char *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t smf_le32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+static inline uint64_t smf_le64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+static inline void smf_put16(unsigned char *p, uint16_t v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+static inline void smf_put32(unsigned char *p, uint32_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, 4);
+}
+static inline void smf_put64(unsigned char *p, uint64_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
+}
+
+/* Big-endian load of up to 8 key bytes, zero-padded: comparing two of these as
+ * integers compares the byte strings' first 8 bytes. */
+static inline uint64_t smf_prefix64(const unsigned char *p, size_t n) {
+    unsigned char b[8] = {0};
+    memcpy(b, p, n < 8 ? n : 8);
+    uint64_t v;
+    memcpy(&v, b, 8);
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* home = high half of h * M. */
+static inline uint64_t smf_home(uint64_t h, uint64_t home_slots) {
+    return (uint64_t)(((unsigned __int128)h * home_slots) >> 64);
+}
+
+/* Unsigned LEB128, at most 10 bytes, value < 2^64.  Reads only [*pos, end).
+ * Returns 0 and advances *pos, or -1 if it runs past end or is too long. */
+static inline int smf_varint(const unsigned char *base, uint64_t *pos, uint64_t end,
+                             uint64_t *out) {
+    uint64_t p = *pos, v = 0;
+    unsigned shift = 0;
+    for (unsigned i = 0; i < SMF_VARINT_MAX; i++) {
+        if (p >= end)
+            return -1;
+        unsigned char c = base[p++];
+        if (shift == 63 && (c & 0x7E))
+            return -1; /* would overflow 64 bits */
+        v |= (uint64_t)(c & 0x7F) << shift;
+        if (!(c & 0x80)) {
+            *pos = p;
+            *out = v;
+            return 0;
+        }
+        shift += 7;
+    }
+    return -1;
+}
+
+static inline unsigned smf_varint_size(uint64_t v) {
+    unsigned n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline unsigned char *smf_put_varint(unsigned char *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+/* A record, parsed and bounds-checked: key at [key, key+klen), value payload at
+ * [val, val+vlen), next record at next. */
+typedef struct smf_record {
+    uint64_t key, klen, val, vlen, next;
+    unsigned type;
+} smf_record;
+
+/* Parse the record at offset off, which must lie in [start, end).  Checks that
+ * the whole record fits before end; does not check the type (see smf_value_ok). */
+static inline int smf_record_parse(const unsigned char *base, uint64_t off, uint64_t end,
+                                   smf_record *rec) {
+    uint64_t p = off, klen, word;
+    if (smf_varint(base, &p, end, &klen) || smf_varint(base, &p, end, &word))
+        return -1;
+    uint64_t vlen = word >> SMF_TYPE_BITS;
+    if (klen > end - p)
+        return -1;
+    rec->key = p;
+    rec->klen = klen;
+    p += klen;
+    if (vlen > end - p)
+        return -1;
+    rec->val = p;
+    rec->vlen = vlen;
+    rec->next = p + vlen;
+    rec->type = (unsigned)(word & SMF_TYPE_MASK);
+    return 0;
+}
+
+/* Payload length rules per type: NONE/FALSE/TRUE 0, INT 0..8, FLOAT 8, others any. */
+static inline int smf_value_ok(unsigned type, uint64_t vlen) {
+    switch (type) {
+    case 0: case 1: case 2: return vlen == 0;
+    case 3: return vlen <= 8;
+    case 4: return vlen == 8;
+    case 5: case 6: return 1;
+    default: return 0;
+    }
+}
+
+/* INT payload: 0..8 bytes of two's complement, little-endian, sign-extended. */
+static inline int64_t smf_int_decode(const unsigned char *p, uint64_t n) {
+    if (n == 0)
+        return 0;
+    uint64_t v = 0;
+    for (uint64_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    if (n < 8 && (p[n - 1] & 0x80))
+        v |= ~UINT64_C(0) << (8 * n);
+    return (int64_t)v;
+}
+
+/* The shortest INT payload for v (0 bytes for 0). */
+static inline unsigned smf_int_size(int64_t v) {
+    unsigned n = 0;
+    while (n < 8) {
+        /* fits in n bytes if sign-extending the low n bytes gives v back */
+        if (n == 0 ? v == 0 : (v >= -(INT64_C(1) << (8 * n - 1)) && v < (INT64_C(1) << (8 * n - 1))))
+            return n;
+        n++;
+    }
+    return 8;
+}
+
+#endif /* SM_FORMAT_H */

@@ -1,0 +1,73 @@
+/* internal.h: the library's private structures and helpers, shared by the .c files of src/ only. */
+#ifndef SM_INTERNAL_H
+#define SM_INTERNAL_H
+
+#include "format.h"
+#include "sharedmap.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A reader: the validated header fields, copied out of the snapshot once at open
+ * so that hot paths read them from this struct and never re-trust the bytes. */
+struct sm_reader {
+    const unsigned char *base; /* first byte of the snapshot */
+    uint64_t size;             /* == total_size */
+    void *map;                 /* mmap'ed region to munmap, or NULL for memory */
+    size_t map_len;
+    uint64_t count;
+    uint64_t home_slots;  /* M */
+    uint64_t table_slots; /* L */
+    uint64_t table_off;
+    uint64_t samples_off;
+    uint64_t nsamples;
+    uint64_t records_end;
+    uint64_t seed;
+    uint64_t created_ns;
+    uint64_t body_sum;
+    uint64_t dev, ino;
+    unsigned sample_shift;
+    unsigned version;
+    sm_key_kind kind;
+};
+
+/* Validate a header and fill the structural fields of r (O(1)).  len is the number
+ * of bytes available at p. */
+int smi_parse_header(const unsigned char *p, uint64_t len, struct sm_reader *r);
+
+/* Parse the record at off, which must be a plausible record start: in
+ * [SMF_HEADER_SIZE, records_end).  Returns 0 or SM_ECORRUPT. */
+static inline int smi_record(const struct sm_reader *r, uint64_t off, smf_record *rec) {
+    if (off < SMF_HEADER_SIZE || off >= r->records_end)
+        return SM_ECORRUPT;
+    if (smf_record_parse(r->base, off, r->records_end, rec))
+        return SM_ECORRUPT;
+    return 0;
+}
+
+/* Decode the value of a parsed record.  Returns 0 or SM_ECORRUPT. */
+int smi_value(const struct sm_reader *r, const smf_record *rec, sm_value *out);
+
+/* Sample i: the offset of record i << sample_shift. */
+static inline uint64_t smi_sample_offset(const struct sm_reader *r, uint64_t i) {
+    return smf_le64(r->base + r->samples_off + i * SMF_SAMPLE_SIZE);
+}
+static inline uint64_t smi_sample_prefix(const struct sm_reader *r, uint64_t i) {
+    return smf_prefix64(r->base + r->samples_off + i * SMF_SAMPLE_SIZE + 8, 8);
+}
+
+/* Unsigned bytewise comparison, shorter first on a tie: <0, 0, >0. */
+static inline int smi_keycmp(const void *a, size_t alen, const void *b, size_t blen) {
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c)
+        return c;
+    return (alen > blen) - (alen < blen);
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int smi_utf8_valid(const unsigned char *p, size_t n);
+
+/* Iteration over a builder's entries in key order, for the writer. */
+int smi_builder_sort(sm_builder *b);
+
+#endif /* SM_INTERNAL_H */

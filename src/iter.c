@@ -1,0 +1,167 @@
+/* iter.c: ordered access: cursors, seeks by rank and by key, rank and prefix ranges.
+ *
+ * Rank -> record: the sample of block rank >> shift gives a record offset, then at
+ * most 2^shift - 1 records are skipped (O(1)).  Key -> rank: binary search over the
+ * samples, whose 8-byte key prefixes settle most comparisons without touching the
+ * records, then a scan of at most one block (O(log n)).
+ */
+#include "internal.h"
+
+#include <errno.h>
+
+int sm_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
+    if (rank > r->count)
+        return -ERANGE;
+    c->reader = r;
+    c->rank = rank;
+    if (rank == r->count) {
+        c->offset = r->records_end;
+        return 0;
+    }
+    uint64_t block = rank >> r->sample_shift;
+    uint64_t off = smi_sample_offset(r, block);
+    smf_record rec;
+    for (uint64_t k = block << r->sample_shift; k < rank; k++) {
+        if (smi_record(r, off, &rec))
+            return SM_ECORRUPT;
+        off = rec.next;
+    }
+    if (off < SMF_HEADER_SIZE || off >= r->records_end)
+        return SM_ECORRUPT;
+    c->offset = off;
+    return 0;
+}
+
+int sm_cursor_get(const sm_cursor *c, sm_entry *out) {
+    const sm_reader *r = c->reader;
+    if (c->rank >= r->count)
+        return SM_NOTFOUND;
+    smf_record rec;
+    if (smi_record(r, c->offset, &rec))
+        return SM_ECORRUPT;
+    out->key.data = r->base + rec.key;
+    out->key.size = (size_t)rec.klen;
+    return smi_value(r, &rec, &out->value);
+}
+
+int sm_cursor_next(sm_cursor *c) {
+    const sm_reader *r = c->reader;
+    if (c->rank >= r->count)
+        return SM_NOTFOUND;
+    smf_record rec;
+    if (smi_record(r, c->offset, &rec))
+        return SM_ECORRUPT;
+    c->rank++;
+    c->offset = c->rank == r->count ? r->records_end : rec.next;
+    return c->rank == r->count ? SM_NOTFOUND : 0;
+}
+
+int sm_cursor_prev(sm_cursor *c) {
+    if (c->rank == 0)
+        return SM_NOTFOUND;
+    return sm_seek_rank(c->reader, c->rank - 1, c);
+}
+
+/* How a probe key compares with stored keys: as a whole key, or as a prefix (every
+ * key that starts with it compares equal). */
+typedef enum cmp_mode { CMP_KEY, CMP_PREFIX } cmp_mode;
+
+static int cmp_stored(const void *q, size_t qlen, const unsigned char *k, size_t klen,
+                      cmp_mode mode) {
+    if (mode == CMP_PREFIX && klen >= qlen)
+        return memcmp(q, k, qlen);
+    return smi_keycmp(q, qlen, k, klen);
+}
+
+/* Compare the probe with the key of sample i: <0 probe smaller, 0 equal, >0 bigger. */
+static int cmp_sample(const sm_reader *r, uint64_t i, const void *q, size_t qlen, uint64_t qprefix,
+                      uint64_t mask, cmp_mode mode, int *err) {
+    uint64_t sp = smi_sample_prefix(r, i) & mask;
+    if (qprefix != sp)
+        return qprefix < sp ? -1 : 1;
+    smf_record rec;
+    if (smi_record(r, smi_sample_offset(r, i), &rec)) {
+        *err = SM_ECORRUPT;
+        return 0;
+    }
+    return cmp_stored(q, qlen, r->base + rec.key, (size_t)rec.klen, mode);
+}
+
+/* First rank whose key is >= (or > with strict) the probe under mode. */
+static int seek(const sm_reader *r, const void *q, size_t qlen, int strict, cmp_mode mode,
+                sm_cursor *c) {
+    if (!qlen)
+        q = "";
+    uint64_t qprefix = smf_prefix64(q, qlen), mask = ~UINT64_C(0);
+    if (mode == CMP_PREFIX && qlen < 8)
+        mask = qlen ? ~UINT64_C(0) << (8 * (8 - qlen)) : 0;
+    qprefix &= mask;
+    /* first sample j whose key is >= probe (or > probe if strict) */
+    uint64_t lo = 0, hi = r->nsamples;
+    int err = 0;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        int cmp = cmp_sample(r, mid, q, qlen, qprefix, mask, mode, &err);
+        if (err)
+            return err;
+        if (strict ? cmp >= 0 : cmp > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return sm_seek_rank(r, 0, c);
+    /* the answer lies in block lo - 1, after its first record, or at block lo */
+    uint64_t rank = (lo - 1) << r->sample_shift, stop = lo << r->sample_shift;
+    if (stop > r->count)
+        stop = r->count;
+    int rc = sm_seek_rank(r, rank, c);
+    if (rc)
+        return rc;
+    smf_record rec;
+    for (; c->rank < stop; c->rank++) {
+        if (smi_record(r, c->offset, &rec))
+            return SM_ECORRUPT;
+        int cmp = cmp_stored(q, qlen, r->base + rec.key, (size_t)rec.klen, mode);
+        if (strict ? cmp < 0 : cmp <= 0)
+            return 0;
+        c->offset = rec.next;
+    }
+    if (c->rank == r->count)
+        c->offset = r->records_end;
+    return 0;
+}
+
+int sm_seek_key(const sm_reader *r, const void *key, size_t klen, sm_bound bound, sm_cursor *c) {
+    return seek(r, key, klen, bound == SM_GT, CMP_KEY, c);
+}
+
+int sm_rank(const sm_reader *r, const void *key, size_t klen, uint64_t *rank) {
+    sm_cursor c;
+    int rc = seek(r, key, klen, 0, CMP_KEY, &c);
+    if (rc)
+        return rc;
+    sm_entry e;
+    rc = sm_cursor_get(&c, &e);
+    if (rc)
+        return rc;
+    if (e.key.size != klen || (klen && memcmp(e.key.data, key, klen) != 0))
+        return SM_NOTFOUND;
+    if (rank)
+        *rank = c.rank;
+    return 0;
+}
+
+int sm_prefix_range(const sm_reader *r, const void *prefix, size_t plen, uint64_t *begin,
+                    uint64_t *end) {
+    sm_cursor c;
+    int rc = seek(r, prefix, plen, 0, CMP_PREFIX, &c);
+    if (rc)
+        return rc;
+    *begin = c.rank;
+    rc = seek(r, prefix, plen, 1, CMP_PREFIX, &c);
+    if (rc)
+        return rc;
+    *end = c.rank;
+    return 0;
+}
