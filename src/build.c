@@ -488,29 +488,68 @@ static uint64_t record_size(const item *it) {
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-/* Place every key in a table of M home slots (Robin Hood order: by home, then
- * rank).  Returns 0, or 1 if some displacement would exceed SMF_DISP_MAX. */
-static int place(const sm_builder *b, const uint64_t *offsets, const uint64_t *hashes,
-                 uint64_t M, uint64_t *table, uint64_t *table_slots, uint32_t *counts,
-                 uint32_t *byhome) {
-    size_t n = b->count;
-    memset(counts, 0, (size_t)(M + 1) * sizeof *counts);
-    for (size_t r = 0; r < n; r++)
-        counts[smf_home(hashes[r], M) + 1]++;
-    for (uint64_t i = 0; i < M; i++)
-        counts[i + 1] += counts[i];
-    for (size_t r = 0; r < n; r++)
-        byhome[counts[smf_home(hashes[r], M)]++] = (uint32_t)r;
+/* An entry on its way into the table: its home, and its slot minus the displacement. */
+typedef struct hslot {
+    uint64_t home;
+    uint64_t slot;
+} hslot;
+
+#define PREFETCH_AHEAD 16
+
+/* One pass over the entries in key order: record offsets (so the records end at
+ * *records_end) and each entry's home and tag under (seed, M). */
+static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, hslot *out,
+                        uint64_t *records_end) {
+    uint64_t off = SMF_HEADER_SIZE;
+    for (size_t r = 0; r < b->count; r++) {
+        if (r + PREFETCH_AHEAD < b->count)
+            __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
+        const item *it = &b->items[b->order[r]];
+        if (off > SMF_MAX_OFFSET)
+            return SM_ETOOBIG;
+        uint64_t h = seed == 0 ? it->hash : sm_hash64(it->data, it->klen, seed);
+        out[r].home = smf_home(h, M);
+        out[r].slot = off | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT);
+        off += record_size(it);
+    }
+    *records_end = off;
+    return 0;
+}
+
+/* LSD radix sort by home, 11 bits a pass: streams through memory instead of
+ * scattering counters over a table-sized array.  Returns the sorted array (a or t). */
+static hslot *sort_by_home(hslot *a, hslot *t, size_t n, uint64_t M) {
+    for (unsigned shift = 0; shift < 64 && (M - 1) >> shift; shift += 11) {
+        size_t cnt[2048] = {0};
+        for (size_t i = 0; i < n; i++)
+            cnt[(a[i].home >> shift) & 2047]++;
+        size_t sum = 0;
+        for (unsigned k = 0; k < 2048; k++) {
+            size_t c = cnt[k];
+            cnt[k] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            t[cnt[(a[i].home >> shift) & 2047]++] = a[i];
+        hslot *swap = a;
+        a = t;
+        t = swap;
+    }
+    return a;
+}
+
+/* Give each entry, in home order, the first free slot at or after its home.
+ * Returns 0, or 1 if some displacement would exceed SMF_DISP_MAX. */
+static int place(const hslot *byhome, size_t n, uint64_t M, uint64_t *table, uint64_t *table_slots) {
     memset(table, 0, (size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
     uint64_t next = 0;
     for (size_t k = 0; k < n; k++) {
-        uint32_t r = byhome[k];
-        uint64_t h = hashes[r], home = smf_home(h, M);
+        uint64_t home = byhome[k].home;
         uint64_t pos = home > next ? home : next;
         uint64_t disp = pos - home;
         if (disp > SMF_DISP_MAX)
             return 1;
-        table[pos] = offsets[r] | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT) | (disp << SMF_SLOT_DISP_SHIFT);
+        table[pos] = byhome[k].slot | (disp << SMF_SLOT_DISP_SHIFT);
         next = pos + 1;
     }
     *table_slots = next > M ? next : M;
@@ -527,54 +566,34 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
     if (rc)
         return rc;
     size_t n = b->count;
-    uint64_t *offsets = malloc((n ? n : 1) * sizeof *offsets);
-    uint64_t *hashes = malloc((n ? n : 1) * sizeof *hashes);
-    uint32_t *byhome = malloc((n ? n : 1) * sizeof *byhome);
-    uint32_t *counts = NULL;
+    hslot *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
     uint64_t *table = NULL;
-    if (!offsets || !hashes || !byhome) {
+    if (!a || !t) {
         rc = -ENOMEM;
         goto done;
     }
-    uint64_t off = SMF_HEADER_SIZE;
-    for (size_t r = 0; r < n; r++) {
-        const item *it = &b->items[b->order[r]];
-        if (off > SMF_MAX_OFFSET) {
-            rc = SM_ETOOBIG;
+    uint64_t M = n ? n + n / 4 + 1 : 0, L = 0, seed = 0, records_end;
+    for (int attempt = 0;; attempt++) {
+        if ((rc = hash_entries(b, seed, M, a, &records_end)))
+            goto done;
+        if (!n)
+            break;
+        free(table);
+        table = malloc((size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
+        if (!table) {
+            rc = -ENOMEM;
             goto done;
         }
-        offsets[r] = off;
-        hashes[r] = it->hash; /* seed 0 first */
-        off += record_size(it);
+        if (!place(sort_by_home(a, t, n, M), n, M, table, &L))
+            break;
+        /* Pathological keys: try another seed, then a sparser table. */
+        if (attempt >= 3)
+            M += M / 2;
+        seed++;
     }
-    uint64_t records_end = off;
     uint64_t nsamples = (n + (1u << SMF_SAMPLE_SHIFT) - 1) >> SMF_SAMPLE_SHIFT;
     uint64_t samples_off = align_up(records_end, SMF_SAMPLES_ALIGN);
     uint64_t table_off = align_up(samples_off + nsamples * SMF_SAMPLE_SIZE, SMF_TABLE_ALIGN);
-
-    uint64_t M = n ? n + n / 4 + 1 : 0, L = 0, seed = 0;
-    if (n) {
-        for (int attempt = 0;; attempt++) {
-            free(counts);
-            free(table);
-            counts = malloc((size_t)(M + 1) * sizeof *counts);
-            table = malloc((size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
-            if (!counts || !table) {
-                rc = -ENOMEM;
-                goto done;
-            }
-            if (!place(b, offsets, hashes, M, table, &L, counts, byhome))
-                break;
-            /* Pathological keys: try another seed, then a sparser table. */
-            if (attempt >= 3)
-                M += M / 2;
-            seed++;
-            for (size_t r = 0; r < n; r++) {
-                const item *it = &b->items[b->order[r]];
-                hashes[r] = sm_hash64(it->data, it->klen, seed);
-            }
-        }
-    }
     if (L > (UINT64_MAX - table_off) / 8) {
         rc = SM_ETOOBIG;
         goto done;
@@ -594,10 +613,8 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
     *size = l->size;
     rc = 0;
 done:
-    free(offsets);
-    free(hashes);
-    free(byhome);
-    free(counts);
+    free(a);
+    free(t);
     free(table);
     return rc;
 }
@@ -617,6 +634,10 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
 
     unsigned char *w = p + SMF_HEADER_SIZE;
     for (size_t r = 0; r < b->count; r++) {
+        if (r + PREFETCH_AHEAD < b->count)
+            __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
+        if (r + PREFETCH_AHEAD / 2 < b->count)
+            __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
         const item *it = &b->items[b->order[r]];
         if ((r & ((1u << SMF_SAMPLE_SHIFT) - 1)) == 0) {
             unsigned char *s = p + l->samples_off + (r >> SMF_SAMPLE_SHIFT) * SMF_SAMPLE_SIZE;
