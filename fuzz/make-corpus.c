@@ -1,0 +1,107 @@
+/* make-corpus.c: writes the seed corpus: valid snapshots of varied shapes for
+ * fuzz_reader, small edit programs for fuzz_build.  Run by fuzz/run.sh when the
+ * corpus is missing; the output is deterministic. */
+#include "sharedmap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned long long state = 0x2545F4914F6CDD1DULL;
+static unsigned rnd(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (unsigned)(state >> 32);
+}
+
+static void emit(const char *dir, const char *name, sm_builder *b) {
+    uint64_t size;
+    if (sm_builder_layout(b, &size))
+        exit(1);
+    unsigned char *buf = malloc((size_t)size);
+    if (!buf || sm_builder_write(b, buf, size, 0))
+        exit(1);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, (size_t)size, f) != size || fclose(f))
+        exit(1);
+    free(buf);
+    sm_builder_clear(b);
+}
+
+static void put(sm_builder *b, sm_key_kind kind, const void *k, size_t kl, sm_value v) {
+    if (sm_builder_put(b, kind, k, kl, &v))
+        exit(1);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: make-corpus READER_DIR BUILD_DIR\n");
+        return 2;
+    }
+    const char *rd = argv[1], *bd = argv[2];
+    sm_builder *b;
+    if (sm_builder_new(&b))
+        return 1;
+    emit(rd, "empty.snap", b);
+    put(b, SM_KEYS_STR, "k", 1, sm_value_str("v", 1));
+    emit(rd, "one.snap", b);
+    put(b, SM_KEYS_STR, "aaa", 3, sm_value_str("323", 3));
+    put(b, SM_KEYS_STR, "tes", 3, sm_value_int(-2));
+    put(b, SM_KEYS_STR, "zb", 2, sm_value_bool(1));
+    emit(rd, "format-example.snap", b);
+    /* every type */
+    put(b, SM_KEYS_STR, "", 0, sm_value_none());
+    put(b, SM_KEYS_STR, "f", 1, sm_value_bool(0));
+    put(b, SM_KEYS_STR, "t", 1, sm_value_bool(1));
+    put(b, SM_KEYS_STR, "imin", 4, sm_value_int(INT64_MIN));
+    put(b, SM_KEYS_STR, "imax", 4, sm_value_int(INT64_MAX));
+    put(b, SM_KEYS_STR, "i0", 2, sm_value_int(0));
+    put(b, SM_KEYS_STR, "i255", 4, sm_value_int(255));
+    put(b, SM_KEYS_STR, "fneg0", 5, sm_value_float(-0.0));
+    put(b, SM_KEYS_STR, "fpi", 3, sm_value_float(3.14159));
+    put(b, SM_KEYS_STR, "bytes", 5, sm_value_bytes("\0\1\2\xff", 4));
+    put(b, SM_KEYS_STR, "\xe7\xba\xa2", 3, sm_value_str("32\xe6\x98\xaf", 5));
+    put(b, SM_KEYS_STR, "long", 4, sm_value_str("0123456789012345678901234567890123456789", 40));
+    emit(rd, "types.snap", b);
+    /* bytes keys with NUL and 0xFF, shared prefixes across sample blocks */
+    for (unsigned i = 0; i < 100; i++) {
+        unsigned char k[6] = {(unsigned char)(i % 3 == 0 ? 0 : 0xFF), 'p', (unsigned char)(i / 10), (unsigned char)i, 0, 0xFF};
+        put(b, SM_KEYS_BYTES, k, 2 + i % 5, sm_value_int((int64_t)i * 1000003));
+    }
+    emit(rd, "bytes-keys.snap", b);
+    /* a few hundred random str keys */
+    for (unsigned i = 0; i < 300; i++) {
+        char k[32], v[48];
+        unsigned kl = 1 + rnd() % 20, vl = rnd() % 40;
+        for (unsigned j = 0; j < kl; j++)
+            k[j] = (char)('a' + rnd() % 6);
+        for (unsigned j = 0; j < vl; j++)
+            v[j] = (char)('A' + rnd() % 26);
+        put(b, SM_KEYS_STR, k, kl, sm_value_str(v, vl));
+    }
+    emit(rd, "random-300.snap", b);
+    sm_builder_free(b);
+
+    /* fuzz_build programs: op, klen, key, value bytes */
+    for (int f = 0; f < 8; f++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/prog-%d", bd, f);
+        FILE *out = fopen(path, "wb");
+        if (!out)
+            return 1;
+        for (int i = 0; i < 40 + 20 * f; i++) {
+            unsigned char op = (unsigned char)(rnd() & (f & 1 ? 0xFF : 0x7F));
+            if (f < 4)
+                op = (unsigned char)((op & 0xBF) | 0x40); /* str keys */
+            fputc(op, out);
+            fputc((int)(rnd() % 6), out);
+            for (int j = 0; j < 24; j++)
+                fputc("abc\0\xff"[rnd() % 5], out);
+        }
+        fclose(out);
+    }
+    return 0;
+}
