@@ -115,7 +115,8 @@ static void temp_name(char *out, size_t cap, const char *label) {
     uint64_t rnd;
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = now_ns() ^ ((uint64_t)getpid() << 32);
-    snprintf(out, cap, TMP_PREFIX "%ld.%016llx.%s", (long)getpid(), (unsigned long long)rnd, label);
+    /* the label (the map or file name) is cut so the whole name fits NAME_MAX */
+    snprintf(out, cap, TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
 }
 
 /* Steps 1-2: an anonymous (or, failing that, temporary-named) locked file. */
@@ -274,8 +275,6 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
         return -EISDIR;
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
-    if (strlen(base) > NAME_MAX - 40)
-        return -ENAMETOOLONG;
     int dirfd;
     if (!slash) {
         dirfd = open_dir(".");
