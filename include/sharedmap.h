@@ -194,9 +194,15 @@ SM_API int sm_builder_from_reader(sm_builder **out, const sm_reader *r);
  *  The layout is kept until the builder is modified. */
 SM_API int sm_builder_layout(sm_builder *b, uint64_t *size);
 
+/** Pass as created_ns to stamp the snapshot with the time its layout was computed. */
+#define SM_CREATED_AUTO UINT64_MAX
+
 /** Write the snapshot into @p buf, which must hold exactly the size reported by
  *  sm_builder_layout() (computing the layout first if needed).  @p created_ns is
- *  stored in the header (nanoseconds since the Unix epoch; 0 is allowed).
+ *  stored in the header (nanoseconds since the Unix epoch; 0 is allowed), or, with
+ *  SM_CREATED_AUTO, the time at which the current layout was computed: that is what
+ *  sm_publish() and sm_save() use, so the bytes of an unchanged builder are the same
+ *  whichever way they are written.
  *  The bytes are a complete snapshot: sm_reader_open_mem() opens them.
  *  @return 0, -EINVAL if size is wrong, -ENOMEM. */
 SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_ns);

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct item {
     unsigned char *data; /* key bytes, then the value payload */
@@ -29,7 +30,8 @@ typedef struct layout {
     int valid;
     uint64_t size, records_end, samples_off, nsamples, table_off;
     uint64_t seed, home_slots, table_slots;
-    uint64_t *table; /* table_slots slots, host order */
+    uint64_t created_ns; /* when this layout was computed */
+    uint64_t *table;     /* table_slots slots, host order */
 } layout;
 
 struct sm_builder {
@@ -609,6 +611,9 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
     l->table_slots = L;
     l->table = table;
     l->size = table_off + L * 8;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    l->created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     table = NULL;
     *size = l->size;
     rc = 0;
@@ -672,7 +677,7 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
     smf_put64(p + SMF_OFF_TABLE, l->table_off);
     smf_put64(p + SMF_OFF_SAMPLES, l->samples_off);
     smf_put64(p + SMF_OFF_RECORDS_END, l->records_end);
-    smf_put64(p + SMF_OFF_CREATED, created_ns);
+    smf_put64(p + SMF_OFF_CREATED, created_ns == SM_CREATED_AUTO ? l->created_ns : created_ns);
     smf_put64(p + SMF_OFF_BODY_SUM, sm_hash64(p + SMF_HEADER_SIZE, (size_t)(size - SMF_HEADER_SIZE), 0));
     smf_put64(p + SMF_OFF_HEADER_SUM, sm_hash64(p, SMF_OFF_HEADER_SUM, 0));
     return 0;

@@ -95,7 +95,7 @@ static int write_snapshot(sm_builder *b, int fd, uint64_t size) {
         void *map = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (map == MAP_FAILED)
             return -errno;
-        rc = sm_builder_write(b, map, size, now_ns());
+        rc = sm_builder_write(b, map, size, SM_CREATED_AUTO);
         munmap(map, (size_t)size);
         return rc;
     }
@@ -104,7 +104,7 @@ static int write_snapshot(sm_builder *b, int fd, uint64_t size) {
     unsigned char *buf = malloc((size_t)size);
     if (!buf)
         return -ENOMEM;
-    rc = sm_builder_write(b, buf, size, now_ns());
+    rc = sm_builder_write(b, buf, size, SM_CREATED_AUTO);
     if (!rc)
         rc = write_all(fd, buf, size);
     free(buf);
