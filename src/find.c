@@ -17,7 +17,9 @@ static probe_result probe(const sm_reader *r, const void *key, size_t klen, smf_
     uint64_t home = smf_home(h, r->home_slots);
     uint64_t tag = h & 0xFF;
     const unsigned char *table = r->base + r->table_off;
-    for (uint64_t i = home; i < r->table_slots; i++) {
+    /* a slot past home + SMF_DISP_MAX cannot hold an entry of this home */
+    uint64_t end = r->table_slots - home > SMF_DISP_MAX ? home + SMF_DISP_MAX + 1 : r->table_slots;
+    for (uint64_t i = home; i < end; i++) {
         uint64_t slot = smf_le64(table + 8 * i);
         if (!slot)
             return PROBE_ABSENT;
