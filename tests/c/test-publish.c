@@ -1,0 +1,730 @@
+/* test-publish.c: publishing, attaching (from real child processes), replacing,
+ * unpublishing, names, permissions, files, symlinks, listing and garbage collection. */
+#include "test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A builder of n random str->any entries and its model. */
+static sm_builder *random_builder(model *m, size_t n, uint64_t seed) {
+    model_random(m, SM_KEYS_STR, n, seed);
+    return model_builder(m);
+}
+
+/* A map whose every value is the int `version`: a reader can tell versions apart. */
+static sm_builder *versioned_builder(model *m, size_t n, int64_t version) {
+    model_init(m, SM_KEYS_STR);
+    char key[32];
+    for (size_t i = 0; i < n; i++) {
+        int kl = snprintf(key, sizeof key, "key%06zu", i);
+        sm_value v = sm_value_int(version);
+        model_add(m, key, (size_t)kl, &v);
+    }
+    model_sort_unique(m);
+    return model_builder(m);
+}
+
+static int file_mode(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        test_fail(__FILE__, __LINE__, "lstat %s: %s", path, strerror(errno));
+    return (int)(st.st_mode & 07777);
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static const char *shm_path(const char *dir, const char *name) {
+    static char bufs[4][600];
+    static unsigned next;
+    char *b = bufs[next++ % 4];
+    snprintf(b, sizeof bufs[0], "%s/%s%s", dir ? dir : SM_DEFAULT_DIR, SM_NAME_PREFIX, name);
+    return b;
+}
+
+/* The names in dir, sorted, joined by spaces. */
+static const char *dir_listing(const char *dir) {
+    static char out[4096];
+    struct dirent **list;
+    int n = scandir(dir, &list, NULL, alphasort);
+    if (n < 0)
+        test_fail(__FILE__, __LINE__, "scandir %s: %s", dir, strerror(errno));
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(list[i]->d_name, ".") && strcmp(list[i]->d_name, "..")) {
+            if (out[0])
+                strncat(out, " ", sizeof out - strlen(out) - 1);
+            strncat(out, list[i]->d_name, sizeof out - strlen(out) - 1);
+        }
+        free(list[i]);
+    }
+    free(list);
+    return out;
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        test_fail(__FILE__, __LINE__, "open %s: %s", path, strerror(errno));
+    ASSERT_EQ(write(fd, data, n), (ssize_t)n);
+    close(fd);
+}
+
+struct attach_ctx {
+    const model *m;
+    const char *dir, *name;
+};
+
+static void child_attach_check(void *arg) {
+    const struct attach_ctx *c = arg;
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r, c->dir, c->name));
+    check_reader(r, c->m, 5, 200);
+    ASSERT_EQ(sm_reader_superseded(r), 0);
+    sm_reader_close(r);
+}
+
+static void child_publish(void *arg) {
+    const struct attach_ctx *c = arg;
+    sm_builder *b = model_builder(c->m);
+    ASSERT_OK(sm_publish(b, c->dir, c->name, 0, 0));
+    sm_builder_free(b);
+}
+
+TEST(publish_attach_child) {
+    model m;
+    sm_builder *b = random_builder(&m, 500, 42);
+    const char *name = test_map_name("attach");
+    ASSERT_OK(sm_publish(b, NULL, name, 0, 0));
+    ASSERT(exists(shm_path(NULL, name)));
+
+    /* a reader in another process */
+    struct attach_ctx c = {&m, NULL, name};
+    ASSERT_CHILD_OK(test_spawn(child_attach_check, &c));
+    ASSERT_CHILD_OK(test_spawn(child_attach_check, &c));
+
+    /* a writer in another process that has exited: the map stays */
+    model m2;
+    model_random(&m2, SM_KEYS_STR, 300, 43);
+    const char *name2 = test_map_name("attach2");
+    struct attach_ctx c2 = {&m2, NULL, name2};
+    ASSERT_CHILD_OK(test_spawn(child_publish, &c2));
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r, NULL, name2));
+    check_reader(r, &m2, 6, 200);
+    sm_reader_close(r);
+
+    ASSERT_OK(sm_unpublish(NULL, name));
+    ASSERT_OK(sm_unpublish(NULL, name2));
+    ASSERT(!exists(shm_path(NULL, name)));
+    sm_builder_free(b);
+    model_free(&m);
+    model_free(&m2);
+}
+
+TEST(publish_eexist) {
+    const char *dir = test_dir();
+    model m1, m2;
+    sm_builder *b1 = versioned_builder(&m1, 50, 1);
+    sm_builder *b2 = versioned_builder(&m2, 70, 2);
+    ASSERT_OK(sm_publish(b1, dir, "map", 0, 0));
+    ASSERT_ERR(sm_publish(b2, dir, "map", 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b2, dir, "map", 0, 0600), -EEXIST);
+    /* the first map is intact and nothing was left behind */
+    ASSERT_STR_EQ(dir_listing(dir), "sharedmap.map");
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "map"));
+    check_reader(r, &m1, 1, 50);
+    sm_reader_close(r);
+    sm_builder_free(b1);
+    sm_builder_free(b2);
+    model_free(&m1);
+    model_free(&m2);
+}
+
+struct hold_ctx {
+    const model *m;
+    const char *dir, *name;
+    int ready_w, go_r;
+};
+
+/* Attaches, tells the parent, waits for the replacement, then checks that it still
+ * reads the old version and that it has learned it is superseded. */
+static void child_hold_old(void *arg) {
+    const struct hold_ctx *c = arg;
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r, c->dir, c->name));
+    ASSERT_EQ(sm_reader_superseded(r), 0);
+    char x = 'r';
+    ASSERT_EQ(write(c->ready_w, &x, 1), 1);
+    ASSERT_EQ(read(c->go_r, &x, 1), 1);
+    check_reader(r, c->m, 9, 100);
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader_close(r);
+}
+
+static void check_force_replace(const char *dir) {
+    const char *name = test_map_name("force");
+    model m1, m2;
+    sm_builder *b1 = versioned_builder(&m1, 100, 1);
+    sm_builder *b2 = versioned_builder(&m2, 150, 2);
+    ASSERT_OK(sm_publish(b1, dir, name, 0, 0));
+
+    int ready[2], go[2];
+    ASSERT_OK(pipe(ready));
+    ASSERT_OK(pipe(go));
+    struct hold_ctx c = {&m1, dir, name, ready[1], go[0]};
+    pid_t pid = test_spawn(child_hold_old, &c);
+    char x;
+    ASSERT_EQ(read(ready[0], &x, 1), 1);
+
+    sm_reader *r1 = NULL, *r2 = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r1, dir, name));
+    ASSERT_OK(sm_publish(b2, dir, name, SM_FORCE, 0));
+    ASSERT_EQ(write(go[1], &x, 1), 1);
+
+    check_reader(r1, &m1, 3, 100); /* the old version, still */
+    ASSERT_EQ(sm_reader_superseded(r1), 1);
+    ASSERT_OK(sm_reader_open_shm(&r2, dir, name));
+    check_reader(r2, &m2, 4, 100);
+    ASSERT_EQ(sm_reader_superseded(r2), 0);
+    sm_info i1, i2;
+    sm_reader_info(r1, &i1);
+    sm_reader_info(r2, &i2);
+    ASSERT_NE(i1.ino, i2.ino);
+    ASSERT_CHILD_OK(pid);
+
+    /* force onto a name that does not exist yet works too */
+    const char *fresh = test_map_name("force-fresh");
+    ASSERT_OK(sm_publish(b1, dir, fresh, SM_FORCE, 0));
+    ASSERT_OK(sm_unpublish(dir, fresh));
+
+    sm_reader_close(r1);
+    sm_reader_close(r2);
+    ASSERT_OK(sm_unpublish(dir, name));
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+    sm_builder_free(b1);
+    sm_builder_free(b2);
+    model_free(&m1);
+    model_free(&m2);
+}
+
+TEST(publish_force_replace) {
+    check_force_replace(NULL);
+    check_force_replace(test_dir());
+    /* no debris in the private directory */
+    ASSERT_STR_EQ(dir_listing(test_dir()), "");
+}
+
+TEST(unpublish_while_attached) {
+    const char *name = test_map_name("unpub");
+    model m;
+    sm_builder *b = random_builder(&m, 200, 7);
+    ASSERT_OK(sm_publish(b, NULL, name, 0, 0));
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r, NULL, name));
+    ASSERT_OK(sm_unpublish(NULL, name));
+    ASSERT(!exists(shm_path(NULL, name)));
+    check_reader(r, &m, 8, 100); /* still readable */
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader *r2 = NULL;
+    ASSERT_ERR(sm_reader_open_shm(&r2, NULL, name), -ENOENT);
+    ASSERT_ERR(sm_unpublish(NULL, name), -ENOENT);
+    /* the name is free again */
+    ASSERT_OK(sm_publish(b, NULL, name, 0, 0));
+    ASSERT_OK(sm_reader_open_shm(&r2, NULL, name));
+    ASSERT_EQ(sm_reader_superseded(r2), 0);
+    sm_reader_close(r2);
+    sm_reader_close(r); /* after its name was reused */
+    ASSERT_OK(sm_unpublish(NULL, name));
+    sm_builder_free(b);
+    model_free(&m);
+}
+
+TEST(open_unknown) {
+    sm_reader *r = NULL;
+    ASSERT_ERR(sm_reader_open_shm(&r, NULL, test_map_name("nothing")), -ENOENT);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "nothing"), -ENOENT);
+    ASSERT_ERR(sm_reader_open_shm(&r, "/nonexistent-dir-of-sharedmap", "x"), -ENOENT);
+    ASSERT_ERR(sm_reader_open_file(&r, "/nonexistent-dir-of-sharedmap/x"), -ENOENT);
+    ASSERT_ERR(sm_reader_open_file(&r, test_path("nothing.snap")), -ENOENT);
+    ASSERT_ERR(sm_unpublish(NULL, test_map_name("nothing")), -ENOENT);
+    ASSERT_ERR(sm_unpublish(test_dir(), "nothing"), -ENOENT);
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    ASSERT_ERR(sm_publish(b, "/nonexistent-dir-of-sharedmap", "x", 0, 0), -ENOENT);
+    sm_builder_free(b);
+}
+
+TEST(names) {
+    char long_name[256];
+    memset(long_name, 'n', sizeof long_name);
+    long_name[SM_NAME_MAX + 1] = 0; /* 201 bytes */
+    const char *bad[] = {"", "a/b", "/", "/abs", "a/", long_name};
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_str("v", 1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "k", 1, &v));
+    sm_reader *r = NULL;
+    ASSERT_ERR(sm_name_check(NULL), SM_ENAME);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_ERR(sm_name_check(bad[i]), SM_ENAME);
+        ASSERT_ERR(sm_publish(b, test_dir(), bad[i], 0, 0), SM_ENAME);
+        ASSERT_ERR(sm_publish(b, test_dir(), bad[i], SM_FORCE, 0), SM_ENAME);
+        ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), bad[i]), SM_ENAME);
+        ASSERT_ERR(sm_unpublish(test_dir(), bad[i]), SM_ENAME);
+    }
+    ASSERT_STR_EQ(dir_listing(test_dir()), "");
+
+    /* the longest name, and names of the kind users pick, work */
+    char max_name[SM_NAME_MAX + 1];
+    const char *prefix = test_map_name("max");
+    memset(max_name, 'm', SM_NAME_MAX);
+    memcpy(max_name, prefix, strlen(prefix));
+    max_name[SM_NAME_MAX] = 0;
+    const char *good[] = {max_name, "test:3325", "\xe7\xba\xa2", "with space", "..", ".hidden",
+                          "a\\b", "x"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        ASSERT_OK(sm_name_check(good[i]));
+        ASSERT_OK(sm_publish(b, test_dir(), good[i], 0, 0));
+        ASSERT_OK(sm_publish(b, test_dir(), good[i], SM_FORCE, 0));
+        ASSERT_OK(sm_reader_open_shm(&r, test_dir(), good[i]));
+        sm_value got;
+        ASSERT_OK(sm_get(r, "k", 1, &got));
+        ASSERT_MEM_EQ(got.as.buf.data, got.as.buf.size, "v", 1);
+        sm_reader_close(r);
+        ASSERT_OK(sm_unpublish(test_dir(), good[i]));
+    }
+    /* the longest name in the default directory too */
+    ASSERT_OK(sm_publish(b, NULL, max_name, 0, 0));
+    ASSERT_OK(sm_publish(b, NULL, max_name, SM_FORCE, 0));
+    ASSERT_OK(sm_unpublish(NULL, max_name));
+    ASSERT_STR_EQ(dir_listing(test_dir()), "");
+    sm_builder_free(b);
+}
+
+/* Modes are exact, whatever the umask. */
+static void check_modes(mode_t umask_value) {
+    umask(umask_value);
+    const char *dir = test_dir();
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+
+    ASSERT_OK(sm_publish(b, dir, "default", 0, 0));
+    ASSERT_EQ(file_mode(shm_path(dir, "default")), 0600);
+    ASSERT_OK(sm_publish(b, dir, "group", 0, 0640));
+    ASSERT_EQ(file_mode(shm_path(dir, "group")), 0640);
+    ASSERT_OK(sm_publish(b, dir, "world", 0, 0644));
+    ASSERT_EQ(file_mode(shm_path(dir, "world")), 0644);
+    ASSERT_OK(sm_publish(b, dir, "explicit", 0, SM_DEFAULT_MODE));
+    ASSERT_EQ(file_mode(shm_path(dir, "explicit")), 0600);
+    /* a forced replacement takes the new mode */
+    ASSERT_OK(sm_publish(b, dir, "default", SM_FORCE, 0640));
+    ASSERT_EQ(file_mode(shm_path(dir, "default")), 0640);
+    ASSERT_OK(sm_publish(b, dir, "group", SM_FORCE, 0));
+    ASSERT_EQ(file_mode(shm_path(dir, "group")), 0600);
+
+    ASSERT_OK(sm_save(b, test_path("default.snap"), 0, 0));
+    ASSERT_EQ(file_mode(test_path("default.snap")), 0600);
+    ASSERT_OK(sm_save(b, test_path("group.snap"), 0, 0640));
+    ASSERT_EQ(file_mode(test_path("group.snap")), 0640);
+
+    const char *names[] = {"default", "group", "world", "explicit"};
+    for (size_t i = 0; i < 4; i++)
+        ASSERT_OK(sm_unpublish(dir, names[i]));
+    unlink(test_path("default.snap"));
+    unlink(test_path("group.snap"));
+    ASSERT_STR_EQ(dir_listing(dir), "");
+    sm_builder_free(b);
+}
+
+static void child_modes_077(void *arg) {
+    (void)arg;
+    check_modes(077);
+}
+
+static void child_modes_0(void *arg) {
+    (void)arg;
+    check_modes(0);
+}
+
+static void child_modes_027(void *arg) {
+    (void)arg;
+    check_modes(027);
+}
+
+TEST(publish_modes) {
+    ASSERT_CHILD_OK(test_spawn(child_modes_077, NULL));
+    ASSERT_CHILD_OK(test_spawn(child_modes_0, NULL));
+    ASSERT_CHILD_OK(test_spawn(child_modes_027, NULL));
+}
+
+TEST(save_open_file) {
+    model m1, m2;
+    sm_builder *b1 = random_builder(&m1, 400, 21);
+    sm_builder *b2 = random_builder(&m2, 300, 22);
+    const char *path = test_path("map.snap");
+    ASSERT_OK(sm_save(b1, path, 0, 0));
+    ASSERT_EQ(file_mode(path), 0600);
+    sm_reader *r1 = NULL, *r2 = NULL;
+    ASSERT_OK(sm_reader_open_file(&r1, path));
+    check_reader(r1, &m1, 1, 200);
+    struct stat st;
+    ASSERT_OK(stat(path, &st));
+    sm_info info;
+    sm_reader_info(r1, &info);
+    ASSERT_EQ(info.ino, st.st_ino);
+    ASSERT_EQ(info.dev, st.st_dev);
+    ASSERT_EQ(info.size, st.st_size);
+
+    /* the file holds exactly the bytes sm_builder_write makes (but the time) */
+    size_t size;
+    unsigned char *snap = snapshot_of(b1, &size, info.created_ns);
+    size_t dsize;
+    const unsigned char *data = sm_reader_data(r1, &dsize);
+    ASSERT_MEM_EQ(data, dsize, snap, size);
+    free(snap);
+
+    ASSERT_ERR(sm_save(b2, path, 0, 0), -EEXIST);
+    ASSERT_OK(sm_save(b2, path, SM_FORCE, 0));
+    ASSERT_OK(sm_reader_open_file(&r2, path));
+    check_reader(r2, &m2, 2, 200);
+    check_reader(r1, &m1, 3, 50); /* the old one, still mapped */
+    ASSERT_STR_EQ(dir_listing(test_dir()), "map.snap");
+
+    /* a relative path (no directory part) */
+    char cwd[4096];
+    ASSERT(getcwd(cwd, sizeof cwd) != NULL);
+    ASSERT_OK(chdir(test_dir()));
+    ASSERT_OK(sm_save(b1, "rel.snap", 0, 0));
+    sm_reader *r3 = NULL;
+    ASSERT_OK(sm_reader_open_file(&r3, "rel.snap"));
+    ASSERT_EQ(sm_reader_count(r3), m1.n);
+    sm_reader_close(r3);
+    ASSERT_OK(chdir(cwd));
+
+    /* paths that cannot be files */
+    ASSERT_FAILS(sm_save(b1, "", 0, 0));
+    ASSERT_FAILS(sm_save(b1, test_path("dir/"), 0, 0));
+    ASSERT_ERR(sm_save(b1, "/nonexistent-dir-of-sharedmap/x.snap", 0, 0), -ENOENT);
+    ASSERT_FAILS(sm_reader_open_file(&r3, ""));
+    ASSERT_ERR(sm_reader_open_file(&r3, test_dir()), SM_ENOTSNAPSHOT);
+
+    sm_reader_close(r1);
+    sm_reader_close(r2);
+    sm_builder_free(b1);
+    sm_builder_free(b2);
+    model_free(&m1);
+    model_free(&m2);
+}
+
+TEST(nofollow) {
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(5);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "k", 1, &v));
+    const char *target = test_path("target.snap");
+    ASSERT_OK(sm_save(b, target, 0, 0));
+
+    /* a symlink to a valid snapshot is refused, as a file and as a map name */
+    const char *link = test_path("link.snap");
+    ASSERT_OK(symlink(target, link));
+    sm_reader *r = NULL;
+    ASSERT_ERR(sm_reader_open_file(&r, link), -ELOOP);
+    ASSERT_OK(symlink(target, shm_path(test_dir(), "evil")));
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "evil"), -ELOOP);
+
+    /* saving or publishing onto a symlink never writes through it */
+    sm_builder *b2 = NULL;
+    ASSERT_OK(sm_builder_new(&b2));
+    sm_value v2 = sm_value_int(6);
+    ASSERT_OK(sm_builder_put(b2, SM_KEYS_STR, "k", 1, &v2));
+    ASSERT_ERR(sm_save(b2, link, 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b2, test_dir(), "evil", 0, 0), -EEXIST);
+    ASSERT_OK(sm_save(b2, link, SM_FORCE, 0));
+    ASSERT_OK(sm_publish(b2, test_dir(), "evil", SM_FORCE, 0));
+    struct stat st;
+    ASSERT_OK(lstat(link, &st));
+    ASSERT(S_ISREG(st.st_mode)); /* the link itself was replaced */
+    ASSERT_OK(lstat(shm_path(test_dir(), "evil"), &st));
+    ASSERT(S_ISREG(st.st_mode));
+    ASSERT_OK(sm_reader_open_file(&r, target)); /* the target is untouched */
+    sm_value got;
+    ASSERT_OK(sm_get(r, "k", 1, &got));
+    ASSERT_EQ(got.as.i, 5);
+    sm_reader_close(r);
+
+    /* a dangling symlink under a map name: refused, and unpublish removes the link only */
+    ASSERT_OK(symlink(test_path("absent"), shm_path(test_dir(), "dangling")));
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "dangling"), -ELOOP);
+    ASSERT_ERR(sm_publish(b2, test_dir(), "dangling", 0, 0), -EEXIST);
+    ASSERT(!exists(test_path("absent")));
+
+    /* a symlink to a directory of maps is fine for the directory itself */
+    char dirlink[600];
+    snprintf(dirlink, sizeof dirlink, "%s/dirlink", test_dir());
+    ASSERT_OK(mkdir(test_path("maps"), 0700));
+    ASSERT_OK(symlink(test_path("maps"), dirlink));
+    ASSERT_OK(sm_publish(b2, dirlink, "m", 0, 0));
+    ASSERT_OK(sm_reader_open_shm(&r, test_path("maps"), "m"));
+    sm_reader_close(r);
+    sm_builder_free(b);
+    sm_builder_free(b2);
+}
+
+TEST(not_regular_files) {
+    const char *dir = test_dir();
+    sm_reader *r = NULL;
+    /* a FIFO must not hang the open */
+    ASSERT_OK(mkfifo(shm_path(dir, "fifo"), 0600));
+    ASSERT_ERR(sm_reader_open_shm(&r, dir, "fifo"), SM_ENOTSNAPSHOT);
+    ASSERT_ERR(sm_reader_open_file(&r, shm_path(dir, "fifo")), SM_ENOTSNAPSHOT);
+    ASSERT_OK(mkdir(shm_path(dir, "dir"), 0700));
+    ASSERT_ERR(sm_reader_open_shm(&r, dir, "dir"), SM_ENOTSNAPSHOT);
+    /* empty, short and garbage files */
+    write_file(shm_path(dir, "empty"), "", 0);
+    ASSERT_FAILS(sm_reader_open_shm(&r, dir, "empty"));
+    write_file(shm_path(dir, "short"), "\x89SMP\r\n\x1a\n", 8);
+    ASSERT_FAILS(sm_reader_open_shm(&r, dir, "short"));
+    char junk[4096];
+    memset(junk, 'j', sizeof junk);
+    write_file(shm_path(dir, "junk"), junk, sizeof junk);
+    ASSERT_ERR(sm_reader_open_shm(&r, dir, "junk"), SM_EBADMAGIC);
+}
+
+struct list_seen {
+    int n, junk_err, stop_after;
+    uint64_t count[4], size[4];
+    int err[4];
+    const char *names[4];
+};
+
+static int list_cb(const char *name, const sm_info *info, int err, void *ctx) {
+    struct list_seen *s = ctx;
+    for (int i = 0; i < 4 && s->names[i]; i++) {
+        if (strcmp(name, s->names[i]) == 0) {
+            s->count[i] = info->count;
+            s->size[i] = info->size;
+            s->err[i] = err;
+        }
+    }
+    s->n++;
+    return s->stop_after && s->n >= s->stop_after ? 7 : 0;
+}
+
+TEST(list_maps) {
+    const char *dir = test_dir();
+    model m1, m2;
+    sm_builder *b1 = versioned_builder(&m1, 3, 1);
+    sm_builder *b2 = versioned_builder(&m2, 5, 1);
+    ASSERT_OK(sm_publish(b1, dir, "three", 0, 0));
+    ASSERT_OK(sm_publish(b2, dir, "five", 0, 0));
+    write_file(shm_path(dir, "junk"), "junk", 4);
+    write_file(test_path(".sharedmap-tmp.1.0000000000000000.three"), "x", 1);
+    write_file(test_path("unrelated"), "x", 1);
+
+    struct list_seen s;
+    memset(&s, 0, sizeof s);
+    s.names[0] = "three";
+    s.names[1] = "five";
+    s.names[2] = "junk";
+    ASSERT_OK(sm_list(dir, list_cb, &s));
+    ASSERT_EQ(s.n, 3); /* three, five, junk: not the temporary, not "unrelated" */
+    ASSERT_EQ(s.err[0], 0);
+    ASSERT_EQ(s.count[0], 3);
+    ASSERT_EQ(s.err[1], 0);
+    ASSERT_EQ(s.count[1], 5);
+    struct stat st;
+    ASSERT_OK(stat(shm_path(dir, "five"), &st));
+    ASSERT_EQ(s.size[1], st.st_size);
+    ASSERT_NE(s.err[2], 0);
+    ASSERT_EQ(s.size[2], 4);
+
+    /* the callback stops the listing */
+    memset(&s, 0, sizeof s);
+    s.stop_after = 1;
+    ASSERT_EQ(sm_list(dir, list_cb, &s), 7);
+    ASSERT_EQ(s.n, 1);
+
+    /* the default directory */
+    const char *name = test_map_name("listed");
+    ASSERT_OK(sm_publish(b2, NULL, name, 0, 0));
+    memset(&s, 0, sizeof s);
+    s.names[0] = name;
+    s.count[0] = 999;
+    ASSERT_OK(sm_list(NULL, list_cb, &s));
+    ASSERT_EQ(s.count[0], 5);
+    ASSERT_OK(sm_unpublish(NULL, name));
+
+    ASSERT_ERR(sm_list("/nonexistent-dir-of-sharedmap", list_cb, &s), -ENOENT);
+    sm_builder_free(b1);
+    sm_builder_free(b2);
+    model_free(&m1);
+    model_free(&m2);
+}
+
+struct lock_ctx {
+    const char *path;
+    int ready_w, go_r;
+};
+
+/* A live writer: creates a temporary, locks it, waits. */
+static void child_hold_temp(void *arg) {
+    const struct lock_ctx *c = arg;
+    int fd = open(c->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT(fd >= 0);
+    ASSERT_OK(flock(fd, LOCK_EX));
+    char x = 'r';
+    ASSERT_EQ(write(c->ready_w, &x, 1), 1);
+    ASSERT_EQ(read(c->go_r, &x, 1), 1);
+    close(fd);
+}
+
+/* A writer that dies holding its temporary (as a crash mid-publish leaves it). */
+static void child_die_with_temp(void *arg) {
+    const char *path = arg;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT(fd >= 0);
+    ASSERT_OK(flock(fd, LOCK_EX));
+    ASSERT_EQ(write(fd, "\x89SMP\r\n\x1a\n", 8), 8);
+    _exit(0);
+}
+
+TEST(gc_debris) {
+    const char *dir = test_dir();
+    model m;
+    sm_builder *b = versioned_builder(&m, 10, 1);
+    ASSERT_OK(sm_publish(b, dir, "live", 0, 0));
+
+    char stale[600], dead[600], held[600];
+    snprintf(stale, sizeof stale, "%s/.sharedmap-tmp.999999.0123456789abcdef.live", dir);
+    snprintf(dead, sizeof dead, "%s/.sharedmap-tmp.%ld.fedcba9876543210.live", dir, (long)getpid());
+    snprintf(held, sizeof held, "%s/.sharedmap-tmp.%ld.00000000deadbeef.live", dir, (long)getpid());
+    write_file(stale, "stale", 5);
+    ASSERT_CHILD_OK(test_spawn(child_die_with_temp, dead));
+
+    int ready[2], go[2];
+    ASSERT_OK(pipe(ready));
+    ASSERT_OK(pipe(go));
+    struct lock_ctx c = {held, ready[1], go[0]};
+    pid_t pid = test_spawn(child_hold_temp, &c);
+    char x;
+    ASSERT_EQ(read(ready[0], &x, 1), 1);
+
+    unsigned removed = 12345;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 2);
+    ASSERT(!exists(stale));
+    ASSERT(!exists(dead));
+    ASSERT(exists(held)); /* its writer is alive */
+    ASSERT(exists(shm_path(dir, "live")));
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "live"));
+    ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
+
+    /* the writer dies: its temporary is debris now */
+    ASSERT_EQ(write(go[1], &x, 1), 1);
+    ASSERT_CHILD_OK(pid);
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_STR_EQ(dir_listing(dir), "sharedmap.live");
+    ASSERT_OK(sm_gc(dir, NULL));
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+    ASSERT_OK(sm_gc(NULL, NULL)); /* the default directory: must leave others' live work alone */
+    ASSERT_ERR(sm_gc("/nonexistent-dir-of-sharedmap", &removed), -ENOENT);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+    sm_builder_free(b);
+    model_free(&m);
+}
+
+/* Readers attaching in a loop while the writer replaces the map: every attach sees
+ * one whole version (all values agree, the count matches), never ENOENT. */
+struct race_ctx {
+    const char *dir, *name;
+    int rounds;
+};
+
+static void child_attach_loop(void *arg) {
+    const struct race_ctx *c = arg;
+    for (int i = 0; i < c->rounds; i++) {
+        sm_reader *r = NULL;
+        ASSERT_OK(sm_reader_open_shm(&r, c->dir, c->name));
+        uint64_t n = sm_reader_count(r);
+        sm_cursor cur;
+        sm_entry e;
+        ASSERT_OK(sm_seek_rank(r, 0, &cur));
+        ASSERT_OK(sm_cursor_get(&cur, &e));
+        int64_t version = e.value.as.i;
+        ASSERT_EQ(n, (uint64_t)(100 + version % 2 * 50));
+        uint64_t seen = 0;
+        while (sm_cursor_get(&cur, &e) == 0) {
+            ASSERT_EQ(e.value.as.i, version);
+            seen++;
+            sm_cursor_next(&cur);
+        }
+        ASSERT_EQ(seen, n);
+        ASSERT_OK(sm_reader_verify(r));
+        sm_reader_close(r);
+    }
+}
+
+TEST_TIMEOUT(publish_race_small, 120) {
+    struct race_ctx c = {test_dir(), "race", 300};
+    model m;
+    sm_builder *b = versioned_builder(&m, 100, 0);
+    ASSERT_OK(sm_publish(b, c.dir, c.name, 0, 0));
+    sm_builder_free(b);
+    model_free(&m);
+    sm_builder *bs[2];
+    model ms[2];
+    bs[0] = versioned_builder(&ms[0], 100, 2);
+    bs[1] = versioned_builder(&ms[1], 150, 1);
+    pid_t p1 = test_spawn(child_attach_loop, &c);
+    pid_t p2 = test_spawn(child_attach_loop, &c);
+    for (int i = 0; i < 300; i++)
+        ASSERT_OK(sm_publish(bs[i % 2], c.dir, c.name, SM_FORCE, 0));
+    ASSERT_CHILD_OK(p1);
+    ASSERT_CHILD_OK(p2);
+    ASSERT_STR_EQ(dir_listing(c.dir), "sharedmap.race");
+    for (int i = 0; i < 2; i++) {
+        sm_builder_free(bs[i]);
+        model_free(&ms[i]);
+    }
+}
+
+TEST(publish_empty) {
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    const char *name = test_map_name("empty");
+    ASSERT_OK(sm_publish(b, NULL, name, 0, 0));
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r, NULL, name));
+    model m;
+    model_init(&m, SM_KEYS_STR);
+    check_reader(r, &m, 1, 20);
+    sm_reader_close(r);
+    ASSERT_OK(sm_save(b, test_path("empty.snap"), 0, 0));
+    ASSERT_OK(sm_reader_open_file(&r, test_path("empty.snap")));
+    check_reader(r, &m, 2, 20);
+    sm_reader_close(r);
+    ASSERT_OK(sm_unpublish(NULL, name));
+    sm_builder_free(b);
+}
