@@ -56,6 +56,23 @@ int sm_cursor_next(sm_cursor *c) {
     return c->rank == r->count ? SM_NOTFOUND : 0;
 }
 
+int sm_cursor_read(sm_cursor *c, sm_entry *out) {
+    const sm_reader *r = c->reader;
+    if (c->rank >= r->count)
+        return SM_NOTFOUND;
+    smf_record rec;
+    if (smi_record(r, c->offset, &rec))
+        return SM_ECORRUPT;
+    out->key.data = r->base + rec.key;
+    out->key.size = (size_t)rec.klen;
+    int rc = smi_value(r, &rec, &out->value);
+    if (rc)
+        return rc;
+    c->rank++;
+    c->offset = c->rank == r->count ? r->records_end : rec.next;
+    return 0;
+}
+
 int sm_cursor_prev(sm_cursor *c) {
     if (c->rank == 0)
         return SM_NOTFOUND;

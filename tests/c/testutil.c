@@ -477,6 +477,17 @@ void check_reader(const sm_reader *r, const model *m, uint64_t seed, size_t prob
     ASSERT_ERR(sm_cursor_next(&c), SM_NOTFOUND);
     ASSERT_EQ(c.rank, n);
 
+    /* forward walk with sm_cursor_read: the same entries, one call each */
+    ASSERT_OK(sm_seek_rank(r, 0, &c));
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_OK(sm_cursor_read(&c, &e));
+        ASSERT_MEM_EQ(e.key.data, e.key.size, m->e[i].key, m->e[i].klen);
+        ASSERT_VALUE_EQ(&e.value, &m->e[i].val);
+        ASSERT_EQ(c.rank, i + 1);
+    }
+    ASSERT_ERR(sm_cursor_read(&c, &e), SM_NOTFOUND);
+    ASSERT_EQ(c.rank, n);
+
     /* backward walk from past the end */
     ASSERT_OK(sm_seek_rank(r, n, &c));
     ASSERT_ERR(sm_cursor_get(&c, &e), SM_NOTFOUND);
