@@ -365,7 +365,9 @@ typedef int (*sm_list_fn)(const char *name, const sm_info *info, int err, void *
 SM_API int sm_list(const char *dir, sm_list_fn fn, void *ctx);
 
 /** Remove the debris of publishes whose writer died (temporary objects no live
- *  process holds).  Never touches a published map or a publish in progress.
+ *  process holds).  Never touches a published map or a publish in progress (on a
+ *  filesystem without O_TMPFILE, a temporary is created a moment before it is
+ *  locked; a gc in that moment removes it and that publish fails with -ENOENT).
  *  @p removed (may be NULL) receives the count.  @return 0 or -errno. */
 SM_API int sm_gc(const char *dir, unsigned *removed);
 
