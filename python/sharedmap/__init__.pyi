@@ -1,0 +1,30 @@
+# __init__.pyi: the public interface of the sharedmap package, for type checkers.  The classes and functions of
+# the C extension are typed in _sharedmap.pyi; list_maps() is written in Python (__init__.py).
+from typing import Literal, TypedDict
+
+from . import _sharedmap as _sharedmap
+from ._sharedmap import (
+    FORMAT_VERSION as FORMAT_VERSION,
+    NAME_MAX as NAME_MAX,
+    __version__ as __version__,
+    gc as gc,
+    loads as loads,
+    open as open,
+    rbtree as rbtree,
+    sharedmap as sharedmap,
+)
+
+__all__ = ["FORMAT_VERSION", "NAME_MAX", "__version__", "gc", "list_maps", "loads", "rbtree", "sharedmap"]
+
+class _MapListing(TypedDict):
+    """One element of list_maps().  entries, created and key_kind are None (and error says why) for a map
+    whose header could not be read."""
+
+    name: str
+    size: int  # bytes
+    entries: int | None
+    created: float | None  # seconds since the Unix epoch
+    key_kind: Literal["str", "bytes"] | None
+    error: str | None
+
+def list_maps() -> list[_MapListing]: ...

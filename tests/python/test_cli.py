@@ -1,0 +1,659 @@
+"""test_cli.py: the `sharedmap` command line tool, end to end, each call a real `python -m sharedmap` process."""
+import base64
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+import sharedmap
+from support import child_env, same_value
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+SUBCOMMANDS = ["ls", "info", "get", "export", "load", "rm", "verify", "gc"]
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def cli(*args, input=None, timeout=120):
+    """Run `python -m sharedmap ARGS...`; returns the CompletedProcess with bytes stdout/stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "sharedmap", *map(str, args)],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=child_env(),
+    )
+
+
+def ok(*args, **kw):
+    r = cli(*args, **kw)
+    assert r.returncode == EXIT_OK, (args, r.returncode, r.stderr.decode(errors="replace"))
+    return r
+
+
+def fails(status, *args, **kw):
+    """Run, expect exit `status` and exactly one line of message on stderr (no traceback)."""
+    r = cli(*args, **kw)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == status, (args, r.returncode, err)
+    assert "Traceback" not in err, err
+    assert err.strip(), "an error must say something on stderr"
+    return r, err
+
+
+def shm_path(name):
+    """Where a published map lives (include/sharedmap.h: SM_DEFAULT_DIR "/" SM_NAME_PREFIX NAME)."""
+    return os.path.join("/dev/shm", "sharedmap." + name)
+
+
+def publish(name, mapping):
+    w = sharedmap.rbtree()
+    for k, v in mapping.items():
+        w[k] = v
+    assert w.share(name) is True
+
+
+# ---------------------------------------------------------------- the test's own encoders, from the CLI's --help
+
+
+def tsv_escape(s):
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def tsv_bytes(mapping):
+    """The TSV export of a str-keyed, str-valued mapping: sorted by key (code point order), one line each."""
+    lines = []
+    for k in sorted(mapping):
+        v = mapping[k]
+        lines.append(tsv_escape(k) + "\t" + ("\\N" if v is None else tsv_escape(v)) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+def json_of(x):
+    if isinstance(x, bytes):
+        return {"$bytes": base64.b64encode(x).decode("ascii")}
+    if isinstance(x, float) and not math.isfinite(x):
+        return {"$float": repr(x)}
+    return x
+
+
+def jsonl_bytes(pairs):
+    return "".join(json.dumps({"key": json_of(k), "value": json_of(v)}) + "\n" for k, v in pairs).encode()
+
+
+TRICKY = {
+    "plain": "value",
+    "tab\tin key": "tab\tin value",
+    "newline\nkey": "line one\nline two\n",
+    "back\\slash": "C:\\path\\to\\file \\t is not a tab",
+    "carriage\rreturn": "crlf\r\n inside",
+    "红": "32是",
+    "emoji 🎉": "ünïcödé ✓ \u2028 line separator stays",
+    "": "empty key",
+    "empty value": "",
+    "trailing backslash\\": "\\",
+    "looks escaped \\n": "literal backslash-n: \\n and \\N",
+    "none value": None,
+    "nul\x00byte": "nul\x00inside",
+    "zz last": "end",
+}
+
+
+# ---------------------------------------------------------------- help and usage
+
+
+@pytest.mark.parametrize("command", [None] + SUBCOMMANDS)
+def test_help(command):
+    args = ["--help"] if command is None else [command, "--help"]
+    r = ok(*args)
+    out = r.stdout.decode()
+    assert out.startswith("usage: sharedmap" + ("" if command is None else f" {command}"))
+    assert "exit status" in out and "usage error" in out
+    if command is None:
+        for sub in SUBCOMMANDS:
+            assert sub in out
+
+
+def test_version():
+    r = ok("--version")
+    assert r.stdout.decode().strip() == f"sharedmap {sharedmap.__version__}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["ls", "--bogus"],
+        ["get"],
+        ["get", "onlyone"] + ["--path"],
+        ["info"],
+        ["info", "somename", "--path", "/tmp/x"],
+        ["verify"],
+        ["export", "x", "--format", "xml"],
+        ["load", "x"],
+        ["load", "x", "-"],
+        ["load", "x", "data.unknown-extension"],
+        ["load", "x", "data.tsv", "--mode", "999"],
+        ["load", "x", "data.tsv", "--mode", "rw"],
+        ["load", "x", "data.tsv", "--header"],
+        ["load", "x", "data.jsonl", "--bytes-keys"],
+        ["load", "x", "data.tsv", "--progress", "--no-progress"],
+        ["get", "x", "zz", "--hex"],
+        ["rm"],
+    ],
+    ids=lambda a: " ".join(a) or "(none)",
+)
+def test_usage_errors_exit_2(args):
+    r, err = fails(EXIT_USAGE, *args)
+    assert "usage: sharedmap" in err
+
+
+# ---------------------------------------------------------------- load and export
+
+
+def test_tsv_round_trip_is_byte_identical(tmp_path, new_name):
+    name = new_name()
+    data = tsv_bytes(TRICKY)
+    src = tmp_path / "in.tsv"
+    src.write_bytes(data)
+    ok("load", name, src)
+
+    # What was stored is the unescaped text, as str (None for \N).
+    with sharedmap.sharedmap(name) as m:
+        assert len(m) == len(TRICKY)
+        for k, v in TRICKY.items():
+            assert same_value(m[k], v), k
+
+    assert ok("export", name).stdout == data
+    assert ok("export", name, "--format", "tsv").stdout == data
+    out = tmp_path / "out.tsv"
+    assert ok("export", name, "-o", out).stdout == b""
+    assert out.read_bytes() == data
+    out_gz = tmp_path / "out.tsv.gz"
+    ok("export", name, "-o", out_gz)
+    assert gzip.decompress(out_gz.read_bytes()) == data
+
+
+def test_tsv_load_from_stdin_gzip_and_crlf(tmp_path, new_name):
+    data = tsv_bytes({"a": "1", "b": "2\t2"})
+    name = new_name()
+    ok("load", name, "-", "--format", "tsv", input=data)
+    assert ok("export", name).stdout == data
+
+    name = new_name()
+    gz = tmp_path / "in.tsv.gz"
+    gz.write_bytes(gzip.compress(data))
+    ok("load", name, gz)
+    assert ok("export", name).stdout == data
+
+    name = new_name()
+    ok("load", name, "-", "--format", "tsv", input=data.replace(b"\n", b"\r\n"))
+    assert ok("export", name).stdout == data
+
+
+def test_tsv_round_trip_large_with_a_few_escapes(tmp_path, new_name):
+    """Many entries (several export chunks), mostly plain, some needing escapes, some None."""
+    mapping = {f"key{i:06d}": f"value {i}" for i in range(20_000)}
+    mapping.update({f"key{i:06d}": f"tab\there {i}\\" for i in range(0, 20_000, 997)})
+    mapping.update({f"key{i:06d}": None for i in range(5, 20_000, 1999)})
+    mapping["key010000\n"] = "\r"
+    data = tsv_bytes(mapping)
+    src = tmp_path / "in.tsv"
+    src.write_bytes(data)
+    name = new_name()
+    ok("load", name, src)
+    assert ok("export", name).stdout == data
+    with sharedmap.sharedmap(name) as m:
+        assert dict(m.items()) == mapping
+
+
+def test_tsv_bytes_keys_round_trip(tmp_path, new_name):
+    data = tsv_bytes({"alpha": "1", "beta\tgamma": "2", "红": "3"})
+    name = new_name()
+    ok("load", name, "-", "--format", "tsv", "--bytes-keys", input=data)
+    with sharedmap.sharedmap(name) as m:
+        assert list(m.keys()) == [b"alpha", b"beta\tgamma", "红".encode()]
+        assert m.info()["key_kind"] == "bytes"
+    assert ok("export", name).stdout == data
+
+
+def test_tsv_export_of_other_types_is_text(tmp_path, new_name):
+    name = new_name()
+    publish(name, {"b": True, "f": 1.5, "i": -7, "n": None, "s": "x", "y": b"raw", "z": float("-inf")})
+    assert ok("export", name).stdout == b"b\ttrue\nf\t1.5\ni\t-7\nn\t\\N\ns\tx\ny\traw\nz\t-inf\n"
+
+    bad = new_name()
+    publish(bad, {"k": b"\xff\xfe"})
+    r, err = fails(EXIT_ERROR, "export", bad)
+    assert "jsonl" in err and "UTF-8" in err
+
+
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        (b"a\t1\nno tab here\n", "line 2"),
+        (b"a\t1\nb\t2\t3\n", "line 2"),
+        (b"a\tbad \\q escape\n", "line 1"),
+        (b"a\tends in backslash\\\n", "line 1"),
+        (b"ok\t1\n\xff\tnot utf-8\n", "line 2"),
+    ],
+)
+def test_tsv_bad_input_publishes_nothing(tmp_path, new_name, bad, where):
+    name = new_name()
+    src = tmp_path / "bad.tsv"
+    src.write_bytes(bad)
+    r, err = fails(EXIT_ERROR, "load", name, src)
+    assert where in err and "bad.tsv" in err
+    with pytest.raises(FileNotFoundError):
+        sharedmap.sharedmap(name)
+
+
+TYPED = [
+    ("bool false", False),
+    ("bool true", True),
+    ("bytes", b"\x00\xff\xfe binary"),
+    ("bytes empty", b""),
+    ("float", 1.5),
+    ("float -0.0", -0.0),
+    ("float inf", float("inf")),
+    ("float nan", float("nan")),
+    ("float neg inf", float("-inf")),
+    ("float tiny", 5e-324),
+    ("int", 42),
+    ("int max", INT64_MAX),
+    ("int min", INT64_MIN),
+    ("none", None),
+    ("str", "红 text\nwith newline"),
+    ("str empty", ""),
+]
+
+
+def test_jsonl_round_trip_keeps_types(tmp_path, new_name):
+    name = new_name()
+    data = jsonl_bytes(TYPED)
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(data)
+    ok("load", name, src)
+    with sharedmap.sharedmap(name) as m:
+        assert list(m) == [k for k, _ in TYPED]
+        for k, v in TYPED:
+            assert same_value(m[k], v), (k, m[k], v)
+
+    out = ok("export", name, "--format", "jsonl").stdout
+    assert [json.loads(line) for line in out.splitlines()] == [json.loads(line) for line in data.splitlines()]
+    for line in out.splitlines():  # strict JSON: no NaN/Infinity tokens
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+    # Loading the export again gives the same map.
+    again = new_name()
+    ok("load", again, "-", "--format", "jsonl", input=out)
+    with sharedmap.sharedmap(name) as a, sharedmap.sharedmap(again) as b:
+        assert list(a) == list(b)
+        assert all(same_value(a[k], b[k]) for k in a)
+
+
+def test_jsonl_bytes_keys(tmp_path, new_name):
+    name = new_name()
+    pairs = [(b"", "empty"), (b"\x00nul", 1), (b"\xff\xfe", b"\x01")]
+    ok("load", name, "-", "--format", "jsonl", input=jsonl_bytes(pairs))
+    with sharedmap.sharedmap(name) as m:
+        assert list(m.items()) == pairs
+    assert ok("export", name, "--format", "jsonl").stdout == ok("export", name, "-o", "-", "--format", "jsonl").stdout
+    out = ok("export", name, "--format", "jsonl").stdout
+    assert [json.loads(x) for x in out.splitlines()] == [json.loads(x) for x in jsonl_bytes(pairs).splitlines()]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (b'{"key": "a"}', "line 1"),
+        (b"not json", "not valid JSON"),
+        (b'{"key": 1, "value": 2}', "key must be"),
+        (b'{"key": "a", "value": [1, 2]}', "cannot be stored"),
+        (b'{"key": "a", "value": {"$bytes": "!!"}}', "base64"),
+        (b'{"key": "a", "value": 18446744073709551616}', "line 1"),
+    ],
+)
+def test_jsonl_bad_input(new_name, line, message):
+    name = new_name()
+    r, err = fails(EXIT_ERROR, "load", name, "-", "--format", "jsonl", input=line + b"\n")
+    assert message in err
+
+
+def test_jsonl_blank_lines_bom_and_crlf(new_name):
+    name = new_name()
+    data = "\ufeff" + '{"key": "a", "value": 1}\r\n\n   \n{"key": "b", "value": null}\r\n'
+    ok("load", name, "-", "--format", "jsonl", input=data.encode())
+    with sharedmap.sharedmap(name) as m:
+        assert list(m.items()) == [("a", 1), ("b", None)]
+
+
+def test_jsonl_mixed_key_kinds_is_an_error(new_name):
+    name = new_name()
+    data = jsonl_bytes([("text", 1), (b"bytes", 2)])
+    r, err = fails(EXIT_ERROR, "load", name, "-", "--format", "jsonl", input=data)
+    assert "line 2" in err
+
+
+def test_csv_load(tmp_path, new_name):
+    csv_text = 'key,value\r\nplain,1\r\n"with,comma","with ""quotes"""\r\n"multi\nline",红\r\nempty,\r\n'
+    src = tmp_path / "in.csv"
+    src.write_bytes(csv_text.encode())
+
+    with_header = new_name()
+    ok("load", with_header, src, "--header")
+    expected = {"plain": "1", "with,comma": 'with "quotes"', "multi\nline": "红", "empty": ""}
+    with sharedmap.sharedmap(with_header) as m:
+        assert dict(m.items()) == expected
+
+    without = new_name()
+    ok("load", without, src)
+    with sharedmap.sharedmap(without) as m:
+        assert dict(m.items()) == dict(expected, key="value")
+
+    as_bytes = new_name()
+    ok("load", as_bytes, src, "--header", "--bytes-keys")
+    with sharedmap.sharedmap(as_bytes) as m:
+        assert dict(m.items()) == {k.encode(): v for k, v in expected.items()}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"a,1\nb,2,3\n")
+    name = new_name()
+    r, err = fails(EXIT_ERROR, "load", name, bad)
+    assert "line 2" in err and "2 fields" in err
+
+
+def test_load_existing_needs_force(tmp_path, new_name):
+    name = new_name()
+    src = tmp_path / "in.tsv"
+    src.write_bytes(b"k\told\n")
+    ok("load", name, src)
+    src.write_bytes(b"k\tnew\n")
+    r, err = fails(EXIT_ERROR, "load", name, src)
+    assert "exists" in err and "--force" in err
+    assert ok("get", name, "k").stdout == b"old\n"
+    ok("load", name, src, "--force")
+    assert ok("get", name, "k").stdout == b"new\n"
+
+
+def test_load_mode(tmp_path, new_name):
+    name = new_name()
+    src = tmp_path / "in.tsv"
+    src.write_bytes(b"k\tv\n")
+    ok("load", name, src, "--mode", "0640")
+    assert os.stat(shm_path(name)).st_mode & 0o777 == 0o640
+    other = new_name()
+    ok("load", other, src)
+    assert os.stat(shm_path(other)).st_mode & 0o777 == 0o600
+
+
+def test_load_missing_file_and_bad_name(tmp_path, new_name):
+    r, err = fails(EXIT_ERROR, "load", new_name(), tmp_path / "missing.tsv")
+    assert "missing.tsv" in err
+    src = tmp_path / "in.tsv"
+    src.write_bytes(b"k\tv\n")
+    r, err = fails(EXIT_ERROR, "load", "bad/name", src)
+    assert "bad/name" in err
+
+
+def test_load_progress(tmp_path, new_name):
+    src = tmp_path / "big.tsv"
+    src.write_bytes(b"".join(b"key%07d\tvalue %d\n" % (i, i) for i in range(200_000)))
+    name = new_name()
+    r = ok("load", name, src, "--progress")
+    err = r.stderr.decode()
+    assert "loading big.tsv" in err and "200,000 entries" in err and "100.0%" in err and "/s" in err
+    assert err.endswith("\n")
+    with sharedmap.sharedmap(name) as m:
+        assert len(m) == 200_000
+    # Not a terminal and not forced: quiet.
+    quiet = new_name()
+    assert ok("load", quiet, src).stderr == b""
+
+
+def test_load_progress_when_stderr_is_a_terminal(tmp_path, new_name):
+    pty = pytest.importorskip("pty")
+    src = tmp_path / "in.tsv"
+    src.write_bytes(b"k\tv\n")
+    main_fd, sub_fd = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sharedmap", "load", new_name(), str(src)],
+            stderr=sub_fd,
+            stdout=subprocess.PIPE,
+            env=child_env(),
+            timeout=60,
+        )
+        os.close(sub_fd)
+        sub_fd = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 4096)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(main_fd)
+        if sub_fd >= 0:
+            os.close(sub_fd)
+    assert proc.returncode == EXIT_OK
+    assert b"loading in.tsv" in seen and b"1 entry" in seen and b"published" in seen
+
+
+# ---------------------------------------------------------------- get, info, ls, rm, gc
+
+
+def test_get_hit_and_miss(new_name):
+    name = new_name()
+    publish(name, {"k": "v", "红": "32是", "int": 7, "none": None, "-dash": "d", "bytes": b"\x00\x01"})
+    assert ok("get", name, "k").stdout == b"v\n"
+    assert ok("get", name, "红").stdout == "32是\n".encode()
+    assert ok("get", name, "int").stdout == b"7\n"
+    assert ok("get", name, "int", "--json").stdout == b"7\n"
+    assert ok("get", name, "none").stdout == b"null\n"
+    assert ok("get", name, "bytes", "-n").stdout == b"\x00\x01"
+    assert ok("get", name, "bytes", "--json").stdout == b'{"$bytes": "AAE="}\n'
+    assert ok("get", name, "--", "-dash").stdout == b"d\n"
+    assert ok("get", name, "6b", "--hex").stdout == b"v\n"
+
+    r, err = fails(EXIT_ERROR, "get", name, "missing")
+    assert "key not found" in err and r.stdout == b""
+    r, err = fails(EXIT_ERROR, "get", f"{name}-nope", "k")
+    assert "no such map" in err
+
+
+def test_get_bytes_keys(new_name):
+    name = new_name()
+    publish(name, {b"abc": "text key", b"\xff\x00": "binary key"})
+    assert ok("get", name, "abc").stdout == b"text key\n"
+    assert ok("get", name, "ff00", "--hex").stdout == b"binary key\n"
+    fails(EXIT_ERROR, "get", name, "ff01", "--hex")
+
+
+def test_get_str_map_with_a_key_that_is_not_utf8(new_name):
+    name = new_name()
+    publish(name, {"k": "v"})
+    r, err = fails(EXIT_ERROR, "get", name, "ff", "--hex")
+    assert "key not found" in err
+
+
+def test_get_empty_map(new_name):
+    name = new_name()
+    publish(name, {})
+    r, err = fails(EXIT_ERROR, "get", name, "anything")
+    assert "key not found" in err
+
+
+def test_info(tmp_path, new_name):
+    name = new_name()
+    publish(name, {"a": "1", "b": "2", "c": "3"})
+    out = ok("info", name).stdout.decode()
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    fields = {k: v.strip() for k, v in fields.items()}
+    assert fields["name"] == name
+    assert fields["entries"] == "3"
+    assert fields["format version"] == "1"
+    assert fields["key kind"] == "str"
+    assert fields["checksum"].startswith("0x")
+    with sharedmap.sharedmap(name) as m:
+        info = m.info()
+    assert fields["size"].startswith(f"{info['size']} bytes")
+    assert fields["created"][:4].isdigit()
+
+    as_json = json.loads(ok("info", name, "--json").stdout)
+    assert as_json["entries"] == 3 and as_json["name"] == name and as_json["checksum"] == info["checksum"]
+
+    path = tmp_path / "snap.smap"
+    w = sharedmap.rbtree({b"x": 1})
+    w.save(str(path))
+    out = ok("info", "--path", path).stdout.decode()
+    assert "entries:        1" in out and "key kind:       bytes" in out
+    assert ok("info", str(path)).stdout.decode() == out  # a NAME with '/' is a path
+
+    r, err = fails(EXIT_ERROR, "info", f"{name}-nope")
+    assert "no such map" in err
+    r, err = fails(EXIT_ERROR, "info", "--path", tmp_path / "nope")
+    assert "no such file" in err
+
+
+def test_ls(new_name):
+    name = new_name()
+    publish(name, {str(i): f"{i:03d}" + "x" * 100 for i in range(50)})
+    out = ok("ls").stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "ENTRIES", "SIZE", "CREATED"]
+    row = [line for line in lines if line.split()[0] == name]
+    assert len(row) == 1
+    cols = row[0].split()
+    assert cols[1] == "50" and cols[3] in ("B", "KiB")
+
+    rows = json.loads(ok("ls", "--json").stdout)
+    mine = [m for m in rows if m["name"] == name]
+    assert len(mine) == 1 and mine[0]["entries"] == 50 and mine[0]["size"] > 5000
+    assert mine[0]["created"] > 1.6e9 and mine[0]["error"] is None and mine[0]["key_kind"] == "str"
+
+
+def test_rm(new_name):
+    name = new_name()
+    publish(name, {"k": "v"})
+    ok("rm", name)
+    r, err = fails(EXIT_ERROR, "get", name, "k")
+    assert "no such map" in err
+    r, err = fails(EXIT_ERROR, "rm", name)
+    assert "no such map" in err
+    ok("rm", "-f", name)
+    assert name not in ok("ls").stdout.decode().split()
+
+    a, b = new_name(), new_name()
+    publish(a, {"k": "v"})
+    r, err = fails(EXIT_ERROR, "rm", a, b)  # b never existed: reported, a still removed
+    assert b in err
+    with pytest.raises(FileNotFoundError):
+        sharedmap.sharedmap(a)
+
+
+def test_gc():
+    r = ok("gc")
+    assert r.stdout.decode().strip().isdigit()
+
+
+# ---------------------------------------------------------------- verify
+
+
+def test_verify_good(tmp_path, new_name):
+    name = new_name()
+    publish(name, {f"k{i}": i for i in range(1000)})
+    assert ok("verify", name).stdout == b"OK\n"
+    path = tmp_path / "good.smap"
+    sharedmap.rbtree({f"k{i}": str(i) for i in range(1000)}).save(str(path))
+    assert ok("verify", "--path", path).stdout == b"OK\n"
+    r, err = fails(EXIT_ERROR, "verify", f"{name}-nope")
+    assert "no such map" in err
+
+
+def flipped_copy(src, dst, offset):
+    data = bytearray(src.read_bytes())
+    data[offset] ^= 0x40
+    dst.write_bytes(bytes(data))
+
+
+def test_verify_corrupt_body(tmp_path):
+    path = tmp_path / "good.smap"
+    sharedmap.rbtree({f"key{i:04d}": f"value {i}" for i in range(1000)}).save(str(path))
+    size = path.stat().st_size
+    for offset in (200, size // 2, size - 1):
+        bad = tmp_path / f"bad{offset}.smap"
+        flipped_copy(path, bad, offset)
+        r, err = fails(EXIT_ERROR, "verify", "--path", bad)
+        assert r.stdout == b""
+        assert str(bad) in err
+        assert err.count("\n") == 1
+
+
+def test_verify_corrupt_header_and_garbage(tmp_path):
+    path = tmp_path / "good.smap"
+    sharedmap.rbtree({"a": "b"}).save(str(path))
+    bad = tmp_path / "badheader.smap"
+    flipped_copy(path, bad, 40)  # the entry count
+    r, err = fails(EXIT_ERROR, "verify", "--path", bad)
+    assert str(bad) in err
+    junk = tmp_path / "junk.smap"
+    junk.write_bytes(b"this is not a snapshot" * 10)
+    r, err = fails(EXIT_ERROR, "verify", "--path", junk)
+    assert str(junk) in err
+    for command in ("info", "get", "export"):
+        args = [command, "--path", junk] + (["a"] if command == "get" else [])
+        fails(EXIT_ERROR, *args)
+
+
+# ---------------------------------------------------------------- export details
+
+
+def test_export_to_an_unwritable_place(tmp_path, new_name):
+    name = new_name()
+    publish(name, {"k": "v"})
+    r, err = fails(EXIT_ERROR, "export", name, "-o", tmp_path / "no" / "such" / "dir.tsv")
+    assert "dir.tsv" in err
+
+
+def test_export_from_path_and_broken_pipe(tmp_path, new_name):
+    path = tmp_path / "snap.smap"
+    sharedmap.rbtree({"a": "1", "b": "2"}).save(str(path))
+    assert ok("export", "--path", path).stdout == b"a\t1\nb\t2\n"
+    out = tmp_path / "x.jsonl"
+    ok("export", "--path", path, "-o", out)  # format from the extension
+    assert out.read_bytes() == jsonl_bytes([("a", "1"), ("b", "2")])
+
+    name = new_name()
+    publish(name, {f"k{i:06d}": "v" * 50 for i in range(100_000)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sharedmap", "export", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    proc.wait(timeout=60)
+    assert first == b"k000000\t" + b"v" * 50 + b"\n"
+    assert b"Traceback" not in err and b"Exception ignored" not in err, err
+
+
+def test_console_entry_point_in_process(capsys, new_name):
+    from sharedmap import cli  # pyproject: sharedmap = "sharedmap.cli:main"
+
+    name = new_name()
+    publish(name, {"k": "v"})
+    assert cli.main(["ls", "--json"]) == EXIT_OK
+    assert name in [m["name"] for m in json.loads(capsys.readouterr().out)]
+    assert cli.main(["get", name, "nope"]) == EXIT_ERROR
+    assert "key not found" in capsys.readouterr().err
