@@ -1,0 +1,67 @@
+"""sharedmap: publish a key->value dictionary into shared memory once, read it from any process.
+
+One process builds a map and publishes an immutable, read-optimised snapshot of it; every
+other process attaches by name and reads it lock-free, straight out of shared memory::
+
+    import sharedmap
+
+    w = sharedmap.rbtree({"red": "#f00"})
+    w["green"] = "#0f0"
+    w.share("colours")                    # FileExistsError if taken, unless force=True
+
+    m = sharedmap.sharedmap("colours")    # in any process
+    m["red"], m.get("blue"), len(m)       # a read-only Mapping, keys in sorted order
+    list(m.irange("a", "h"))              # ordered queries, as sortedcontainers.SortedDict
+
+The same snapshot can be saved to a file (``w.save(path)`` / ``sharedmap.open(path)``) or
+carried as bytes (``w.dump()`` / ``sharedmap.loads(data)``).
+"""
+from collections import abc as _abc
+
+from . import _sharedmap
+from ._sharedmap import FORMAT_VERSION, NAME_MAX, __version__, gc, loads, open, rbtree, sharedmap
+
+__all__ = [
+    "FORMAT_VERSION",
+    "NAME_MAX",
+    "__version__",
+    "gc",
+    "list_maps",
+    "loads",
+    "rbtree",
+    "sharedmap",
+]
+# open() is exported as sharedmap.open but kept out of __all__, so that
+# "from sharedmap import *" does not shadow the builtin open().
+
+_abc.Mapping.register(sharedmap)
+_abc.MutableMapping.register(rbtree)
+_abc.KeysView.register(_sharedmap.sharedmap_keys)
+_abc.ValuesView.register(_sharedmap.sharedmap_values)
+_abc.ItemsView.register(_sharedmap.sharedmap_items)
+_abc.Iterator.register(_sharedmap.sharedmap_iterator)
+_abc.Iterator.register(_sharedmap.rbtree_iterator)
+
+
+def list_maps():
+    """The maps published in shared memory, sorted by name.
+
+    Each is a dict with ``name``, ``size`` (bytes), ``entries``, ``created`` (seconds since
+    the epoch, a float), ``key_kind`` (``'str'``, ``'bytes'`` or ``None`` for an empty map)
+    and ``error``: ``None``, or why the map's header could not be read (``entries``,
+    ``created`` and ``key_kind`` are then ``None``).
+    """
+    maps = []
+    for name, size, entries, created_ns, key_kind, error in _sharedmap._list():
+        maps.append(
+            {
+                "name": name,
+                "size": size,
+                "entries": entries,
+                "created": None if created_ns is None else created_ns / 1e9,
+                "key_kind": key_kind,
+                "error": error,
+            }
+        )
+    maps.sort(key=lambda m: m["name"])
+    return maps

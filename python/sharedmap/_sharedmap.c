@@ -1,0 +1,3020 @@
+/* _sharedmap.c: the CPython binding of sharedmap: conversions between Python
+ * objects and the C API of include/sharedmap.h, and the Python types.  The map
+ * itself (format, lookup, ordering, publishing) lives in src/; nothing here
+ * second-guesses it.
+ *
+ * Objects, and who keeps what alive
+ * ---------------------------------
+ *
+ *     rbtree ----------------------------> sm_builder (owned)
+ *       ^   ^
+ *       |   +-- rbtree_iterator   (strong ref; sees insertions and deletions
+ *       +------ sharedmap_keys/values/items views   through sm_builder_version)
+ *
+ *     sharedmap --(strong ref)--> _Snapshot ---> sm_reader (owned)
+ *                                  ^  ^  ^      [+ the Py_buffer of the source
+ *                                  |  |  |         object, for loads()]
+ *              sharedmap_iterator -+  |  +- memoryviews from getbuffer()
+ *         sharedmap_keys/values/items +     (the _Snapshot is their exporter)
+ *
+ * A sharedmap only points at the _Snapshot of the version it currently shows.
+ * close() drops that reference and refresh() swaps it for a newer one; neither
+ * can pull memory from under an iterator, a view or a memoryview, because each of
+ * them holds the _Snapshot it came from.  The snapshot is unmapped when the last
+ * of them goes.
+ *
+ * Threads: lookups never release the GIL (they are far shorter than a GIL
+ * round trip).  Long builder work (layout, write, publish, save, bulk copies)
+ * runs with the GIL released; meanwhile the rbtree's busy counter is non-zero and
+ * every other use of that rbtree raises RuntimeError, because a builder is not
+ * thread-safe (sharedmap.h).  verify() releases the GIL too, holding its own
+ * reference to the _Snapshot so that a close() in another thread cannot unmap it.
+ *
+ * Keys are str or bytes, one kind per map.  Lookups with the other kind, or with
+ * any other type, raise TypeError ("strict" lookups: get, [], in, ordered
+ * queries); the set-like views and == answer "not there" instead ("soft"
+ * lookups), as a set would.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sharedmap.h"
+
+/* ------------------------------------------------------------ compatibility */
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *sm_compat_newref(PyObject *o) {
+    Py_INCREF(o);
+    return o;
+}
+#define Py_NewRef(o) sm_compat_newref((PyObject *)(o))
+#endif
+#ifndef Py_TPFLAGS_MAPPING
+#define Py_TPFLAGS_MAPPING 0
+#endif
+#ifndef Py_TPFLAGS_IMMUTABLETYPE
+#define Py_TPFLAGS_IMMUTABLETYPE 0
+#endif
+#ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
+#define Py_TPFLAGS_DISALLOW_INSTANTIATION 0
+#endif
+
+/* Cast for method tables: METH_FASTCALL and METH_KEYWORDS functions have other
+ * signatures than PyCFunction; going through void (*)(void) keeps
+ * -Wcast-function-type quiet, as CPython's own modules do. */
+#define METH_CAST(f) ((PyCFunction)(void (*)(void))(f))
+
+/* ------------------------------------------------------------ module state */
+
+typedef struct {
+    PyTypeObject *snapshot_type;
+    PyTypeObject *reader_type;
+    PyTypeObject *builder_type;
+    PyTypeObject *snapiter_type;
+    PyTypeObject *builditer_type;
+    PyTypeObject *keys_type;
+    PyTypeObject *values_type;
+    PyTypeObject *items_type;
+    PyObject *mapping_abc; /* collections.abc.Mapping, for == */
+    PyObject *open_func;   /* this module's open() and loads(), for __reduce__ */
+    PyObject *loads_func;
+} module_state;
+
+static struct PyModuleDef sharedmap_module;
+
+static inline module_state *module_get_state(PyObject *module) {
+    return (module_state *)PyModule_GetState(module);
+}
+
+/* The module that defined @p tp or one of its bases (for subclasses). */
+static PyObject *module_of_type(PyTypeObject *tp) {
+#if PY_VERSION_HEX >= 0x030B0000
+    return PyType_GetModuleByDef(tp, &sharedmap_module);
+#else
+    PyObject *mro = tp->tp_mro;
+    Py_ssize_t i, n = mro ? PyTuple_GET_SIZE(mro) : 0;
+    for (i = 0; i < n; i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        PyObject *mod;
+        if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        mod = PyType_GetModule(base);
+        if (mod == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        if (PyModule_GetDef(mod) == &sharedmap_module)
+            return mod;
+    }
+    PyErr_Format(PyExc_TypeError, "%s is not a sharedmap type", tp->tp_name);
+    return NULL;
+#endif
+}
+
+static module_state *state_of(PyObject *self) {
+    PyObject *mod = module_of_type(Py_TYPE(self));
+    return mod ? module_get_state(mod) : NULL;
+}
+
+/* ------------------------------------------------------------ errors */
+
+/* The one mapping from library error codes to Python exceptions.  -errno
+ * becomes OSError(errno, message, context), which Python turns into its
+ * subclass (FileNotFoundError, FileExistsError, PermissionError, ...); the SM_E*
+ * codes of SM_ERROR_MAP map as below, everything about bad bytes or bad names
+ * being a ValueError.  @p context (a name or a path, may be NULL) ends up in the
+ * message, or as the OSError's filename. */
+static PyObject *exception_for(int code) {
+    switch (code) {
+    case SM_NOTFOUND:
+        return PyExc_KeyError;
+    case SM_EKEYKIND:
+        return PyExc_TypeError;
+    case SM_ETOOBIG:
+        return PyExc_OverflowError;
+    default: /* SM_ENAME, SM_EBADMAGIC .. SM_ECHECKSUM, SM_EUTF8, SM_ETYPE, SM_ENOTSNAPSHOT */
+        return PyExc_ValueError;
+    }
+}
+
+static PyObject *set_error(int code, PyObject *context) {
+    if (code == -ENOMEM)
+        return PyErr_NoMemory();
+    if (code < 0 && code > -4096) {
+        PyObject *args = context ? Py_BuildValue("(isO)", -code, sm_strerror(code), context)
+                                 : Py_BuildValue("(is)", -code, sm_strerror(code));
+        if (args != NULL) {
+            PyErr_SetObject(PyExc_OSError, args);
+            Py_DECREF(args);
+        }
+        return NULL;
+    }
+    if (context != NULL)
+        PyErr_Format(exception_for(code), "%s: %R", sm_strerror(code), context);
+    else
+        PyErr_SetString(exception_for(code), sm_strerror(code));
+    return NULL;
+}
+
+static const char *kind_name(sm_key_kind kind) {
+    return kind == SM_KEYS_STR ? "str" : kind == SM_KEYS_BYTES ? "bytes" : "no";
+}
+
+static void set_kind_error(sm_key_kind map, sm_key_kind key) {
+    PyErr_Format(PyExc_TypeError, "this map has %s keys, got %s", kind_name(map), kind_name(key));
+}
+
+static PyObject *closed_error(void) {
+    PyErr_SetString(PyExc_ValueError, "operation on a closed sharedmap");
+    return NULL;
+}
+
+static PyObject *nargs_error(const char *fname, Py_ssize_t nargs, Py_ssize_t lo, Py_ssize_t hi) {
+    if (lo == hi)
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd argument%s (%zd given)", fname, lo,
+                     lo == 1 ? "" : "s", nargs);
+    else
+        PyErr_Format(PyExc_TypeError, "%s() takes from %zd to %zd arguments (%zd given)", fname, lo,
+                     hi, nargs);
+    return NULL;
+}
+
+/* A map name: a str without NUL (sm_name_check does the rest).  The pointer
+ * belongs to @p obj. */
+static const char *name_from_obj(PyObject *obj) {
+    Py_ssize_t n;
+    const char *s;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "map name must be str, not %.200s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    s = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (s == NULL)
+        return NULL;
+    if ((size_t)n != strlen(s)) {
+        set_error(SM_ENAME, obj);
+        return NULL;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------ conversions */
+
+/* A key as the C API wants it.  data belongs to the Python key object. */
+typedef struct {
+    const char *data;
+    Py_ssize_t size;
+    sm_key_kind kind;
+} key_ref;
+
+static inline int key_parse(PyObject *key, key_ref *k) {
+    if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
+        k->data = (const char *)PyUnicode_DATA(key);
+        k->size = PyUnicode_GET_LENGTH(key);
+        k->kind = SM_KEYS_STR;
+        return 0;
+    }
+    if (PyBytes_CheckExact(key)) {
+        k->data = PyBytes_AS_STRING(key);
+        k->size = PyBytes_GET_SIZE(key);
+        k->kind = SM_KEYS_BYTES;
+        return 0;
+    }
+    if (PyUnicode_Check(key)) {
+        k->data = PyUnicode_AsUTF8AndSize(key, &k->size);
+        k->kind = SM_KEYS_STR;
+        return k->data == NULL ? -1 : 0;
+    }
+    if (PyBytes_Check(key)) {
+        k->data = PyBytes_AS_STRING(key);
+        k->size = PyBytes_GET_SIZE(key);
+        k->kind = SM_KEYS_BYTES;
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "keys must be str or bytes, not %.200s", Py_TYPE(key)->tp_name);
+    return -1;
+}
+
+/* How a key relates to a map with keys of kind @p map. */
+typedef enum { KEY_ERROR = -1, KEY_CANNOT_BE_IN = 0, KEY_USABLE = 1 } key_fit;
+
+static inline key_fit key_fit_map(PyObject *key, sm_key_kind map, int strict, key_ref *k) {
+    if (key_parse(key, k) < 0) {
+        /* A soft lookup of something that cannot be a key (not str/bytes, or a str
+         * with lone surrogates) just finds nothing. */
+        if (!strict && (PyErr_ExceptionMatches(PyExc_TypeError) ||
+                        PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))) {
+            PyErr_Clear();
+            return KEY_CANNOT_BE_IN;
+        }
+        return KEY_ERROR;
+    }
+    if (k->kind != map) {
+        if (map == SM_KEYS_NONE || !strict)
+            return KEY_CANNOT_BE_IN;
+        set_kind_error(map, k->kind);
+        return KEY_ERROR;
+    }
+    return KEY_USABLE;
+}
+
+/* A str from UTF-8 that the library has validated.  Most keys and values are short
+ * and ASCII: for those, one pass over the bytes and a memcpy into a new compact
+ * ASCII string beat the general decoder (which still handles everything else). */
+static inline PyObject *str_from_utf8(const void *data, size_t n) {
+    const unsigned char *p = (const unsigned char *)data;
+    if (n >= 2 && n <= 64) {
+        uint64_t acc = 0, w;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            acc |= w;
+        }
+        for (; i < n; i++)
+            acc |= p[i];
+        if ((acc & UINT64_C(0x8080808080808080)) == 0) {
+            PyObject *s = PyUnicode_New((Py_ssize_t)n, 127);
+            if (s != NULL)
+                memcpy(PyUnicode_DATA(s), p, n);
+            return s;
+        }
+    }
+    return PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)n, NULL);
+}
+
+static inline PyObject *key_to_py(sm_key_kind kind, const sm_buf *key) {
+    if (kind == SM_KEYS_STR)
+        return str_from_utf8(key->data, key->size);
+    return PyBytes_FromStringAndSize((const char *)key->data, (Py_ssize_t)key->size);
+}
+
+static inline PyObject *value_to_py(const sm_value *v) {
+    switch (v->type) {
+    case SM_STR:
+        return str_from_utf8(v->as.buf.data, v->as.buf.size);
+    case SM_BYTES:
+        return PyBytes_FromStringAndSize((const char *)v->as.buf.data, (Py_ssize_t)v->as.buf.size);
+    case SM_INT:
+        return PyLong_FromLongLong((long long)v->as.i);
+    case SM_FLOAT:
+        return PyFloat_FromDouble(v->as.f);
+    case SM_TRUE:
+        Py_RETURN_TRUE;
+    case SM_FALSE:
+        Py_RETURN_FALSE;
+    case SM_NONE:
+        Py_RETURN_NONE;
+    }
+    return set_error(SM_ECORRUPT, NULL);
+}
+
+/* A value as the C API wants it.  Its bytes belong to the Python object, or to
+ * view (bytearray, memoryview) until value_release(). */
+typedef struct {
+    sm_value value;
+    Py_buffer view;
+    int has_view;
+} py_value;
+
+static int value_from_py(PyObject *o, py_value *out) {
+    out->has_view = 0;
+    if (PyUnicode_Check(o)) {
+        Py_ssize_t n;
+        const char *p = PyUnicode_AsUTF8AndSize(o, &n);
+        if (p == NULL)
+            return -1;
+        out->value = sm_value_str(p, (size_t)n);
+        return 0;
+    }
+    if (PyBytes_Check(o)) {
+        out->value = sm_value_bytes(PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o));
+        return 0;
+    }
+    if (PyBool_Check(o)) { /* before int: bool is an int */
+        out->value = sm_value_bool(o == Py_True);
+        return 0;
+    }
+    if (PyLong_Check(o)) {
+        int overflow;
+        long long i = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow) {
+            PyErr_SetString(PyExc_OverflowError,
+                            "int value out of range: values are signed 64-bit integers");
+            return -1;
+        }
+        if (i == -1 && PyErr_Occurred())
+            return -1;
+        out->value = sm_value_int((int64_t)i);
+        return 0;
+    }
+    if (PyFloat_Check(o)) {
+        out->value = sm_value_float(PyFloat_AS_DOUBLE(o));
+        return 0;
+    }
+    if (o == Py_None) {
+        out->value = sm_value_none();
+        return 0;
+    }
+    if (PyByteArray_Check(o) || PyMemoryView_Check(o)) {
+        if (PyObject_GetBuffer(o, &out->view, PyBUF_SIMPLE) < 0)
+            return -1;
+        out->has_view = 1;
+        out->value = sm_value_bytes(out->view.buf, (size_t)out->view.len);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "values must be str, bytes, int, float, bool or None, not %.200s",
+                 Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+static void value_release(py_value *v) {
+    if (v->has_view) {
+        PyBuffer_Release(&v->view);
+        v->has_view = 0;
+    }
+}
+
+/* A (key, value) tuple.  *cache is a tuple the caller keeps: when nobody else
+ * holds it any more it is refilled instead of allocating (dict's items iterator
+ * does the same). */
+static PyObject *make_item(PyObject **cache, sm_key_kind kind, const sm_entry *e) {
+    PyObject *k, *v, *t;
+    k = key_to_py(kind, &e->key);
+    if (k == NULL)
+        return NULL;
+    v = value_to_py(&e->value);
+    if (v == NULL) {
+        Py_DECREF(k);
+        return NULL;
+    }
+    t = cache ? *cache : NULL;
+    if (t != NULL && Py_REFCNT(t) == 1) {
+        PyObject *oldk = PyTuple_GET_ITEM(t, 0), *oldv = PyTuple_GET_ITEM(t, 1);
+        PyTuple_SET_ITEM(t, 0, k);
+        PyTuple_SET_ITEM(t, 1, v);
+        Py_INCREF(t);
+        Py_DECREF(oldk);
+        Py_DECREF(oldv);
+        if (!PyObject_GC_IsTracked(t))
+            PyObject_GC_Track(t);
+        return t;
+    }
+    t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(k);
+        Py_DECREF(v);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, k);
+    PyTuple_SET_ITEM(t, 1, v);
+    if (cache != NULL)
+        Py_XSETREF(*cache, Py_NewRef(t));
+    return t;
+}
+
+static void format_size(char *buf, size_t n, uint64_t size) {
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+    double s = (double)size;
+    int u = -1;
+    if (size < 1024) {
+        snprintf(buf, n, "%llu B", (unsigned long long)size);
+        return;
+    }
+    while (s >= 1024.0 && u < 4) {
+        s /= 1024.0;
+        u++;
+    }
+    snprintf(buf, n, "%.1f %s", s, units[u]);
+}
+
+typedef enum { LOOKUP_ERROR = -1, LOOKUP_MISSING = 0, LOOKUP_FOUND = 1 } lookup_result;
+
+enum { ITER_KEYS = 0, ITER_VALUES = 1, ITER_ITEMS = 2 };
+
+/* ============================================================ _Snapshot */
+
+typedef struct {
+    PyObject_HEAD
+    sm_reader *r;
+    sm_key_kind kind;
+    uint64_t count;
+    Py_buffer source; /* loads(): the caller's buffer, held as long as the reader */
+    int has_source;
+    Py_ssize_t exports;
+} SnapshotObject;
+
+/* Takes ownership of @p r and of @p source (may be NULL), also on failure. */
+static SnapshotObject *snapshot_new(module_state *st, sm_reader *r, Py_buffer *source) {
+    SnapshotObject *s = PyObject_New(SnapshotObject, st->snapshot_type);
+    if (s == NULL) {
+        sm_reader_close(r);
+        if (source != NULL)
+            PyBuffer_Release(source);
+        return NULL;
+    }
+    s->r = r;
+    s->kind = sm_reader_key_kind(r);
+    s->count = sm_reader_count(r);
+    s->exports = 0;
+    if (source != NULL) {
+        s->source = *source;
+        s->has_source = 1;
+    } else {
+        memset(&s->source, 0, sizeof s->source);
+        s->has_source = 0;
+    }
+    return s;
+}
+
+static void snapshot_dealloc(SnapshotObject *s) {
+    PyTypeObject *tp = Py_TYPE(s);
+    sm_reader_close(s->r); /* before the source buffer it reads from */
+    if (s->has_source)
+        PyBuffer_Release(&s->source);
+    tp->tp_free((PyObject *)s);
+    Py_DECREF(tp);
+}
+
+static int snapshot_getbuffer(SnapshotObject *s, Py_buffer *view, int flags) {
+    size_t size;
+    const void *data = sm_reader_data(s->r, &size);
+    if (PyBuffer_FillInfo(view, (PyObject *)s, (void *)(uintptr_t)data, (Py_ssize_t)size, 1,
+                          flags) < 0)
+        return -1;
+    s->exports++;
+    return 0;
+}
+
+static void snapshot_releasebuffer(SnapshotObject *s, Py_buffer *view) {
+    (void)view;
+    s->exports--;
+}
+
+static PyObject *snapshot_nbytes(SnapshotObject *s, void *closure) {
+    size_t size;
+    (void)closure;
+    (void)sm_reader_data(s->r, &size);
+    return PyLong_FromSize_t(size);
+}
+
+static PyGetSetDef snapshot_getset[] = {
+    {"nbytes", (getter)snapshot_nbytes, NULL, "size of the snapshot in bytes", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot snapshot_slots[] = {
+    {Py_tp_dealloc, (void *)snapshot_dealloc},
+    {Py_bf_getbuffer, (void *)snapshot_getbuffer},
+    {Py_bf_releasebuffer, (void *)snapshot_releasebuffer},
+    {Py_tp_getset, snapshot_getset},
+    {Py_tp_doc, (void *)"One opened snapshot (internal): owns the mapping, exports it as a "
+                        "read-only buffer, and stays alive while any reader, iterator, view or "
+                        "memoryview uses it."},
+    {0, NULL},
+};
+
+static PyType_Spec snapshot_spec = {
+    .name = "sharedmap._sharedmap._Snapshot",
+    .basicsize = sizeof(SnapshotObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = snapshot_slots,
+};
+
+/* Strict or soft point lookup in a snapshot; *out points into it. */
+static inline lookup_result snap_lookup(SnapshotObject *s, PyObject *key, int strict,
+                                        sm_value *out) {
+    key_ref k;
+    int rc;
+    switch (key_fit_map(key, s->kind, strict, &k)) {
+    case KEY_ERROR:
+        return LOOKUP_ERROR;
+    case KEY_CANNOT_BE_IN:
+        return LOOKUP_MISSING;
+    case KEY_USABLE:
+        break;
+    }
+    rc = sm_get(s->r, k.data, (size_t)k.size, out);
+    if (rc == 0)
+        return LOOKUP_FOUND;
+    if (rc == SM_NOTFOUND)
+        return LOOKUP_MISSING;
+    set_error(rc, NULL);
+    return LOOKUP_ERROR;
+}
+
+/* A read-only memoryview of [p, p+n) inside the snapshot; it keeps s alive. */
+static PyObject *snapshot_subview(SnapshotObject *s, const void *p, size_t n) {
+    size_t size;
+    const char *base = (const char *)sm_reader_data(s->r, &size);
+    Py_ssize_t start = (Py_ssize_t)((const char *)p - base);
+    PyObject *whole, *lo = NULL, *hi = NULL, *slice = NULL, *res = NULL;
+    whole = PyMemoryView_FromObject((PyObject *)s);
+    if (whole == NULL)
+        return NULL;
+    lo = PyLong_FromSsize_t(start);
+    hi = PyLong_FromSsize_t(start + (Py_ssize_t)n);
+    if (lo == NULL || hi == NULL)
+        goto done;
+    slice = PySlice_New(lo, hi, NULL);
+    if (slice == NULL)
+        goto done;
+    res = PyObject_GetItem(whole, slice);
+done:
+    Py_XDECREF(slice);
+    Py_XDECREF(lo);
+    Py_XDECREF(hi);
+    Py_DECREF(whole);
+    return res;
+}
+
+/* ============================================================ sharedmap_iterator */
+
+/* Walks the ranks [begin, end) of one snapshot.  Forward: one sm_seek_rank to
+ * start, then one sm_cursor_next per step.  Backward: records have no back links
+ * and sm_cursor_prev re-seeks from the block's sample on every step, so instead
+ * the iterator seeks to the start of a chunk of REV_CHUNK entries, walks it forward
+ * once saving the cursors, and hands them out from the top: about two record
+ * decodes per entry whichever the direction. */
+#define REV_CHUNK 32
+
+typedef struct {
+    PyObject_HEAD
+    SnapshotObject *snap;
+    sm_cursor cur;      /* forward: the entry to return next */
+    uint64_t remaining; /* entries still to return */
+    uint64_t next_rank; /* backward: the rank to return next */
+    sm_cursor *chunk;   /* backward: saved cursors, nchunk of them still unused */
+    int nchunk;
+    int mode;
+    int reverse;
+    int started;
+    PyObject *result; /* reusable items tuple */
+} SnapIterObject;
+
+static PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begin, uint64_t end,
+                              int mode, int reverse) {
+    SnapIterObject *it = PyObject_GC_New(SnapIterObject, st->snapiter_type);
+    if (it == NULL)
+        return NULL;
+    it->snap = (SnapshotObject *)Py_NewRef(s);
+    it->mode = mode;
+    it->reverse = reverse;
+    it->started = 0;
+    it->result = NULL;
+    it->chunk = NULL;
+    it->nchunk = 0;
+    it->remaining = begin < end ? end - begin : 0;
+    it->next_rank = end > 0 ? end - 1 : 0;
+    memset(&it->cur, 0, sizeof it->cur);
+    if (it->remaining > 0 && !reverse) {
+        int rc = sm_seek_rank(s->r, begin, &it->cur);
+        if (rc != 0) {
+            Py_DECREF(it);
+            return set_error(rc, NULL);
+        }
+    }
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
+}
+
+static int snapiter_traverse(SnapIterObject *it, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(it));
+    Py_VISIT(it->snap);
+    Py_VISIT(it->result);
+    return 0;
+}
+
+static void snapiter_dealloc(SnapIterObject *it) {
+    PyTypeObject *tp = Py_TYPE(it);
+    PyObject_GC_UnTrack(it);
+    Py_XDECREF(it->snap);
+    Py_XDECREF(it->result);
+    PyMem_Free(it->chunk);
+    PyObject_GC_Del(it);
+    Py_DECREF(tp);
+}
+
+/* Backward: save the cursors of the ranks [next_rank - k + 1, next_rank], where k
+ * is at most REV_CHUNK and at most what remains. */
+static int snapiter_fill_chunk(SnapIterObject *it) {
+    uint64_t k = it->remaining < REV_CHUNK ? it->remaining : REV_CHUNK;
+    uint64_t first = it->next_rank + 1 - k, i;
+    int rc;
+    if (it->chunk == NULL) {
+        it->chunk = PyMem_New(sm_cursor, REV_CHUNK);
+        if (it->chunk == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    rc = sm_seek_rank(it->snap->r, first, &it->chunk[0]);
+    for (i = 1; rc == 0 && i < k; i++) {
+        it->chunk[i] = it->chunk[i - 1];
+        rc = sm_cursor_next(&it->chunk[i]);
+    }
+    if (rc != 0) {
+        set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
+        return -1;
+    }
+    it->nchunk = (int)k;
+    return 0;
+}
+
+static PyObject *snapiter_next(SnapIterObject *it) {
+    sm_entry e;
+    int rc;
+    if (it->remaining == 0)
+        return NULL;
+    if (it->reverse) {
+        if (it->nchunk == 0 && snapiter_fill_chunk(it) < 0) {
+            it->remaining = 0;
+            return NULL;
+        }
+        rc = sm_cursor_get(&it->chunk[--it->nchunk], &e);
+        if (rc != 0)
+            goto fail;
+        it->next_rank--;
+    } else {
+        if (it->started) {
+            rc = sm_cursor_next(&it->cur);
+            if (rc != 0)
+                goto fail;
+        }
+        it->started = 1;
+        rc = sm_cursor_get(&it->cur, &e);
+        if (rc != 0)
+            goto fail;
+    }
+    it->remaining--;
+    switch (it->mode) {
+    case ITER_KEYS:
+        return key_to_py(it->snap->kind, &e.key);
+    case ITER_VALUES:
+        return value_to_py(&e.value);
+    default:
+        return make_item(&it->result, it->snap->kind, &e);
+    }
+fail:
+    it->remaining = 0;
+    /* The header promised more entries than there are: the snapshot is damaged. */
+    return set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
+}
+
+static PyObject *snapiter_length_hint(SnapIterObject *it, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromUnsignedLongLong((unsigned long long)it->remaining);
+}
+
+static PyMethodDef snapiter_methods[] = {
+    {"__length_hint__", (PyCFunction)snapiter_length_hint, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot snapiter_slots[] = {
+    {Py_tp_dealloc, (void *)snapiter_dealloc},
+    {Py_tp_traverse, (void *)snapiter_traverse},
+    {Py_tp_iter, (void *)PyObject_SelfIter},
+    {Py_tp_iternext, (void *)snapiter_next},
+    {Py_tp_methods, snapiter_methods},
+    {0, NULL},
+};
+
+static PyType_Spec snapiter_spec = {
+    .name = "sharedmap._sharedmap.sharedmap_iterator",
+    .basicsize = sizeof(SnapIterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = snapiter_slots,
+};
+
+/* ============================================================ rbtree (builder) */
+
+typedef struct {
+    PyObject_HEAD
+    sm_builder *b;
+    Py_ssize_t busy;    /* > 0 while another thread works on b without the GIL */
+    uint64_t epoch;     /* bumped when b is cleared or replaced (iterators check it) */
+    PyObject *weakreflist;
+} BuilderObject;
+
+static inline int builder_check(BuilderObject *self) {
+    if (self->busy > 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "rbtree is in use by another thread (publishing, saving or copying)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Strict or soft lookup; *out points into the builder until its next change, and
+ * *k (may be NULL) receives the parsed key. */
+static inline lookup_result builder_lookup(BuilderObject *self, PyObject *key, int strict,
+                                           sm_value *out, key_ref *kout) {
+    key_ref k;
+    int rc;
+    if (builder_check(self) < 0)
+        return LOOKUP_ERROR;
+    switch (key_fit_map(key, sm_builder_key_kind(self->b), strict, &k)) {
+    case KEY_ERROR:
+        return LOOKUP_ERROR;
+    case KEY_CANNOT_BE_IN:
+        return LOOKUP_MISSING;
+    case KEY_USABLE:
+        break;
+    }
+    if (kout != NULL)
+        *kout = k;
+    rc = sm_builder_get(self->b, k.data, (size_t)k.size, out);
+    if (rc == 0)
+        return LOOKUP_FOUND;
+    if (rc == SM_NOTFOUND)
+        return LOOKUP_MISSING;
+    set_error(rc, NULL);
+    return LOOKUP_ERROR;
+}
+
+static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
+    key_ref k;
+    py_value v;
+    sm_key_kind have;
+    int rc;
+    if (builder_check(self) < 0 || key_parse(key, &k) < 0)
+        return -1;
+    have = sm_builder_key_kind(self->b);
+    if (have != SM_KEYS_NONE && have != k.kind) {
+        set_kind_error(have, k.kind);
+        return -1;
+    }
+    if (value_from_py(value, &v) < 0)
+        return -1;
+    rc = sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
+    value_release(&v);
+    if (rc != 0) {
+        if (rc == SM_EKEYKIND)
+            set_kind_error(have, k.kind);
+        else
+            set_error(rc, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int builder_delete(BuilderObject *self, PyObject *key) {
+    key_ref k;
+    int rc;
+    if (builder_check(self) < 0)
+        return -1;
+    switch (key_fit_map(key, sm_builder_key_kind(self->b), 1, &k)) {
+    case KEY_ERROR:
+        return -1;
+    case KEY_CANNOT_BE_IN:
+        PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    case KEY_USABLE:
+        break;
+    }
+    rc = sm_builder_del(self->b, k.data, (size_t)k.size);
+    if (rc == SM_NOTFOUND) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    }
+    if (rc != 0) {
+        set_error(rc, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- rbtree_iterator: ranks 0..count-1 through sm_builder_at (O(1) each once
+ * sorted); any insertion or deletion under it is an error, as with dict. */
+
+typedef struct {
+    PyObject_HEAD
+    BuilderObject *owner; /* NULL once exhausted */
+    size_t pos, total;
+    uint64_t version, epoch;
+    int mode;
+    int reverse;
+    PyObject *result;
+} BuildIterObject;
+
+static PyObject *builditer_new(module_state *st, BuilderObject *b, int mode, int reverse) {
+    BuildIterObject *it;
+    if (builder_check(b) < 0)
+        return NULL;
+    it = PyObject_GC_New(BuildIterObject, st->builditer_type);
+    if (it == NULL)
+        return NULL;
+    it->owner = (BuilderObject *)Py_NewRef(b);
+    it->pos = 0;
+    it->total = sm_builder_count(b->b);
+    it->version = sm_builder_version(b->b);
+    it->epoch = b->epoch;
+    it->mode = mode;
+    it->reverse = reverse;
+    it->result = NULL;
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
+}
+
+static int builditer_traverse(BuildIterObject *it, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(it));
+    Py_VISIT(it->owner);
+    Py_VISIT(it->result);
+    return 0;
+}
+
+static int builditer_clear(BuildIterObject *it) {
+    Py_CLEAR(it->owner);
+    Py_CLEAR(it->result);
+    return 0;
+}
+
+static void builditer_dealloc(BuildIterObject *it) {
+    PyTypeObject *tp = Py_TYPE(it);
+    PyObject_GC_UnTrack(it);
+    builditer_clear(it);
+    PyObject_GC_Del(it);
+    Py_DECREF(tp);
+}
+
+static PyObject *builditer_next(BuildIterObject *it) {
+    BuilderObject *b = it->owner;
+    sm_entry e;
+    size_t rank;
+    int rc;
+    if (b == NULL)
+        return NULL;
+    if (builder_check(b) < 0)
+        return NULL;
+    if (sm_builder_version(b->b) != it->version || b->epoch != it->epoch) {
+        Py_CLEAR(it->owner);
+        PyErr_SetString(PyExc_RuntimeError, "rbtree changed size during iteration");
+        return NULL;
+    }
+    if (it->pos >= it->total) {
+        Py_CLEAR(it->owner);
+        return NULL;
+    }
+    rank = it->reverse ? it->total - 1 - it->pos : it->pos;
+    rc = sm_builder_at(b->b, rank, &e);
+    if (rc != 0)
+        return set_error(rc, NULL);
+    it->pos++;
+    switch (it->mode) {
+    case ITER_KEYS:
+        return key_to_py(sm_builder_key_kind(b->b), &e.key);
+    case ITER_VALUES:
+        return value_to_py(&e.value);
+    default:
+        return make_item(&it->result, sm_builder_key_kind(b->b), &e);
+    }
+}
+
+static PyObject *builditer_length_hint(BuildIterObject *it, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromSize_t(it->owner && it->pos < it->total ? it->total - it->pos : 0);
+}
+
+static PyMethodDef builditer_methods[] = {
+    {"__length_hint__", (PyCFunction)builditer_length_hint, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot builditer_slots[] = {
+    {Py_tp_dealloc, (void *)builditer_dealloc},
+    {Py_tp_traverse, (void *)builditer_traverse},
+    {Py_tp_clear, (void *)builditer_clear},
+    {Py_tp_iter, (void *)PyObject_SelfIter},
+    {Py_tp_iternext, (void *)builditer_next},
+    {Py_tp_methods, builditer_methods},
+    {0, NULL},
+};
+
+static PyType_Spec builditer_spec = {
+    .name = "sharedmap._sharedmap.rbtree_iterator",
+    .basicsize = sizeof(BuildIterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = builditer_slots,
+};
+
+/* ============================================================ views
+ *
+ * keys(), values() and items() of both a sharedmap (owner: its _Snapshot, so the
+ * view keeps showing the version it was taken from) and an rbtree (owner: the
+ * rbtree, so the view is live, as dict's are).  Keys and items views are
+ * set-like: ==, <, <=, ..., &, |, -, ^ and isdisjoint() behave as dict's. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *owner; /* SnapshotObject or BuilderObject */
+    int is_builder;
+    int mode;
+} ViewObject;
+
+static Py_ssize_t owner_len(PyObject *owner, int is_builder) {
+    if (is_builder)
+        return (Py_ssize_t)sm_builder_count(((BuilderObject *)owner)->b);
+    return (Py_ssize_t)((SnapshotObject *)owner)->count;
+}
+
+static PyObject *owner_iter(module_state *st, PyObject *owner, int is_builder, int mode,
+                            int reverse) {
+    if (is_builder)
+        return builditer_new(st, (BuilderObject *)owner, mode, reverse);
+    return snapiter_new(st, (SnapshotObject *)owner, 0, ((SnapshotObject *)owner)->count, mode,
+                        reverse);
+}
+
+static lookup_result owner_lookup(PyObject *owner, int is_builder, PyObject *key, int strict,
+                                  sm_value *out) {
+    if (is_builder)
+        return builder_lookup((BuilderObject *)owner, key, strict, out, NULL);
+    return snap_lookup((SnapshotObject *)owner, key, strict, out);
+}
+
+/* Mapping equality: 1 equal, 0 not, -1 error, 2 when other is no Mapping. */
+static int owner_equal(module_state *st, PyObject *owner, int is_builder, PyObject *other) {
+    PyObject *it, *item;
+    Py_ssize_t n;
+    int r = PyDict_Check(other) ? 1 : PyObject_IsInstance(other, st->mapping_abc);
+    if (r <= 0)
+        return r < 0 ? -1 : 2;
+    n = PyObject_Size(other);
+    if (n < 0)
+        return -1;
+    if (n != owner_len(owner, is_builder))
+        return 0;
+    it = owner_iter(st, owner, is_builder, ITER_ITEMS, 0);
+    if (it == NULL)
+        return -1;
+    r = 1;
+    while (r == 1 && (item = PyIter_Next(it)) != NULL) {
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *val = PyTuple_GET_ITEM(item, 1), *theirs;
+        if (PyDict_Check(other)) {
+            theirs = PyDict_GetItemWithError(other, key);
+            Py_XINCREF(theirs);
+        } else {
+            theirs = PyObject_GetItem(other, key);
+        }
+        if (theirs == NULL) {
+            if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_KeyError) &&
+                !PyErr_ExceptionMatches(PyExc_TypeError))
+                r = -1;
+            else {
+                PyErr_Clear();
+                r = 0;
+            }
+        } else {
+            r = PyObject_RichCompareBool(val, theirs, Py_EQ);
+            Py_DECREF(theirs);
+        }
+        Py_DECREF(item);
+    }
+    if (r == 1 && PyErr_Occurred())
+        r = -1;
+    Py_DECREF(it);
+    return r;
+}
+
+static PyObject *view_new(PyTypeObject *type, PyObject *owner, int is_builder, int mode) {
+    ViewObject *v = PyObject_GC_New(ViewObject, type);
+    if (v == NULL)
+        return NULL;
+    v->owner = Py_NewRef(owner);
+    v->is_builder = is_builder;
+    v->mode = mode;
+    PyObject_GC_Track(v);
+    return (PyObject *)v;
+}
+
+static int view_traverse(ViewObject *v, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(v));
+    Py_VISIT(v->owner);
+    return 0;
+}
+
+static int view_clear(ViewObject *v) {
+    Py_CLEAR(v->owner);
+    return 0;
+}
+
+static void view_dealloc(ViewObject *v) {
+    PyTypeObject *tp = Py_TYPE(v);
+    PyObject_GC_UnTrack(v);
+    view_clear(v);
+    PyObject_GC_Del(v);
+    Py_DECREF(tp);
+}
+
+static Py_ssize_t view_len(ViewObject *v) {
+    if (v->owner == NULL)
+        return 0;
+    return owner_len(v->owner, v->is_builder);
+}
+
+static PyObject *view_iter_dir(ViewObject *v, int reverse) {
+    module_state *st = state_of((PyObject *)v);
+    if (st == NULL)
+        return NULL;
+    return owner_iter(st, v->owner, v->is_builder, v->mode, reverse);
+}
+
+static PyObject *view_iter(ViewObject *v) {
+    return view_iter_dir(v, 0);
+}
+
+static PyObject *view_reversed(ViewObject *v, PyObject *unused) {
+    (void)unused;
+    return view_iter_dir(v, 1);
+}
+
+static int view_contains(ViewObject *v, PyObject *obj) {
+    sm_value val;
+    lookup_result found;
+    PyObject *mine, *it, *x;
+    int r;
+    switch (v->mode) {
+    case ITER_KEYS:
+        found = owner_lookup(v->owner, v->is_builder, obj, 0, &val);
+        return found == LOOKUP_ERROR ? -1 : found == LOOKUP_FOUND;
+    case ITER_ITEMS:
+        if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 2)
+            return 0;
+        found = owner_lookup(v->owner, v->is_builder, PyTuple_GET_ITEM(obj, 0), 0, &val);
+        if (found != LOOKUP_FOUND)
+            return found == LOOKUP_ERROR ? -1 : 0;
+        mine = value_to_py(&val);
+        if (mine == NULL)
+            return -1;
+        r = PyObject_RichCompareBool(mine, PyTuple_GET_ITEM(obj, 1), Py_EQ);
+        Py_DECREF(mine);
+        return r;
+    default:
+        it = view_iter(v);
+        if (it == NULL)
+            return -1;
+        r = 0;
+        while (r == 0 && (x = PyIter_Next(it)) != NULL) {
+            r = PyObject_RichCompareBool(x, obj, Py_EQ);
+            Py_DECREF(x);
+        }
+        Py_DECREF(it);
+        if (r == 0 && PyErr_Occurred())
+            r = -1;
+        return r;
+    }
+}
+
+/* Every element of @p a is in @p b. */
+static int all_contained_in(PyObject *a, PyObject *b) {
+    PyObject *it = PyObject_GetIter(a), *x;
+    int ok = 1;
+    if (it == NULL)
+        return -1;
+    while (ok == 1 && (x = PyIter_Next(it)) != NULL) {
+        ok = PySequence_Contains(b, x);
+        Py_DECREF(x);
+    }
+    Py_DECREF(it);
+    if (ok == 1 && PyErr_Occurred())
+        ok = -1;
+    return ok;
+}
+
+static int is_setview(module_state *st, PyObject *o) {
+    return Py_IS_TYPE(o, st->keys_type) || Py_IS_TYPE(o, st->items_type);
+}
+
+static PyObject *view_richcompare(PyObject *self, PyObject *other, int op) {
+    module_state *st = state_of(self);
+    Py_ssize_t n_self, n_other;
+    int ok = 0;
+    if (st == NULL)
+        return NULL;
+    if (!PyAnySet_Check(other) && !PyDictKeys_Check(other) && !PyDictItems_Check(other) &&
+        !is_setview(st, other))
+        Py_RETURN_NOTIMPLEMENTED;
+    n_self = PyObject_Size(self);
+    if (n_self < 0)
+        return NULL;
+    n_other = PyObject_Size(other);
+    if (n_other < 0)
+        return NULL;
+    switch (op) {
+    case Py_NE:
+    case Py_EQ:
+        if (n_self == n_other)
+            ok = all_contained_in(self, other);
+        if (op == Py_NE && ok >= 0)
+            ok = !ok;
+        break;
+    case Py_LT:
+        if (n_self < n_other)
+            ok = all_contained_in(self, other);
+        break;
+    case Py_LE:
+        if (n_self <= n_other)
+            ok = all_contained_in(self, other);
+        break;
+    case Py_GT:
+        if (n_self > n_other)
+            ok = all_contained_in(other, self);
+        break;
+    case Py_GE:
+        if (n_self >= n_other)
+            ok = all_contained_in(other, self);
+        break;
+    default:
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (ok < 0)
+        return NULL;
+    return PyBool_FromLong(ok);
+}
+
+/* set(a).<method>(b), as dict views do for their operators. */
+static PyObject *view_setop(PyObject *a, PyObject *b, const char *method) {
+    PyObject *result = PySet_New(a), *r;
+    if (result == NULL)
+        return NULL;
+    r = PyObject_CallMethod(result, method, "O", b);
+    if (r == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return result;
+}
+
+static PyObject *view_and(PyObject *a, PyObject *b) {
+    return view_setop(a, b, "intersection_update");
+}
+static PyObject *view_or(PyObject *a, PyObject *b) {
+    return view_setop(a, b, "update");
+}
+static PyObject *view_sub(PyObject *a, PyObject *b) {
+    return view_setop(a, b, "difference_update");
+}
+static PyObject *view_xor(PyObject *a, PyObject *b) {
+    return view_setop(a, b, "symmetric_difference_update");
+}
+
+static PyObject *view_isdisjoint(PyObject *self, PyObject *other) {
+    PyObject *it = PyObject_GetIter(other), *x;
+    int found = 0;
+    if (it == NULL)
+        return NULL;
+    while (found == 0 && (x = PyIter_Next(it)) != NULL) {
+        found = PySequence_Contains(self, x);
+        Py_DECREF(x);
+    }
+    Py_DECREF(it);
+    if (found < 0 || (found == 0 && PyErr_Occurred()))
+        return NULL;
+    return PyBool_FromLong(!found);
+}
+
+static PyObject *view_repr(PyObject *self) {
+    PyObject *list, *r;
+    const char *name = strrchr(Py_TYPE(self)->tp_name, '.');
+    name = name ? name + 1 : Py_TYPE(self)->tp_name;
+    if (Py_ReprEnter(self) != 0)
+        return PyUnicode_FromFormat("%s(...)", name);
+    list = PySequence_List(self);
+    r = list ? PyUnicode_FromFormat("%s(%R)", name, list) : NULL;
+    Py_XDECREF(list);
+    Py_ReprLeave(self);
+    return r;
+}
+
+static PyMethodDef setview_methods[] = {
+    {"__reversed__", (PyCFunction)view_reversed, METH_NOARGS,
+     "Return a reverse iterator (descending key order)."},
+    {"isdisjoint", (PyCFunction)view_isdisjoint, METH_O,
+     "Return True if the view and the given iterable have no element in common."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef valuesview_methods[] = {
+    {"__reversed__", (PyCFunction)view_reversed, METH_NOARGS,
+     "Return a reverse iterator (descending key order)."},
+    {NULL, NULL, 0, NULL},
+};
+
+#define VIEW_COMMON_SLOTS                                                      \
+    {Py_tp_dealloc, (void *)view_dealloc}, {Py_tp_traverse, (void *)view_traverse}, \
+        {Py_tp_clear, (void *)view_clear}, {Py_sq_length, (void *)view_len},       \
+        {Py_sq_contains, (void *)view_contains}, {Py_tp_iter, (void *)view_iter},  \
+        {Py_tp_repr, (void *)view_repr}
+
+static PyType_Slot setview_slots[] = {
+    VIEW_COMMON_SLOTS,
+    {Py_tp_methods, setview_methods},
+    {Py_tp_richcompare, (void *)view_richcompare},
+    {Py_tp_hash, (void *)PyObject_HashNotImplemented},
+    {Py_nb_and, (void *)view_and},
+    {Py_nb_or, (void *)view_or},
+    {Py_nb_subtract, (void *)view_sub},
+    {Py_nb_xor, (void *)view_xor},
+    {0, NULL},
+};
+
+static PyType_Slot valuesview_slots[] = {
+    VIEW_COMMON_SLOTS,
+    {Py_tp_methods, valuesview_methods},
+    {0, NULL},
+};
+
+#define VIEW_FLAGS                                                                   \
+    (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |           \
+     Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+static PyType_Spec keys_spec = {
+    .name = "sharedmap._sharedmap.sharedmap_keys",
+    .basicsize = sizeof(ViewObject),
+    .flags = VIEW_FLAGS,
+    .slots = setview_slots,
+};
+static PyType_Spec items_spec = {
+    .name = "sharedmap._sharedmap.sharedmap_items",
+    .basicsize = sizeof(ViewObject),
+    .flags = VIEW_FLAGS,
+    .slots = setview_slots,
+};
+static PyType_Spec values_spec = {
+    .name = "sharedmap._sharedmap.sharedmap_values",
+    .basicsize = sizeof(ViewObject),
+    .flags = VIEW_FLAGS,
+    .slots = valuesview_slots,
+};
+
+static PyObject *make_view(PyObject *self, PyObject *owner, int is_builder, int mode) {
+    module_state *st = state_of(self);
+    PyTypeObject *tp;
+    if (st == NULL)
+        return NULL;
+    tp = mode == ITER_KEYS ? st->keys_type : mode == ITER_VALUES ? st->values_type : st->items_type;
+    return view_new(tp, owner, is_builder, mode);
+}
+
+/* ============================================================ sharedmap (reader) */
+
+typedef struct {
+    PyObject_HEAD
+    SnapshotObject *snap; /* NULL once closed */
+    PyObject *name;       /* str: attached by name; else NULL */
+    PyObject *path;       /* str or bytes, as given: opened from a file; else NULL */
+    PyObject *fspath;     /* bytes: the absolute path, for refresh() and pickling */
+    PyObject *weakreflist;
+} ReaderObject;
+
+static inline SnapshotObject *reader_snap(ReaderObject *self) {
+    if (self->snap == NULL)
+        closed_error();
+    return self->snap;
+}
+
+/* The name or path, for error messages. */
+static PyObject *reader_context(ReaderObject *self) {
+    return self->name ? self->name : self->path;
+}
+
+static ReaderObject *reader_alloc(PyTypeObject *type, module_state *st, sm_reader *r,
+                                  Py_buffer *source) {
+    SnapshotObject *s = snapshot_new(st, r, source);
+    ReaderObject *self;
+    if (s == NULL)
+        return NULL;
+    self = (ReaderObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    self->snap = s;
+    return self;
+}
+
+static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"name", NULL};
+    PyObject *name_obj, *mod;
+    module_state *st;
+    const char *name;
+    sm_reader *r;
+    ReaderObject *self;
+    int rc;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:sharedmap", kwlist, &name_obj))
+        return NULL;
+    name = name_from_obj(name_obj);
+    if (name == NULL)
+        return NULL;
+    mod = module_of_type(type);
+    if (mod == NULL)
+        return NULL;
+    st = module_get_state(mod);
+    rc = sm_reader_open_shm(&r, NULL, name);
+    if (rc != 0)
+        return set_error(rc, name_obj);
+    self = reader_alloc(type, st, r, NULL);
+    if (self == NULL)
+        return NULL;
+    self->name = Py_NewRef(name_obj);
+    return (PyObject *)self;
+}
+
+static int reader_traverse(ReaderObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->snap);
+    Py_VISIT(self->name);
+    Py_VISIT(self->path);
+    Py_VISIT(self->fspath);
+    return 0;
+}
+
+static int reader_clear(ReaderObject *self) {
+    Py_CLEAR(self->snap);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->path);
+    Py_CLEAR(self->fspath);
+    return 0;
+}
+
+static void reader_dealloc(ReaderObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    reader_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* ---- point lookups */
+
+PyDoc_STRVAR(reader_get_doc, "get($self, key, default=None, /)\n--\n\n"
+                             "Return the value for key if key is in the map, else default.");
+
+static PyObject *reader_get(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    SnapshotObject *s = self->snap;
+    sm_value v;
+    if (nargs != 1 && nargs != 2)
+        return nargs_error("get", nargs, 1, 2);
+    if (s == NULL)
+        return closed_error();
+    switch (snap_lookup(s, args[0], 1, &v)) {
+    case LOOKUP_FOUND:
+        return value_to_py(&v);
+    case LOOKUP_MISSING:
+        return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *reader_subscript(ReaderObject *self, PyObject *key) {
+    SnapshotObject *s = self->snap;
+    sm_value v;
+    if (s == NULL)
+        return closed_error();
+    switch (snap_lookup(s, key, 1, &v)) {
+    case LOOKUP_FOUND:
+        return value_to_py(&v);
+    case LOOKUP_MISSING:
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+static int reader_contains(ReaderObject *self, PyObject *key) {
+    SnapshotObject *s = self->snap;
+    lookup_result r;
+    if (s == NULL) {
+        closed_error();
+        return -1;
+    }
+    r = snap_lookup(s, key, 1, NULL);
+    return r == LOOKUP_ERROR ? -1 : r == LOOKUP_FOUND;
+}
+
+static int reader_ass_subscript(ReaderObject *self, PyObject *key, PyObject *value) {
+    (void)self;
+    (void)key;
+    (void)value;
+    PyErr_SetString(PyExc_TypeError, "sharedmap is read-only");
+    return -1;
+}
+
+static Py_ssize_t reader_len(ReaderObject *self) {
+    SnapshotObject *s = reader_snap(self);
+    return s ? (Py_ssize_t)s->count : -1;
+}
+
+/* ---- iteration and views */
+
+static PyObject *reader_iter_dir(ReaderObject *self, int mode, int reverse) {
+    SnapshotObject *s = reader_snap(self);
+    module_state *st;
+    if (s == NULL)
+        return NULL;
+    st = state_of((PyObject *)self);
+    return st ? snapiter_new(st, s, 0, s->count, mode, reverse) : NULL;
+}
+
+static PyObject *reader_iter(ReaderObject *self) {
+    return reader_iter_dir(self, ITER_KEYS, 0);
+}
+
+static PyObject *reader_reversed(ReaderObject *self, PyObject *unused) {
+    (void)unused;
+    return reader_iter_dir(self, ITER_KEYS, 1);
+}
+
+static PyObject *reader_view(ReaderObject *self, int mode) {
+    SnapshotObject *s = reader_snap(self);
+    return s ? make_view((PyObject *)self, (PyObject *)s, 0, mode) : NULL;
+}
+
+static PyObject *reader_keys(ReaderObject *self, PyObject *unused) {
+    (void)unused;
+    return reader_view(self, ITER_KEYS);
+}
+static PyObject *reader_values(ReaderObject *self, PyObject *unused) {
+    (void)unused;
+    return reader_view(self, ITER_VALUES);
+}
+static PyObject *reader_items(ReaderObject *self, PyObject *unused) {
+    (void)unused;
+    return reader_view(self, ITER_ITEMS);
+}
+
+static PyObject *reader_copy(ReaderObject *self, PyObject *unused) {
+    SnapshotObject *s = reader_snap(self);
+    PyObject *d, *it, *item;
+    module_state *st;
+    (void)unused;
+    if (s == NULL || (st = state_of((PyObject *)self)) == NULL)
+        return NULL;
+    d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    it = snapiter_new(st, s, 0, s->count, ITER_ITEMS, 0);
+    if (it == NULL)
+        goto error;
+    while ((item = PyIter_Next(it)) != NULL) {
+        int rc = PyDict_SetItem(d, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+        Py_DECREF(item);
+        if (rc < 0)
+            goto error;
+    }
+    if (PyErr_Occurred())
+        goto error;
+    Py_DECREF(it);
+    return d;
+error:
+    Py_XDECREF(it);
+    Py_DECREF(d);
+    return NULL;
+}
+
+static PyObject *reader_richcompare(ReaderObject *self, PyObject *other, int op) {
+    SnapshotObject *s;
+    module_state *st;
+    int r;
+    if (op != Py_EQ && op != Py_NE)
+        Py_RETURN_NOTIMPLEMENTED;
+    if ((s = reader_snap(self)) == NULL || (st = state_of((PyObject *)self)) == NULL)
+        return NULL;
+    Py_INCREF(s);
+    r = owner_equal(st, (PyObject *)s, 0, other);
+    Py_DECREF(s);
+    if (r < 0)
+        return NULL;
+    if (r == 2)
+        Py_RETURN_NOTIMPLEMENTED;
+    return PyBool_FromLong(op == Py_EQ ? r : !r);
+}
+
+static PyObject *reader_repr(ReaderObject *self) {
+    char size[32];
+    const char *tn = Py_TYPE(self)->tp_name;
+    PyObject *where;
+    if (self->name)
+        where = PyUnicode_FromFormat("name=%R", self->name);
+    else if (self->path)
+        where = PyUnicode_FromFormat("path=%R", self->path);
+    else
+        where = PyUnicode_FromString("from bytes");
+    if (where == NULL)
+        return NULL;
+    if (self->snap == NULL) {
+        PyObject *r = PyUnicode_FromFormat("<%s %U closed>", tn, where);
+        Py_DECREF(where);
+        return r;
+    } else {
+        size_t n;
+        PyObject *r;
+        (void)sm_reader_data(self->snap->r, &n);
+        format_size(size, sizeof size, n);
+        r = PyUnicode_FromFormat("<%s %U entries=%llu size=%s>", tn, where,
+                                 (unsigned long long)self->snap->count, size);
+        Py_DECREF(where);
+        return r;
+    }
+}
+
+/* ---- lifetime */
+
+PyDoc_STRVAR(reader_close_doc,
+             "close($self, /)\n--\n\nDetach from the snapshot.  Iterators, views and memoryviews "
+             "taken from it keep it mapped until they go.  Calling close() again does nothing.");
+
+static PyObject *reader_close(ReaderObject *self, PyObject *unused) {
+    (void)unused;
+    Py_CLEAR(self->snap);
+    Py_RETURN_NONE;
+}
+
+static PyObject *reader_enter(ReaderObject *self, PyObject *unused) {
+    (void)unused;
+    if (reader_snap(self) == NULL)
+        return NULL;
+    return Py_NewRef(self);
+}
+
+static PyObject *reader_exit(ReaderObject *self, PyObject *args) {
+    (void)args;
+    Py_CLEAR(self->snap);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *reader_closed_get(ReaderObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(self->snap == NULL);
+}
+
+static PyObject *reader_name_get(ReaderObject *self, void *closure) {
+    (void)closure;
+    return Py_NewRef(self->name ? self->name : Py_None);
+}
+
+static PyObject *reader_path_get(ReaderObject *self, void *closure) {
+    (void)closure;
+    return Py_NewRef(self->path ? self->path : Py_None);
+}
+
+PyDoc_STRVAR(reader_reduce_doc, "Pickle by reference: re-attach by name, re-open the path, or "
+                                "(for a map made by loads()) carry the bytes.");
+
+static PyObject *reader_reduce(ReaderObject *self, PyObject *unused) {
+    SnapshotObject *s = reader_snap(self);
+    module_state *st;
+    (void)unused;
+    if (s == NULL || (st = state_of((PyObject *)self)) == NULL)
+        return NULL;
+    if (self->name)
+        return Py_BuildValue("O(O)", (PyObject *)Py_TYPE(self), self->name);
+    if (self->fspath) {
+        PyObject *p = PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(self->fspath),
+                                                       PyBytes_GET_SIZE(self->fspath));
+        PyObject *r = p ? Py_BuildValue("O(N)", st->open_func, p) : NULL;
+        return r;
+    }
+    if (s->has_source && PyBytes_CheckExact(s->source.obj))
+        return Py_BuildValue("O(O)", st->loads_func, s->source.obj);
+    {
+        size_t n;
+        const void *data = sm_reader_data(s->r, &n);
+        return Py_BuildValue("O(N)", st->loads_func,
+                             PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n));
+    }
+}
+
+/* ---- ordered queries (sortedcontainers.SortedDict conventions) */
+
+/* The rank sm_seek_key gives for @p key; an empty map (no key kind yet) is
+ * rank 0 for any str or bytes key. */
+static int snap_seek(SnapshotObject *s, PyObject *key, sm_bound bound, uint64_t *rank) {
+    key_ref k;
+    sm_cursor c;
+    int rc;
+    switch (key_fit_map(key, s->kind, 1, &k)) {
+    case KEY_ERROR:
+        return -1;
+    case KEY_CANNOT_BE_IN:
+        *rank = 0;
+        return 0;
+    case KEY_USABLE:
+        break;
+    }
+    rc = sm_seek_key(s->r, k.data, (size_t)k.size, bound, &c);
+    if (rc != 0) {
+        set_error(rc, NULL);
+        return -1;
+    }
+    *rank = c.rank;
+    return 0;
+}
+
+PyDoc_STRVAR(reader_irange_doc,
+             "irange($self, /, minimum=None, maximum=None, inclusive=(True, True), "
+             "reverse=False)\n--\n\n"
+             "Iterate over the keys between minimum and maximum, in key order (descending if "
+             "reverse).  None means unbounded; inclusive says whether each bound is included.  "
+             "O(log n) to start, O(1) per key.");
+
+static PyObject *reader_irange(ReaderObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"minimum", "maximum", "inclusive", "reverse", NULL};
+    PyObject *lo = Py_None, *hi = Py_None, *incl = NULL;
+    int reverse = 0, incl_lo = 1, incl_hi = 1;
+    uint64_t begin = 0, end;
+    SnapshotObject *s;
+    module_state *st;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOOp:irange", kwlist, &lo, &hi, &incl,
+                                     &reverse))
+        return NULL;
+    if (incl != NULL) {
+        PyObject *seq = PySequence_Fast(incl, "inclusive must be a pair of booleans");
+        if (seq == NULL)
+            return NULL;
+        if (PySequence_Fast_GET_SIZE(seq) != 2) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "inclusive must be a pair of booleans");
+            return NULL;
+        }
+        incl_lo = PyObject_IsTrue(PySequence_Fast_GET_ITEM(seq, 0));
+        incl_hi = incl_lo < 0 ? -1 : PyObject_IsTrue(PySequence_Fast_GET_ITEM(seq, 1));
+        Py_DECREF(seq);
+        if (incl_lo < 0 || incl_hi < 0)
+            return NULL;
+    }
+    if ((s = reader_snap(self)) == NULL || (st = state_of((PyObject *)self)) == NULL)
+        return NULL;
+    end = s->count;
+    if (lo != Py_None && snap_seek(s, lo, incl_lo ? SM_GE : SM_GT, &begin) < 0)
+        return NULL;
+    if (hi != Py_None && snap_seek(s, hi, incl_hi ? SM_GT : SM_GE, &end) < 0)
+        return NULL;
+    return snapiter_new(st, s, begin, end, ITER_KEYS, reverse);
+}
+
+static PyObject *reader_bisect(ReaderObject *self, PyObject *key, sm_bound bound) {
+    SnapshotObject *s = reader_snap(self);
+    uint64_t rank;
+    if (s == NULL || snap_seek(s, key, bound, &rank) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong((unsigned long long)rank);
+}
+
+PyDoc_STRVAR(reader_bisect_left_doc,
+             "bisect_left($self, key, /)\n--\n\n"
+             "The index where key would be inserted in the sorted keys, before any equal key.");
+static PyObject *reader_bisect_left(ReaderObject *self, PyObject *key) {
+    return reader_bisect(self, key, SM_GE);
+}
+
+PyDoc_STRVAR(reader_bisect_right_doc,
+             "bisect_right($self, key, /)\n--\n\n"
+             "The index where key would be inserted in the sorted keys, after any equal key.");
+static PyObject *reader_bisect_right(ReaderObject *self, PyObject *key) {
+    return reader_bisect(self, key, SM_GT);
+}
+
+/* Slice-style index normalisation of an optional bound. */
+static int norm_index(PyObject *o, Py_ssize_t n, Py_ssize_t dflt, Py_ssize_t *out) {
+    Py_ssize_t i;
+    if (o == NULL || o == Py_None) {
+        *out = dflt;
+        return 0;
+    }
+    i = PyNumber_AsSsize_t(o, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred())
+        return -1;
+    if (i < 0)
+        i += n;
+    *out = i < 0 ? 0 : i > n ? n : i;
+    return 0;
+}
+
+PyDoc_STRVAR(reader_index_doc,
+             "index($self, key, start=None, stop=None, /)\n--\n\n"
+             "The position of key in the sorted keys.  ValueError if key is not in the map (or "
+             "not between start and stop).");
+
+static PyObject *reader_index(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    SnapshotObject *s;
+    key_ref k;
+    uint64_t rank = 0;
+    Py_ssize_t start, stop, n;
+    int rc = SM_NOTFOUND;
+    if (nargs < 1 || nargs > 3)
+        return nargs_error("index", nargs, 1, 3);
+    if ((s = reader_snap(self)) == NULL)
+        return NULL;
+    n = (Py_ssize_t)s->count;
+    switch (key_fit_map(args[0], s->kind, 1, &k)) {
+    case KEY_ERROR:
+        return NULL;
+    case KEY_CANNOT_BE_IN:
+        break;
+    case KEY_USABLE:
+        rc = sm_rank(s->r, k.data, (size_t)k.size, &rank);
+        break;
+    }
+    if (rc != 0 && rc != SM_NOTFOUND)
+        return set_error(rc, NULL);
+    if (norm_index(nargs > 1 ? args[1] : NULL, n, 0, &start) < 0 ||
+        norm_index(nargs > 2 ? args[2] : NULL, n, n, &stop) < 0)
+        return NULL;
+    if (rc == SM_NOTFOUND || (Py_ssize_t)rank < start || (Py_ssize_t)rank >= stop) {
+        PyErr_Format(PyExc_ValueError, "%R is not in map", args[0]);
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)rank);
+}
+
+PyDoc_STRVAR(reader_peekitem_doc,
+             "peekitem($self, index=-1, /)\n--\n\n"
+             "The (key, value) pair at index in key order (negative counts from the end).  "
+             "IndexError if out of range.");
+
+static PyObject *reader_peekitem(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    SnapshotObject *s;
+    Py_ssize_t i = -1, n;
+    sm_cursor c;
+    sm_entry e;
+    int rc;
+    if (nargs > 1)
+        return nargs_error("peekitem", nargs, 0, 1);
+    if ((s = reader_snap(self)) == NULL)
+        return NULL;
+    if (nargs == 1) {
+        i = PyNumber_AsSsize_t(args[0], PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    n = (Py_ssize_t)s->count;
+    if (i < 0)
+        i += n;
+    if (i < 0 || i >= n) {
+        PyErr_SetString(PyExc_IndexError, "peekitem index out of range");
+        return NULL;
+    }
+    rc = sm_seek_rank(s->r, (uint64_t)i, &c);
+    if (rc == 0)
+        rc = sm_cursor_get(&c, &e);
+    if (rc != 0)
+        return set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
+    return make_item(NULL, s->kind, &e);
+}
+
+static PyObject *reader_prefix_mode(ReaderObject *self, PyObject *p, int mode) {
+    SnapshotObject *s;
+    module_state *st;
+    key_ref k;
+    uint64_t begin = 0, end = 0;
+    if ((s = reader_snap(self)) == NULL || (st = state_of((PyObject *)self)) == NULL)
+        return NULL;
+    switch (key_fit_map(p, s->kind, 1, &k)) {
+    case KEY_ERROR:
+        return NULL;
+    case KEY_CANNOT_BE_IN:
+        break;
+    case KEY_USABLE: {
+        int rc = sm_prefix_range(s->r, k.data, (size_t)k.size, &begin, &end);
+        if (rc != 0)
+            return set_error(rc, NULL);
+        break;
+    }
+    }
+    return snapiter_new(st, s, begin, end, mode, 0);
+}
+
+PyDoc_STRVAR(reader_prefix_doc, "prefix($self, prefix, /)\n--\n\n"
+                                "Iterate over the keys that start with prefix, in key order.");
+static PyObject *reader_prefix(ReaderObject *self, PyObject *p) {
+    return reader_prefix_mode(self, p, ITER_KEYS);
+}
+
+PyDoc_STRVAR(reader_prefix_items_doc,
+             "prefix_items($self, prefix, /)\n--\n\n"
+             "Iterate over the (key, value) pairs whose key starts with prefix, in key order.");
+static PyObject *reader_prefix_items(ReaderObject *self, PyObject *p) {
+    return reader_prefix_mode(self, p, ITER_ITEMS);
+}
+
+/* ---- zero copy */
+
+PyDoc_STRVAR(reader_getbuffer_doc,
+             "getbuffer($self, key, /)\n--\n\n"
+             "A read-only memoryview of the bytes value of key (of a str value: its UTF-8), "
+             "straight in the snapshot, without copying.  It keeps the snapshot mapped while it "
+             "exists, even after close().  KeyError if missing; TypeError for other value types.");
+
+static PyObject *reader_getbuffer(ReaderObject *self, PyObject *key) {
+    SnapshotObject *s = reader_snap(self);
+    sm_value v;
+    if (s == NULL)
+        return NULL;
+    switch (snap_lookup(s, key, 1, &v)) {
+    case LOOKUP_FOUND:
+        break;
+    case LOOKUP_MISSING:
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    default:
+        return NULL;
+    }
+    if (v.type != SM_BYTES && v.type != SM_STR) {
+        static const char *const names[] = {"None", "bool", "bool", "int", "float"};
+        PyErr_Format(PyExc_TypeError, "getbuffer() needs a bytes or str value, the value of %R is %s",
+                     key, (unsigned)v.type < 5 ? names[v.type] : "unknown");
+        return NULL;
+    }
+    return snapshot_subview(s, v.as.buf.data, v.as.buf.size);
+}
+
+/* ---- versions and integrity */
+
+PyDoc_STRVAR(reader_refresh_doc,
+             "refresh($self, /)\n--\n\n"
+             "Move to the newest version of the map if it was republished since; return whether "
+             "it moved.  Costs one memory read when nothing changed, so it can be called before "
+             "every request.  A removed map keeps its current version (returns False).  Iterators, "
+             "views and memoryviews taken before keep the version they had.");
+
+static PyObject *reader_refresh(ReaderObject *self, PyObject *unused) {
+    SnapshotObject *s = reader_snap(self), *ns;
+    module_state *st;
+    sm_reader *r;
+    sm_info old_info, new_info;
+    int rc;
+    (void)unused;
+    if (s == NULL)
+        return NULL;
+    if (!sm_reader_superseded(s->r))
+        Py_RETURN_FALSE;
+    if (self->name) {
+        const char *name = PyUnicode_AsUTF8(self->name);
+        if (name == NULL)
+            return NULL;
+        rc = sm_reader_open_shm(&r, NULL, name);
+    } else if (self->fspath) {
+        rc = sm_reader_open_file(&r, PyBytes_AS_STRING(self->fspath));
+    } else {
+        Py_RETURN_FALSE;
+    }
+    if (rc == -ENOENT)
+        Py_RETURN_FALSE;
+    if (rc != 0)
+        return set_error(rc, reader_context(self));
+    sm_reader_info(s->r, &old_info);
+    sm_reader_info(r, &new_info);
+    if (old_info.dev == new_info.dev && old_info.ino == new_info.ino) {
+        sm_reader_close(r);
+        Py_RETURN_FALSE;
+    }
+    if ((st = state_of((PyObject *)self)) == NULL) {
+        sm_reader_close(r);
+        return NULL;
+    }
+    ns = snapshot_new(st, r, NULL);
+    if (ns == NULL)
+        return NULL;
+    Py_SETREF(self->snap, ns);
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(reader_info_doc,
+             "info($self, /)\n--\n\n"
+             "A dict describing the snapshot: entries, size (bytes), format_version, created "
+             "(seconds since the epoch), key_kind ('str', 'bytes' or None), checksum, "
+             "superseded (whether a newer version was published since), name (or None), and path: "
+             "the file the map lives in (for a map attached by name, its file in /dev/shm; None for "
+             "a map made by loads()).");
+
+static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
+    SnapshotObject *s = reader_snap(self);
+    PyObject *path;
+    sm_info info;
+    (void)unused;
+    if (s == NULL)
+        return NULL;
+    sm_reader_info(s->r, &info);
+    if (self->path != NULL)
+        path = Py_NewRef(self->path);
+    else if (self->name != NULL)
+        path = PyUnicode_FromFormat("%s/%s%U", SM_DEFAULT_DIR, SM_NAME_PREFIX, self->name);
+    else
+        path = Py_NewRef(Py_None);
+    if (path == NULL)
+        return NULL;
+    return Py_BuildValue(
+        "{sKsKsIsdsssKsOsOsN}", "entries", (unsigned long long)info.count, "size",
+        (unsigned long long)info.size, "format_version", info.format_version, "created",
+        (double)info.created_ns / 1e9, "key_kind",
+        info.key_kind == SM_KEYS_STR ? "str" : info.key_kind == SM_KEYS_BYTES ? "bytes" : NULL,
+        "checksum", (unsigned long long)info.checksum, "superseded",
+        sm_reader_superseded(s->r) ? Py_True : Py_False, "name", self->name ? self->name : Py_None,
+        "path", path);
+}
+
+PyDoc_STRVAR(reader_verify_doc,
+             "verify($self, /)\n--\n\n"
+             "Check the whole snapshot (checksum, every record, order, index, UTF-8): return True, "
+             "or raise ValueError saying what is wrong.  O(n); runs without the GIL.");
+
+static PyObject *reader_verify(ReaderObject *self, PyObject *unused) {
+    SnapshotObject *s = reader_snap(self);
+    int rc;
+    (void)unused;
+    if (s == NULL)
+        return NULL;
+    Py_INCREF(s); /* a close() in another thread must not unmap it under us */
+    Py_BEGIN_ALLOW_THREADS
+    rc = sm_reader_verify(s->r);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(s);
+    if (rc != 0) {
+        PyObject *ctx = reader_context(self);
+        return set_error(rc, ctx);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef reader_methods[] = {
+    {"get", METH_CAST(reader_get), METH_FASTCALL, reader_get_doc},
+    {"keys", (PyCFunction)reader_keys, METH_NOARGS, "A set-like view of the keys, in key order."},
+    {"values", (PyCFunction)reader_values, METH_NOARGS, "A view of the values, in key order."},
+    {"items", (PyCFunction)reader_items, METH_NOARGS,
+     "A set-like view of the (key, value) pairs, in key order."},
+    {"copy", (PyCFunction)reader_copy, METH_NOARGS, "A dict with the same items (in key order)."},
+    {"__reversed__", (PyCFunction)reader_reversed, METH_NOARGS,
+     "Iterate over the keys in descending order."},
+    {"close", (PyCFunction)reader_close, METH_NOARGS, reader_close_doc},
+    {"__enter__", (PyCFunction)reader_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)reader_exit, METH_VARARGS, NULL},
+    {"__reduce__", (PyCFunction)reader_reduce, METH_NOARGS, reader_reduce_doc},
+    {"__class_getitem__", (PyCFunction)Py_GenericAlias, METH_O | METH_CLASS,
+     "See PEP 585."},
+    {"irange", METH_CAST(reader_irange), METH_VARARGS | METH_KEYWORDS, reader_irange_doc},
+    {"bisect_left", (PyCFunction)reader_bisect_left, METH_O, reader_bisect_left_doc},
+    {"bisect_right", (PyCFunction)reader_bisect_right, METH_O, reader_bisect_right_doc},
+    {"index", METH_CAST(reader_index), METH_FASTCALL, reader_index_doc},
+    {"peekitem", METH_CAST(reader_peekitem), METH_FASTCALL, reader_peekitem_doc},
+    {"prefix", (PyCFunction)reader_prefix, METH_O, reader_prefix_doc},
+    {"prefix_items", (PyCFunction)reader_prefix_items, METH_O, reader_prefix_items_doc},
+    {"getbuffer", (PyCFunction)reader_getbuffer, METH_O, reader_getbuffer_doc},
+    {"refresh", (PyCFunction)reader_refresh, METH_NOARGS, reader_refresh_doc},
+    {"info", (PyCFunction)reader_info, METH_NOARGS, reader_info_doc},
+    {"verify", (PyCFunction)reader_verify, METH_NOARGS, reader_verify_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef reader_getset[] = {
+    {"closed", (getter)reader_closed_get, NULL, "True once close() was called.", NULL},
+    {"name", (getter)reader_name_get, NULL, "The name the map was attached by, or None.", NULL},
+    {"path", (getter)reader_path_get, NULL, "The path the map was opened from, or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef reader_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(ReaderObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(reader_doc,
+             "sharedmap(name)\n--\n\n"
+             "Attach read-only to the map published under name (FileNotFoundError if none).\n\n"
+             "A read-only Mapping whose keys iterate in sorted order, with ordered queries "
+             "(irange, bisect_left, bisect_right, index, peekitem, prefix) and zero-copy access "
+             "(getbuffer).  sharedmap.open(path) and sharedmap.loads(data) make the same kind of "
+             "object from a file or from bytes.");
+
+static PyType_Slot reader_slots[] = {
+    {Py_tp_new, (void *)reader_new},
+    {Py_tp_dealloc, (void *)reader_dealloc},
+    {Py_tp_traverse, (void *)reader_traverse},
+    {Py_tp_clear, (void *)reader_clear},
+    {Py_tp_repr, (void *)reader_repr},
+    {Py_tp_hash, (void *)PyObject_HashNotImplemented},
+    {Py_tp_richcompare, (void *)reader_richcompare},
+    {Py_tp_iter, (void *)reader_iter},
+    {Py_tp_methods, reader_methods},
+    {Py_tp_getset, reader_getset},
+    {Py_tp_members, reader_members},
+    {Py_tp_doc, (void *)reader_doc},
+    {Py_mp_length, (void *)reader_len},
+    {Py_mp_subscript, (void *)reader_subscript},
+    {Py_mp_ass_subscript, (void *)reader_ass_subscript},
+    {Py_sq_contains, (void *)reader_contains},
+    {0, NULL},
+};
+
+static PyType_Spec reader_spec = {
+    .name = "sharedmap.sharedmap",
+    .basicsize = sizeof(ReaderObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_MAPPING |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = reader_slots,
+};
+
+/* ============================================================ rbtree methods */
+
+static PyObject *builder_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    BuilderObject *self;
+    int rc;
+    (void)args;
+    (void)kwds;
+    self = (BuilderObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    rc = sm_builder_new(&self->b);
+    if (rc != 0) {
+        Py_DECREF(self);
+        return set_error(rc, NULL);
+    }
+    return (PyObject *)self;
+}
+
+static void builder_dealloc(BuilderObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    sm_builder_free(self->b);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Copy every entry of a snapshot in: into an empty builder with
+ * sm_builder_from_reader (one linear pass), else entry by entry; either way in C,
+ * without the GIL. */
+static int builder_merge_snapshot(BuilderObject *self, SnapshotObject *s) {
+    sm_key_kind have = sm_builder_key_kind(self->b);
+    int rc = 0;
+    if (s->count == 0)
+        return 0;
+    if (have != SM_KEYS_NONE && have != s->kind) {
+        set_kind_error(have, s->kind);
+        return -1;
+    }
+    Py_INCREF(s);
+    self->busy++;
+    if (sm_builder_count(self->b) == 0) {
+        sm_builder *nb = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        rc = sm_builder_from_reader(&nb, s->r);
+        Py_END_ALLOW_THREADS
+        if (rc == 0) {
+            sm_builder_free(self->b);
+            self->b = nb;
+            self->epoch++;
+        }
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        sm_cursor c;
+        sm_entry e;
+        uint64_t i;
+        rc = sm_seek_rank(s->r, 0, &c);
+        for (i = 0; rc == 0 && i < s->count; i++) {
+            if (i > 0 && (rc = sm_cursor_next(&c)) != 0)
+                break;
+            if ((rc = sm_cursor_get(&c, &e)) != 0)
+                break;
+            rc = sm_builder_put(self->b, s->kind, e.key.data, e.key.size, &e.value);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    self->busy--;
+    Py_DECREF(s);
+    if (rc != 0) {
+        set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy every entry of another builder in, in C, without the GIL. */
+static int builder_merge_builder(BuilderObject *self, BuilderObject *other) {
+    sm_key_kind have = sm_builder_key_kind(self->b), theirs;
+    size_t i, n;
+    int rc = 0;
+    if (other == self)
+        return 0;
+    if (builder_check(other) < 0)
+        return -1;
+    theirs = sm_builder_key_kind(other->b);
+    n = sm_builder_count(other->b);
+    if (n == 0)
+        return 0;
+    if (have != SM_KEYS_NONE && have != theirs) {
+        set_kind_error(have, theirs);
+        return -1;
+    }
+    self->busy++;
+    other->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    sm_entry e;
+    for (i = 0; i < n; i++) {
+        if ((rc = sm_builder_at(other->b, i, &e)) != 0)
+            break;
+        if ((rc = sm_builder_put(self->b, theirs, e.key.data, e.key.size, &e.value)) != 0)
+            break;
+    }
+    Py_END_ALLOW_THREADS
+    other->busy--;
+    self->busy--;
+    if (rc != 0) {
+        set_error(rc, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* dict.update semantics: a mapping (anything with keys()), or an iterable of
+ * pairs, then keyword arguments. */
+static int builder_update_common(BuilderObject *self, PyObject *arg, PyObject *kwds) {
+    module_state *st;
+    if (builder_check(self) < 0)
+        return -1;
+    if (arg != NULL) {
+        if ((st = state_of((PyObject *)self)) == NULL)
+            return -1;
+        if (PyObject_TypeCheck(arg, st->reader_type)) {
+            SnapshotObject *s = reader_snap((ReaderObject *)arg);
+            if (s == NULL || builder_merge_snapshot(self, s) < 0)
+                return -1;
+        } else if (PyObject_TypeCheck(arg, st->builder_type)) {
+            if (builder_merge_builder(self, (BuilderObject *)arg) < 0)
+                return -1;
+        } else if (PyDict_CheckExact(arg)) {
+            Py_ssize_t pos = 0;
+            PyObject *k, *v;
+            while (PyDict_Next(arg, &pos, &k, &v))
+                if (builder_put(self, k, v) < 0)
+                    return -1;
+        } else if (PyObject_HasAttrString(arg, "keys")) {
+            PyObject *keys = PyMapping_Keys(arg), *it, *k;
+            int rc = 0;
+            if (keys == NULL)
+                return -1;
+            it = PyObject_GetIter(keys);
+            Py_DECREF(keys);
+            if (it == NULL)
+                return -1;
+            while (rc == 0 && (k = PyIter_Next(it)) != NULL) {
+                PyObject *v = PyObject_GetItem(arg, k);
+                rc = v == NULL ? -1 : builder_put(self, k, v);
+                Py_XDECREF(v);
+                Py_DECREF(k);
+            }
+            Py_DECREF(it);
+            if (rc < 0 || PyErr_Occurred())
+                return -1;
+        } else {
+            PyObject *it = PyObject_GetIter(arg), *item;
+            Py_ssize_t i = 0;
+            int rc = 0;
+            if (it == NULL)
+                return -1;
+            while (rc == 0 && (item = PyIter_Next(it)) != NULL) {
+                PyObject *pair = PySequence_Fast(item, "");
+                if (pair == NULL) {
+                    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                        PyErr_Clear();
+                        PyErr_Format(PyExc_TypeError,
+                                     "cannot convert rbtree update sequence element #%zd to a "
+                                     "sequence",
+                                     i);
+                    }
+                    rc = -1;
+                } else {
+                    if (PySequence_Fast_GET_SIZE(pair) != 2) {
+                        PyErr_Format(PyExc_ValueError,
+                                     "rbtree update sequence element #%zd has length %zd; 2 is "
+                                     "required",
+                                     i, PySequence_Fast_GET_SIZE(pair));
+                        rc = -1;
+                    } else {
+                        rc = builder_put(self, PySequence_Fast_GET_ITEM(pair, 0),
+                                         PySequence_Fast_GET_ITEM(pair, 1));
+                    }
+                    Py_DECREF(pair);
+                }
+                Py_DECREF(item);
+                i++;
+            }
+            Py_DECREF(it);
+            if (rc < 0 || PyErr_Occurred())
+                return -1;
+        }
+    }
+    if (kwds != NULL) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(kwds, &pos, &k, &v))
+            if (builder_put(self, k, v) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+static int builder_init(BuilderObject *self, PyObject *args, PyObject *kwds) {
+    PyObject *arg = NULL;
+    if (!PyArg_UnpackTuple(args, "rbtree", 0, 1, &arg))
+        return -1;
+    return builder_update_common(self, arg, kwds);
+}
+
+PyDoc_STRVAR(builder_update_doc,
+             "update($self, other=(), /, **kwargs)\n--\n\n"
+             "Insert the items of a mapping (or an iterable of pairs), then kwargs.  From a "
+             "sharedmap or another rbtree this copies in C, without Python objects.");
+
+static PyObject *builder_update(BuilderObject *self, PyObject *args, PyObject *kwds) {
+    PyObject *arg = NULL;
+    if (!PyArg_UnpackTuple(args, "update", 0, 1, &arg))
+        return NULL;
+    if (builder_update_common(self, arg, kwds) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(builder_set_doc, "set($self, key, value, /)\n--\n\n"
+                              "Insert or overwrite; return True.  Raises on failure.");
+
+static PyObject *builder_set(BuilderObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return nargs_error("set", nargs, 2, 2);
+    if (builder_put(self, args[0], args[1]) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(builder_get_doc, "get($self, key, default=None, /)\n--\n\n"
+                              "Return the value for key if key is in the map, else default.");
+
+static PyObject *builder_get(BuilderObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    sm_value v;
+    if (nargs != 1 && nargs != 2)
+        return nargs_error("get", nargs, 1, 2);
+    switch (builder_lookup(self, args[0], 1, &v, NULL)) {
+    case LOOKUP_FOUND:
+        return value_to_py(&v);
+    case LOOKUP_MISSING:
+        return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *builder_subscript(BuilderObject *self, PyObject *key) {
+    sm_value v;
+    switch (builder_lookup(self, key, 1, &v, NULL)) {
+    case LOOKUP_FOUND:
+        return value_to_py(&v);
+    case LOOKUP_MISSING:
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+static int builder_ass_subscript(BuilderObject *self, PyObject *key, PyObject *value) {
+    if (value == NULL)
+        return builder_delete(self, key);
+    return builder_put(self, key, value);
+}
+
+static int builder_contains(BuilderObject *self, PyObject *key) {
+    lookup_result r = builder_lookup(self, key, 1, NULL, NULL);
+    return r == LOOKUP_ERROR ? -1 : r == LOOKUP_FOUND;
+}
+
+static Py_ssize_t builder_len(BuilderObject *self) {
+    return (Py_ssize_t)sm_builder_count(self->b);
+}
+
+static PyObject *builder_iter_dir(BuilderObject *self, int mode, int reverse) {
+    module_state *st = state_of((PyObject *)self);
+    return st ? builditer_new(st, self, mode, reverse) : NULL;
+}
+
+static PyObject *builder_iter(BuilderObject *self) {
+    return builder_iter_dir(self, ITER_KEYS, 0);
+}
+
+static PyObject *builder_reversed(BuilderObject *self, PyObject *unused) {
+    (void)unused;
+    return builder_iter_dir(self, ITER_KEYS, 1);
+}
+
+static PyObject *builder_keys(BuilderObject *self, PyObject *unused) {
+    (void)unused;
+    return make_view((PyObject *)self, (PyObject *)self, 1, ITER_KEYS);
+}
+static PyObject *builder_values(BuilderObject *self, PyObject *unused) {
+    (void)unused;
+    return make_view((PyObject *)self, (PyObject *)self, 1, ITER_VALUES);
+}
+static PyObject *builder_items(BuilderObject *self, PyObject *unused) {
+    (void)unused;
+    return make_view((PyObject *)self, (PyObject *)self, 1, ITER_ITEMS);
+}
+
+PyDoc_STRVAR(builder_pop_doc,
+             "pop($self, key, default=<unrepresentable>, /)\n--\n\n"
+             "Remove key and return its value; if key is missing return default, or raise "
+             "KeyError if no default was given.");
+
+static PyObject *builder_pop(BuilderObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    sm_value v;
+    key_ref k;
+    PyObject *res;
+    int rc;
+    if (nargs != 1 && nargs != 2)
+        return nargs_error("pop", nargs, 1, 2);
+    switch (builder_lookup(self, args[0], 1, &v, &k)) {
+    case LOOKUP_FOUND:
+        break;
+    case LOOKUP_MISSING:
+        if (nargs == 2)
+            return Py_NewRef(args[1]);
+        PyErr_SetObject(PyExc_KeyError, args[0]);
+        return NULL;
+    default:
+        return NULL;
+    }
+    res = value_to_py(&v); /* before the delete frees it */
+    if (res == NULL)
+        return NULL;
+    rc = sm_builder_del(self->b, k.data, (size_t)k.size);
+    if (rc != 0) {
+        Py_DECREF(res);
+        return set_error(rc, NULL);
+    }
+    return res;
+}
+
+PyDoc_STRVAR(builder_popitem_doc,
+             "popitem($self, /)\n--\n\n"
+             "Remove and return the (key, value) pair with the largest key (SortedDict's "
+             "convention).  KeyError if the map is empty.");
+
+static PyObject *builder_popitem(BuilderObject *self, PyObject *unused) {
+    size_t n;
+    sm_entry e;
+    PyObject *item;
+    key_ref k;
+    int rc;
+    (void)unused;
+    if (builder_check(self) < 0)
+        return NULL;
+    n = sm_builder_count(self->b);
+    if (n == 0) {
+        PyErr_SetString(PyExc_KeyError, "popitem(): rbtree is empty");
+        return NULL;
+    }
+    rc = sm_builder_at(self->b, n - 1, &e);
+    if (rc != 0)
+        return set_error(rc, NULL);
+    item = make_item(NULL, sm_builder_key_kind(self->b), &e);
+    if (item == NULL)
+        return NULL;
+    /* Delete through our own copy of the key, not through e.key, which points at
+     * the very entry being freed. */
+    if (key_parse(PyTuple_GET_ITEM(item, 0), &k) < 0 ||
+        (rc = sm_builder_del(self->b, k.data, (size_t)k.size)) != 0) {
+        Py_DECREF(item);
+        return PyErr_Occurred() ? NULL : set_error(rc, NULL);
+    }
+    return item;
+}
+
+PyDoc_STRVAR(builder_setdefault_doc,
+             "setdefault($self, key, default=None, /)\n--\n\n"
+             "Return the value of key; if key is missing, insert default first and return it.");
+
+static PyObject *builder_setdefault(BuilderObject *self, PyObject *const *args,
+                                    Py_ssize_t nargs) {
+    sm_value v;
+    PyObject *dflt;
+    if (nargs != 1 && nargs != 2)
+        return nargs_error("setdefault", nargs, 1, 2);
+    dflt = nargs == 2 ? args[1] : Py_None;
+    switch (builder_lookup(self, args[0], 1, &v, NULL)) {
+    case LOOKUP_FOUND:
+        return value_to_py(&v);
+    case LOOKUP_MISSING:
+        if (builder_put(self, args[0], dflt) < 0)
+            return NULL;
+        return Py_NewRef(dflt);
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *builder_clear_method(BuilderObject *self, PyObject *unused) {
+    (void)unused;
+    if (builder_check(self) < 0)
+        return NULL;
+    sm_builder_clear(self->b);
+    self->epoch++;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(builder_copy_doc, "copy($self, /)\n--\n\nA new rbtree with the same items.");
+
+static PyObject *builder_copy(BuilderObject *self, PyObject *unused) {
+    module_state *st = state_of((PyObject *)self);
+    BuilderObject *copy;
+    (void)unused;
+    if (st == NULL || builder_check(self) < 0)
+        return NULL;
+    copy = (BuilderObject *)builder_new(st->builder_type, NULL, NULL);
+    if (copy == NULL)
+        return NULL;
+    if (builder_merge_builder(copy, self) < 0) {
+        Py_DECREF(copy);
+        return NULL;
+    }
+    return (PyObject *)copy;
+}
+
+static PyObject *builder_richcompare(BuilderObject *self, PyObject *other, int op) {
+    module_state *st;
+    int r;
+    if (op != Py_EQ && op != Py_NE)
+        Py_RETURN_NOTIMPLEMENTED;
+    if ((st = state_of((PyObject *)self)) == NULL)
+        return NULL;
+    r = owner_equal(st, (PyObject *)self, 1, other);
+    if (r < 0)
+        return NULL;
+    if (r == 2)
+        Py_RETURN_NOTIMPLEMENTED;
+    return PyBool_FromLong(op == Py_EQ ? r : !r);
+}
+
+static PyObject *builder_as_dict(BuilderObject *self) {
+    PyObject *d = PyDict_New(), *it, *item;
+    module_state *st = state_of((PyObject *)self);
+    if (d == NULL || st == NULL)
+        goto error;
+    it = builditer_new(st, self, ITER_ITEMS, 0);
+    if (it == NULL)
+        goto error;
+    while ((item = PyIter_Next(it)) != NULL) {
+        int rc = PyDict_SetItem(d, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            goto error;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        goto error;
+    return d;
+error:
+    Py_XDECREF(d);
+    return NULL;
+}
+
+static PyObject *builder_repr(BuilderObject *self) {
+    const char *name = strrchr(Py_TYPE(self)->tp_name, '.');
+    PyObject *d, *r;
+    name = name ? name + 1 : Py_TYPE(self)->tp_name;
+    if (self->busy > 0)
+        return PyUnicode_FromFormat("<%s (busy)>", name);
+    d = builder_as_dict(self);
+    if (d == NULL)
+        return NULL;
+    r = PyUnicode_FromFormat("%s(%R)", name, d);
+    Py_DECREF(d);
+    return r;
+}
+
+static PyObject *builder_reduce(BuilderObject *self, PyObject *unused) {
+    PyObject *d;
+    (void)unused;
+    if (builder_check(self) < 0 || (d = builder_as_dict(self)) == NULL)
+        return NULL;
+    return Py_BuildValue("O(N)", (PyObject *)Py_TYPE(self), d);
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+static int check_mode(int mode) {
+    if (mode < 0 || mode > 07777) {
+        PyErr_Format(PyExc_ValueError, "mode must be between 0 and 0o7777, not %d", mode);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(builder_share_doc,
+             "share($self, name, force=False, mode=0o600)\n--\n\n"
+             "Publish a snapshot of the map in shared memory under name; return True.  "
+             "FileExistsError if name exists, unless force, which replaces it atomically "
+             "(readers attached to the old version keep it).  mode: permission bits of the new "
+             "map (the umask does not apply).  Runs without the GIL.");
+
+static PyObject *builder_share(BuilderObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"name", "force", "mode", NULL};
+    PyObject *name_obj;
+    const char *name;
+    int force = 0, mode = (int)SM_DEFAULT_MODE, rc;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|pi:share", kwlist, &name_obj, &force, &mode))
+        return NULL;
+    if ((name = name_from_obj(name_obj)) == NULL || check_mode(mode) < 0 ||
+        builder_check(self) < 0)
+        return NULL;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sm_publish(self->b, NULL, name, force ? SM_FORCE : 0u, (unsigned)mode);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (rc != 0)
+        return set_error(rc, name_obj);
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(builder_save_doc,
+             "save($self, path, force=False, mode=0o600)\n--\n\n"
+             "Write the snapshot to the file path atomically (the same bytes as dump()); return "
+             "True.  FileExistsError if path exists, unless force.  Runs without the GIL.");
+
+static PyObject *builder_save(BuilderObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"path", "force", "mode", NULL};
+    PyObject *path_obj, *fs = NULL;
+    int force = 0, mode = (int)SM_DEFAULT_MODE, rc;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|pi:save", kwlist, &path_obj, &force, &mode))
+        return NULL;
+    if (check_mode(mode) < 0 || builder_check(self) < 0)
+        return NULL;
+    if (!PyUnicode_FSConverter(path_obj, &fs))
+        return NULL;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sm_save(self->b, PyBytes_AS_STRING(fs), force ? SM_FORCE : 0u, (unsigned)mode);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    Py_DECREF(fs);
+    if (rc != 0)
+        return set_error(rc, path_obj);
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(builder_dump_doc,
+             "dump($self, /)\n--\n\n"
+             "The snapshot as bytes: exactly what share() publishes; sharedmap.loads() opens it.");
+
+static PyObject *builder_dump(BuilderObject *self, PyObject *unused) {
+    uint64_t size = 0;
+    PyObject *out = NULL;
+    int rc;
+    (void)unused;
+    if (builder_check(self) < 0)
+        return NULL;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sm_builder_layout(self->b, &size);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        goto done;
+    if (size > (uint64_t)PY_SSIZE_T_MAX) {
+        rc = SM_ETOOBIG;
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (out == NULL)
+        goto done;
+    {
+        char *buf = PyBytes_AS_STRING(out);
+        uint64_t created = now_ns();
+        Py_BEGIN_ALLOW_THREADS
+        rc = sm_builder_write(self->b, buf, size, created);
+        Py_END_ALLOW_THREADS
+    }
+done:
+    self->busy--;
+    if (rc != 0) {
+        Py_XDECREF(out);
+        return set_error(rc, NULL);
+    }
+    return out;
+}
+
+PyDoc_STRVAR(builder_remove_doc,
+             "remove(name, /)\n--\n\n"
+             "Unpublish the map name (from any process).  Readers already attached keep "
+             "working.  Return True if it was removed, False if there was no such map.");
+
+static PyObject *builder_remove(PyObject *unused, PyObject *name_obj) {
+    const char *name = name_from_obj(name_obj);
+    int rc;
+    (void)unused;
+    if (name == NULL)
+        return NULL;
+    rc = sm_unpublish(NULL, name);
+    if (rc == -ENOENT)
+        Py_RETURN_FALSE;
+    if (rc != 0)
+        return set_error(rc, name_obj);
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef builder_methods[] = {
+    {"set", METH_CAST(builder_set), METH_FASTCALL, builder_set_doc},
+    {"get", METH_CAST(builder_get), METH_FASTCALL, builder_get_doc},
+    {"pop", METH_CAST(builder_pop), METH_FASTCALL, builder_pop_doc},
+    {"popitem", (PyCFunction)builder_popitem, METH_NOARGS, builder_popitem_doc},
+    {"setdefault", METH_CAST(builder_setdefault), METH_FASTCALL, builder_setdefault_doc},
+    {"update", METH_CAST(builder_update), METH_VARARGS | METH_KEYWORDS, builder_update_doc},
+    {"clear", (PyCFunction)builder_clear_method, METH_NOARGS, "Remove every item."},
+    {"copy", (PyCFunction)builder_copy, METH_NOARGS, builder_copy_doc},
+    {"keys", (PyCFunction)builder_keys, METH_NOARGS, "A set-like view of the keys, in key order."},
+    {"values", (PyCFunction)builder_values, METH_NOARGS, "A view of the values, in key order."},
+    {"items", (PyCFunction)builder_items, METH_NOARGS,
+     "A set-like view of the (key, value) pairs, in key order."},
+    {"__reversed__", (PyCFunction)builder_reversed, METH_NOARGS,
+     "Iterate over the keys in descending order."},
+    {"share", METH_CAST(builder_share), METH_VARARGS | METH_KEYWORDS, builder_share_doc},
+    {"save", METH_CAST(builder_save), METH_VARARGS | METH_KEYWORDS, builder_save_doc},
+    {"dump", (PyCFunction)builder_dump, METH_NOARGS, builder_dump_doc},
+    {"remove", (PyCFunction)builder_remove, METH_O | METH_STATIC, builder_remove_doc},
+    {"__reduce__", (PyCFunction)builder_reduce, METH_NOARGS, NULL},
+    {"__class_getitem__", (PyCFunction)Py_GenericAlias, METH_O | METH_CLASS,
+     "See PEP 585."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef builder_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(BuilderObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(builder_doc,
+             "rbtree(other=(), /, **kwargs)\n--\n\n"
+             "A private, writable dictionary, iterated in sorted key order, that becomes a shared "
+             "snapshot: share(name), save(path) or dump().  Built like dict(): from a mapping, an "
+             "iterable of pairs or keyword arguments; from a sharedmap it is one linear copy.\n\n"
+             "Keys are str or bytes (one kind per map); values str, bytes, int (64-bit), float, "
+             "bool or None.");
+
+static PyType_Slot builder_slots[] = {
+    {Py_tp_new, (void *)builder_new},
+    {Py_tp_init, (void *)builder_init},
+    {Py_tp_dealloc, (void *)builder_dealloc},
+    {Py_tp_repr, (void *)builder_repr},
+    {Py_tp_hash, (void *)PyObject_HashNotImplemented},
+    {Py_tp_richcompare, (void *)builder_richcompare},
+    {Py_tp_iter, (void *)builder_iter},
+    {Py_tp_methods, builder_methods},
+    {Py_tp_members, builder_members},
+    {Py_tp_doc, (void *)builder_doc},
+    {Py_mp_length, (void *)builder_len},
+    {Py_mp_subscript, (void *)builder_subscript},
+    {Py_mp_ass_subscript, (void *)builder_ass_subscript},
+    {Py_sq_contains, (void *)builder_contains},
+    {0, NULL},
+};
+
+static PyType_Spec builder_spec = {
+    .name = "sharedmap.rbtree",
+    .basicsize = sizeof(BuilderObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_MAPPING |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = builder_slots,
+};
+
+/* ============================================================ module functions */
+
+/* An absolute version of the fs-encoded path @p fs (bytes). */
+static PyObject *absolute_fspath(PyObject *fs) {
+    const char *p = PyBytes_AS_STRING(fs);
+    char *cwd;
+    PyObject *r;
+    if (p[0] == '/')
+        return Py_NewRef(fs);
+    cwd = getcwd(NULL, 0);
+    if (cwd == NULL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    r = PyBytes_FromFormat("%s/%s", cwd, p);
+    free(cwd);
+    return r;
+}
+
+PyDoc_STRVAR(mod_open_doc,
+             "open(path, /)\n--\n\n"
+             "Open a snapshot file (written by rbtree.save()) read-only by mmap, as a sharedmap.  "
+             "path may be str, bytes or os.PathLike.");
+
+static PyObject *mod_open(PyObject *module, PyObject *arg) {
+    module_state *st = module_get_state(module);
+    PyObject *fs = NULL, *path = NULL, *abs = NULL;
+    ReaderObject *self = NULL;
+    sm_reader *r;
+    int rc;
+    if (!PyUnicode_FSConverter(arg, &fs))
+        return NULL;
+    path = PyOS_FSPath(arg);
+    if (path == NULL)
+        goto done;
+    rc = sm_reader_open_file(&r, PyBytes_AS_STRING(fs));
+    if (rc != 0) {
+        set_error(rc, path);
+        goto done;
+    }
+    abs = absolute_fspath(fs);
+    if (abs == NULL) {
+        sm_reader_close(r);
+        goto done;
+    }
+    self = reader_alloc(st->reader_type, st, r, NULL);
+    if (self == NULL)
+        goto done;
+    self->path = Py_NewRef(path);
+    self->fspath = Py_NewRef(abs);
+done:
+    Py_XDECREF(abs);
+    Py_XDECREF(path);
+    Py_DECREF(fs);
+    return (PyObject *)self;
+}
+
+PyDoc_STRVAR(mod_loads_doc,
+             "loads(data, /)\n--\n\n"
+             "Open a snapshot held in a bytes-like object (e.g. rbtree.dump()) as a sharedmap, "
+             "without copying it: the object is kept (and its buffer held) while the map is "
+             "used.");
+
+static PyObject *mod_loads(PyObject *module, PyObject *data) {
+    module_state *st = module_get_state(module);
+    Py_buffer view;
+    sm_reader *r;
+    int rc;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    rc = sm_reader_open_mem(&r, view.buf, (size_t)view.len);
+    if (rc != 0) {
+        PyBuffer_Release(&view);
+        return set_error(rc, NULL);
+    }
+    return (PyObject *)reader_alloc(st->reader_type, st, r, &view);
+}
+
+/* Optional directory argument: None means the default (/dev/shm). */
+static int dir_arg(PyObject *o, PyObject **fs) {
+    *fs = NULL;
+    if (o == NULL || o == Py_None)
+        return 0;
+    return PyUnicode_FSConverter(o, fs) ? 0 : -1;
+}
+
+static int list_cb(const char *name, const sm_info *info, int err, void *ctx) {
+    PyObject *list = (PyObject *)ctx, *pyname, *t;
+    int rc;
+    const char *kind = info->key_kind == SM_KEYS_STR     ? "str"
+                       : info->key_kind == SM_KEYS_BYTES ? "bytes"
+                                                         : NULL;
+    /* a name in the directory need not be UTF-8: decode it as os.listdir() would */
+    pyname = PyUnicode_DecodeFSDefault(name);
+    if (pyname == NULL)
+        return 1;
+    if (err == 0)
+        t = Py_BuildValue("(NKKKzO)", pyname, (unsigned long long)info->size,
+                          (unsigned long long)info->count, (unsigned long long)info->created_ns,
+                          kind, Py_None);
+    else
+        t = Py_BuildValue("(NKOOOs)", pyname, (unsigned long long)info->size, Py_None, Py_None,
+                          Py_None, sm_strerror(err));
+    if (t == NULL)
+        return 1;
+    rc = PyList_Append(list, t);
+    Py_DECREF(t);
+    return rc < 0 ? 1 : 0;
+}
+
+PyDoc_STRVAR(mod_list_doc,
+             "_list(dir=None, /)\n--\n\n"
+             "The published maps, unsorted, as (name, size, entries, created_ns, key_kind, error) "
+             "tuples; entries, created_ns and key_kind are None and error a message for maps "
+             "whose header could not be read.  Use sharedmap.list_maps().");
+
+static PyObject *mod_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *fs, *list;
+    int rc;
+    (void)module;
+    if (nargs > 1)
+        return nargs_error("_list", nargs, 0, 1);
+    if (dir_arg(nargs ? args[0] : NULL, &fs) < 0)
+        return NULL;
+    list = PyList_New(0);
+    if (list == NULL) {
+        Py_XDECREF(fs);
+        return NULL;
+    }
+    rc = sm_list(fs ? PyBytes_AS_STRING(fs) : NULL, list_cb, list);
+    if (rc != 0) {
+        if (!PyErr_Occurred())
+            set_error(rc, nargs && args[0] != Py_None ? args[0] : NULL);
+        Py_DECREF(list);
+        list = NULL;
+    }
+    Py_XDECREF(fs);
+    return list;
+}
+
+PyDoc_STRVAR(mod_gc_doc,
+             "gc(dir=None, /)\n--\n\n"
+             "Remove the debris of publishes whose writer died (temporary objects no live process "
+             "holds); never touches a published map or a publish in progress.  Return how many "
+             "were removed.");
+
+static PyObject *mod_gc(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *fs;
+    unsigned removed = 0;
+    int rc;
+    (void)module;
+    if (nargs > 1)
+        return nargs_error("gc", nargs, 0, 1);
+    if (dir_arg(nargs ? args[0] : NULL, &fs) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sm_gc(fs ? PyBytes_AS_STRING(fs) : NULL, &removed);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(fs);
+    if (rc != 0)
+        return set_error(rc, NULL);
+    return PyLong_FromUnsignedLong(removed);
+}
+
+static PyMethodDef module_methods[] = {
+    {"open", (PyCFunction)mod_open, METH_O, mod_open_doc},
+    {"loads", (PyCFunction)mod_loads, METH_O, mod_loads_doc},
+    {"_list", METH_CAST(mod_list), METH_FASTCALL, mod_list_doc},
+    {"gc", METH_CAST(mod_gc), METH_FASTCALL, mod_gc_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ============================================================ module */
+
+static int module_exec(PyObject *module) {
+    module_state *st = module_get_state(module);
+    PyObject *abc;
+
+#define MAKE_TYPE(field, spec)                                                          \
+    do {                                                                                \
+        st->field = (PyTypeObject *)PyType_FromModuleAndSpec(module, &(spec), NULL);     \
+        if (st->field == NULL)                                                          \
+            return -1;                                                                  \
+        if (PyModule_AddType(module, st->field) < 0)                                    \
+            return -1;                                                                  \
+    } while (0)
+
+    MAKE_TYPE(snapshot_type, snapshot_spec);
+    MAKE_TYPE(reader_type, reader_spec);
+    MAKE_TYPE(builder_type, builder_spec);
+    MAKE_TYPE(snapiter_type, snapiter_spec);
+    MAKE_TYPE(builditer_type, builditer_spec);
+    MAKE_TYPE(keys_type, keys_spec);
+    MAKE_TYPE(values_type, values_spec);
+    MAKE_TYPE(items_type, items_spec);
+#undef MAKE_TYPE
+
+    abc = PyImport_ImportModule("collections.abc");
+    if (abc == NULL)
+        return -1;
+    st->mapping_abc = PyObject_GetAttrString(abc, "Mapping");
+    Py_DECREF(abc);
+    if (st->mapping_abc == NULL)
+        return -1;
+    st->open_func = PyObject_GetAttrString(module, "open");
+    st->loads_func = PyObject_GetAttrString(module, "loads");
+    if (st->open_func == NULL || st->loads_func == NULL)
+        return -1;
+
+    if (PyModule_AddStringConstant(module, "__version__", SM_VERSION_STRING) < 0 ||
+        PyModule_AddIntConstant(module, "FORMAT_VERSION", SM_FORMAT_VERSION) < 0 ||
+        PyModule_AddIntConstant(module, "NAME_MAX", SM_NAME_MAX) < 0)
+        return -1;
+    return 0;
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg) {
+    module_state *st = module_get_state(module);
+    Py_VISIT(st->snapshot_type);
+    Py_VISIT(st->reader_type);
+    Py_VISIT(st->builder_type);
+    Py_VISIT(st->snapiter_type);
+    Py_VISIT(st->builditer_type);
+    Py_VISIT(st->keys_type);
+    Py_VISIT(st->values_type);
+    Py_VISIT(st->items_type);
+    Py_VISIT(st->mapping_abc);
+    Py_VISIT(st->open_func);
+    Py_VISIT(st->loads_func);
+    return 0;
+}
+
+static int module_clear(PyObject *module) {
+    module_state *st = module_get_state(module);
+    Py_CLEAR(st->snapshot_type);
+    Py_CLEAR(st->reader_type);
+    Py_CLEAR(st->builder_type);
+    Py_CLEAR(st->snapiter_type);
+    Py_CLEAR(st->builditer_type);
+    Py_CLEAR(st->keys_type);
+    Py_CLEAR(st->values_type);
+    Py_CLEAR(st->items_type);
+    Py_CLEAR(st->mapping_abc);
+    Py_CLEAR(st->open_func);
+    Py_CLEAR(st->loads_func);
+    return 0;
+}
+
+static void module_free(void *module) {
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+    {0, NULL},
+};
+
+PyDoc_STRVAR(module_doc, "The C core of sharedmap (see the sharedmap package).");
+
+static struct PyModuleDef sharedmap_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "sharedmap._sharedmap",
+    .m_doc = module_doc,
+    .m_size = sizeof(module_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__sharedmap(void);
+
+PyMODINIT_FUNC PyInit__sharedmap(void) {
+    return PyModuleDef_Init(&sharedmap_module);
+}

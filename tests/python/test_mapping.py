@@ -1,0 +1,335 @@
+"""One suite of read-only Mapping behaviour, run against four implementations of it: the builder
+(rbtree), a reader attached by name (shared memory), a reader of a file, and a reader of bytes.
+A plain dict is the oracle throughout.
+"""
+import collections.abc
+import math
+import pickle
+
+import pytest
+
+import sharedmap
+from support import same_items, same_value
+
+IMPLS = ["rbtree", "shm", "file", "bytes"]
+
+
+@pytest.fixture(params=IMPLS)
+def make(request, new_name, tmp_path):
+    """make(d) -> a mapping with the items of d, of the implementation under test."""
+    counter = iter(range(10**6))
+
+    def build(d=()):
+        w = sharedmap.rbtree(d)
+        if request.param == "rbtree":
+            return w
+        if request.param == "shm":
+            name = new_name()
+            w.share(name)
+            return sharedmap.sharedmap(name)
+        if request.param == "file":
+            path = tmp_path / f"map{next(counter)}.smap"
+            w.save(path)
+            return sharedmap.open(path)
+        return sharedmap.loads(w.dump())
+
+    build.impl = request.param
+    return build
+
+
+STR_DATA = {"b": "2", "a": "1", "": "empty key", "ä": b"bytes", "a\0": 3, "zz": None, "红": True}
+BYTES_DATA = {b"b": "2", b"a": 1.5, b"": b"", b"\xff\x00": False, b"\x00": -7}
+
+
+@pytest.fixture(params=["str", "bytes"])
+def data(request):
+    return STR_DATA if request.param == "str" else BYTES_DATA
+
+
+def test_len_and_bool(make, data):
+    m = make(data)
+    assert len(m) == len(data)
+    assert bool(m) is True
+    e = make({})
+    assert len(e) == 0 and bool(e) is False
+
+
+def test_lookups(make, data):
+    m = make(data)
+    for k, v in data.items():
+        assert same_value(m[k], v)
+        assert same_value(m.get(k), v)
+        assert same_value(m.get(k, "default"), v)
+        assert k in m
+        assert m.__contains__(k) is True
+
+
+def test_missing_keys(make, data):
+    m = make(data)
+    missing = "nope" if isinstance(next(iter(data)), str) else b"nope"
+    assert m.get(missing) is None
+    assert m.get(missing, 5) == 5
+    assert missing not in m
+    with pytest.raises(KeyError) as info:
+        m[missing]
+    assert info.value.args == (missing,)
+
+
+def test_iteration_is_in_sorted_key_order(make, data):
+    m = make(data)
+    assert list(m) == sorted(data)
+    assert list(reversed(m)) == sorted(data, reverse=True)
+    assert list(m.keys()) == sorted(data)
+    assert same_items(m.items(), sorted(data.items()))
+    assert [type(v) for v in m.values()] == [type(data[k]) for k in sorted(data)]
+    assert list(reversed(m.keys())) == sorted(data, reverse=True)
+    assert same_items(reversed(m.items()), sorted(data.items(), reverse=True))
+    assert same_items(zip(sorted(data, reverse=True), reversed(m.values())),
+                      sorted(data.items(), reverse=True))
+
+
+def test_code_point_order_not_utf16_order(make):
+    keys = ["\uffff", "\U00010000", "\ud7ff", "\ue000", "a", "\x7f", "\x80"]
+    m = make({k: 1 for k in keys})
+    assert list(m) == sorted(keys)
+
+
+def test_iterator_protocol(make, data):
+    m = make(data)
+    it = iter(m)
+    assert iter(it) is it
+    assert isinstance(it, collections.abc.Iterator)
+    assert it.__length_hint__() == len(data)
+    next(it)
+    assert it.__length_hint__() == len(data) - 1
+    assert list(it) == sorted(data)[1:]
+    with pytest.raises(StopIteration):
+        next(it)
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_views_basics(make, data):
+    m = make(data)
+    keys, values, items = m.keys(), m.values(), m.items()
+    assert isinstance(keys, collections.abc.KeysView)
+    assert isinstance(values, collections.abc.ValuesView)
+    assert isinstance(items, collections.abc.ItemsView)
+    assert len(keys) == len(values) == len(items) == len(data)
+    for k, v in data.items():
+        assert k in keys
+        assert (k, v) in items
+        assert v in values
+    assert ("nope", 1) not in items and 42 not in keys
+    assert (next(iter(data)), "a value that is not there") not in items
+    assert ("wrong", "shape", 3) not in items and "not a tuple" not in items
+    assert object() not in values
+    with pytest.raises(TypeError):
+        hash(keys)
+    with pytest.raises(TypeError):
+        hash(items)
+    assert repr(keys) == f"sharedmap_keys({sorted(data)!r})"
+    assert repr(items).startswith("sharedmap_items([")
+
+
+def test_keys_view_set_operations(make, data):
+    m = make(data)
+    ks = set(data)
+    some = set(list(ks)[:2]) | {"x", b"x", 1}
+    for view in (m.keys(), m.items()):
+        ref = set(data) if view == m.keys() else set(data.items())
+        other = set(list(ref)[:2]) | {("q", 1), "x"}
+        assert view & other == ref & other
+        assert other & view == ref & other
+        assert view | other == ref | other
+        assert view - other == ref - other
+        assert other - view == other - ref
+        assert view ^ other == ref ^ other
+        assert view & list(other) == ref & other
+        assert view.isdisjoint(other) == ref.isdisjoint(other)
+        assert view.isdisjoint([("nothing", "here")])
+        assert view == ref and not view != ref
+        assert view <= ref and view >= ref and not view < ref and not view > ref
+        assert view < ref | {"extra"} and ref | {"extra"} > view
+        assert not view == ref | {"extra"}
+        assert view != list(ref)
+    assert m.keys() == dict.fromkeys(data).keys()
+    assert m.items() == dict(data).items()
+    assert m.keys() & some == ks & some
+
+
+def test_equality_with_mappings(make, data, new_name):
+    m = make(data)
+    assert m == data and data == m
+    assert not (m != data)
+    assert m == dict(data)
+    assert m == sharedmap.loads(sharedmap.rbtree(data).dump())
+    assert m == sharedmap.rbtree(data)
+    changed = dict(data)
+    k0 = next(iter(changed))
+    changed[k0] = "something else"
+    assert m != changed
+    fewer = dict(data)
+    del fewer[k0]
+    assert m != fewer
+    renamed = dict(fewer)
+    renamed[k0 * 2 + k0[:0] + (b"~" if isinstance(k0, bytes) else "~")] = data[k0]
+    assert m != renamed
+
+    class Custom(collections.abc.Mapping):
+        def __init__(self, d):
+            self.d = d
+
+        def __getitem__(self, k):
+            return self.d[k]
+
+        def __iter__(self):
+            return iter(self.d)
+
+        def __len__(self):
+            return len(self.d)
+
+    assert m == Custom(data) and Custom(data) == m
+    assert m != Custom(changed)
+    # not mappings
+    assert m != list(data) and not (m == list(data))
+    assert m != 1 and m != None  # noqa: E711
+    # mappings with keys of the other kind, or of other types, are just different
+    assert m != {1: 2}
+    assert make({"a": 1}) != {b"a": 1}
+    assert make({b"a": 1}) != {"a": 1}
+    assert make({}) == {}
+
+
+def test_unhashable_and_a_mapping(make, data):
+    m = make(data)
+    with pytest.raises(TypeError):
+        hash(m)
+    assert isinstance(m, collections.abc.Mapping)
+
+
+def test_match_statement_sees_a_mapping(make):
+    m = make({"a": 1})
+    match m:
+        case {"a": value}:
+            assert value == 1
+        case _:
+            pytest.fail("not matched as a mapping")
+
+
+@pytest.mark.parametrize("bad", [1, None, 1.5, ("a",), bytearray(b"a"), memoryview(b"a")])
+def test_lookup_with_a_non_key_type_is_a_type_error(make, data, bad):
+    m = make(data)
+    with pytest.raises(TypeError, match="keys must be str or bytes"):
+        m[bad]
+    with pytest.raises(TypeError):
+        m.get(bad)
+    with pytest.raises(TypeError):
+        bad in m
+
+
+def test_lookup_with_the_other_key_kind_is_a_type_error(make):
+    s = make({"a": 1})
+    with pytest.raises(TypeError, match="this map has str keys, got bytes"):
+        s[b"a"]
+    with pytest.raises(TypeError, match="this map has str keys, got bytes"):
+        s.get(b"a")
+    with pytest.raises(TypeError):
+        b"a" in s
+    b = make({b"a": 1})
+    with pytest.raises(TypeError, match="this map has bytes keys, got str"):
+        b.get("a", None)
+    # the views answer like sets: just "not there"
+    assert b"a" not in s.keys() and 1 not in s.keys() and (b"a", 1) not in s.items()
+
+
+def test_empty_map_accepts_either_key_kind(make):
+    m = make({})
+    for key in ("a", b"a", "", b""):
+        assert m.get(key) is None
+        assert key not in m
+        with pytest.raises(KeyError):
+            m[key]
+    with pytest.raises(TypeError):
+        m.get(1)
+    assert list(m) == [] and list(m.items()) == [] and list(reversed(m)) == []
+
+
+def test_lone_surrogates_cannot_be_keys(make):
+    m = make({"a": 1})
+    with pytest.raises(UnicodeEncodeError):
+        m.get("\ud800")
+    assert "\ud800" not in m.keys()
+
+
+def test_str_and_bytes_subclasses_work_as_keys(make):
+    class S(str):
+        pass
+
+    class B(bytes):
+        pass
+
+    assert make({"ab": 1})[S("ab")] == 1
+    assert make({b"ab": 1})[B(b"ab")] == 1
+
+
+def test_every_value_type_reads_back_as_itself(make):
+    values = {
+        "str": "text ✓",
+        "str0": "",
+        "nul": "a\0b",
+        "bytes": b"\x00\x01\xff",
+        "bytes0": b"",
+        "int": 42,
+        "intmin": -(2**63),
+        "intmax": 2**63 - 1,
+        "zero": 0,
+        "float": 3.25,
+        "negzero": -0.0,
+        "inf": float("-inf"),
+        "nan": float("nan"),
+        "tiny": 5e-324,
+        "true": True,
+        "false": False,
+        "none": None,
+    }
+    m = make(values)
+    for k, v in values.items():
+        assert same_value(m[k], v), k
+    assert math.copysign(1.0, m["negzero"]) == -1.0
+    assert m["true"] is True and m["false"] is False and m["none"] is None
+
+
+def test_get_argument_checking(make):
+    m = make({"a": 1})
+    with pytest.raises(TypeError):
+        m.get()
+    with pytest.raises(TypeError):
+        m.get("a", 1, 2)
+    with pytest.raises(TypeError):
+        m.get(key="a")
+
+
+def test_class_getitem(make):
+    m = make({"a": 1})
+    alias = type(m)[str, int]
+    assert alias.__origin__ is type(m)
+    assert alias.__args__ == (str, int)
+
+
+def test_to_dict_and_copy(make, data):
+    m = make(data)
+    assert dict(m) == data
+    c = m.copy()
+    assert c == data
+    if make.impl == "rbtree":
+        assert type(c) is sharedmap.rbtree and c is not m
+    else:
+        assert type(c) is dict and list(c) == sorted(data)
+
+
+def test_pickle_round_trip(make, data):
+    m = make(data)
+    m2 = pickle.loads(pickle.dumps(m))
+    assert type(m2) is type(m)
+    assert m2 == m and list(m2) == list(m)
