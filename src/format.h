@@ -152,6 +152,11 @@ static inline int smf_varint(const unsigned char *base, uint64_t *pos, uint64_t 
                              uint64_t *out) {
     uint64_t p = *pos, v = 0;
     unsigned shift = 0;
+    if (p < end && base[p] < 0x80) { /* the common case: one byte */
+        *out = base[p];
+        *pos = p + 1;
+        return 0;
+    }
     for (unsigned i = 0; i < SMF_VARINT_MAX; i++) {
         if (p >= end)
             return -1;

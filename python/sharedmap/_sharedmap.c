@@ -594,7 +594,6 @@ typedef struct {
     int nchunk;
     int mode;
     int reverse;
-    int started;
     PyObject *result; /* reusable items tuple */
 } SnapIterObject;
 
@@ -606,7 +605,6 @@ static PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begi
     it->snap = (SnapshotObject *)Py_NewRef(s);
     it->mode = mode;
     it->reverse = reverse;
-    it->started = 0;
     it->result = NULL;
     it->chunk = NULL;
     it->nchunk = 0;
@@ -682,13 +680,7 @@ static PyObject *snapiter_next(SnapIterObject *it) {
             goto fail;
         it->next_rank--;
     } else {
-        if (it->started) {
-            rc = sm_cursor_next(&it->cur);
-            if (rc != 0)
-                goto fail;
-        }
-        it->started = 1;
-        rc = sm_cursor_get(&it->cur, &e);
+        rc = sm_cursor_read(&it->cur, &e); /* the entry, and a step past it */
         if (rc != 0)
             goto fail;
     }
