@@ -32,7 +32,13 @@
  *   - A snapshot is never trusted: every offset and length is checked against the
  *     size of the mapping before it is used, so hostile bytes give SM_E* errors,
  *     never a crash.  Opening checks the header in O(1); sm_reader_verify() checks
- *     everything in O(n).
+ *     everything in O(n).  One thing no check can prevent: a process that may write
+ *     the file (its owner, or a group given write access by the mode) truncating
+ *     it after a reader mapped it; touching the lost pages then raises SIGBUS in
+ *     the reader.  sharedmap itself never truncates or rewrites a published file:
+ *     it replaces it by a new one.
+ *   - Platform: Linux with glibc >= 2.32 (O_TMPFILE, renameat2, posix_fallocate on
+ *     tmpfs, strerrorname_np) and a compiler with unsigned __int128 (64-bit targets).
  */
 #ifndef SHAREDMAP_H
 #define SHAREDMAP_H
@@ -160,7 +166,7 @@ SM_API void sm_builder_free(sm_builder *b);
  *  @return 0; SM_EKEYKIND if kind differs from the keys already present;
  *          SM_EUTF8 for a SM_KEYS_STR key or SM_STR value that is not valid UTF-8;
  *          SM_ETYPE for an unknown value type; SM_ETOOBIG; -ENOMEM; -EINVAL for
- *          kind SM_KEYS_NONE. */
+ *          kind SM_KEYS_NONE, a NULL value, or a NULL pointer with a non-zero length. */
 SM_API int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
                           const sm_value *value);
 
@@ -171,7 +177,7 @@ SM_API int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_
 /** Delete a key.  @return 0 or SM_NOTFOUND. */
 SM_API int sm_builder_del(sm_builder *b, const void *key, size_t klen);
 
-/** Remove every entry (and forget the key kind). */
+/** Remove every entry (and forget the key kind).  Changes sm_builder_version(). */
 SM_API void sm_builder_clear(sm_builder *b);
 
 SM_API size_t sm_builder_count(const sm_builder *b);
@@ -187,11 +193,14 @@ SM_API uint64_t sm_builder_version(const sm_builder *b);
 SM_API int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out);
 
 /** A builder holding a copy of everything in @p r, made in one linear pass (the
- *  snapshot is already in key order, so nothing is sorted). */
+ *  snapshot is already in key order, so nothing is sorted).
+ *  @return 0, -ENOMEM, or SM_ECORRUPT / SM_EUTF8 / SM_ETYPE if the snapshot is
+ *  damaged (then *out is untouched). */
 SM_API int sm_builder_from_reader(sm_builder **out, const sm_reader *r);
 
 /** Lay the snapshot out (sort, hash, place) and report its exact size in bytes.
- *  The layout is kept until the builder is modified. */
+ *  The layout is kept until the builder is modified.
+ *  @return 0, -ENOMEM, SM_ETOOBIG (more than 2^48 bytes of records). */
 SM_API int sm_builder_layout(sm_builder *b, uint64_t *size);
 
 /** Pass as created_ns to stamp the snapshot with the time its layout was computed. */
@@ -204,7 +213,7 @@ SM_API int sm_builder_layout(sm_builder *b, uint64_t *size);
  *  sm_publish() and sm_save() use, so the bytes of an unchanged builder are the same
  *  whichever way they are written.
  *  The bytes are a complete snapshot: sm_reader_open_mem() opens them.
- *  @return 0, -EINVAL if size is wrong, -ENOMEM. */
+ *  @return 0, -EINVAL if size is wrong, or what sm_builder_layout() returns. */
 SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_ns);
 
 /* ---------------------------------------------------------------- publishing */
@@ -233,13 +242,16 @@ SM_API int sm_name_check(const char *name);
  *  step.  Without SM_FORCE an existing map gives -EEXIST and is left alone; with
  *  it the existing map is replaced atomically: readers attached to it keep it,
  *  new readers get the new one, nobody ever sees a partial map.
- *  @return 0, SM_ENAME, -EEXIST, -ENOSPC, -EACCES, other -errno. */
+ *  @return 0, SM_ENAME, -EEXIST, -ENOSPC, -EACCES / -EPERM (e.g. replacing another
+ *          user's map), what sm_builder_layout() returns, other -errno. */
 SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
                       unsigned mode);
 
 /** Write the builder's snapshot to the file @p path, atomically (temporary file,
  *  fsync, rename, fsync of the directory), with the same flags and mode rules as
- *  sm_publish().  The final component of @p path is never followed as a symlink. */
+ *  sm_publish().  The final component of @p path is never followed as a symlink;
+ *  a replaced file is unlinked, never written to.  An error from the final fsync of
+ *  the directory is returned although the new file is already in place. */
 SM_API int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode);
 
 /** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  Readers already attached
@@ -300,7 +312,8 @@ SM_API int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *ou
 /** Full check, O(n): body checksum, every record, key order, the sample index,
  *  the hash table (every slot points at a record whose hash matches, every record
  *  reachable exactly once), UTF-8 of str keys and values.
- *  @return 0, SM_ECHECKSUM, SM_ECORRUPT, SM_EUTF8. */
+ *  @return 0, SM_ECHECKSUM, SM_ECORRUPT, SM_EUTF8, -ENOMEM (it needs about 9 bytes
+ *          of memory per entry). */
 SM_API int sm_reader_verify(const sm_reader *r);
 
 /* ---------------------------------------------------------------- ordered access */
@@ -341,7 +354,8 @@ SM_API int sm_cursor_next(sm_cursor *c);
  *  cursor), SM_NOTFOUND if the cursor was past the end, SM_ECORRUPT. */
 SM_API int sm_cursor_read(sm_cursor *c, sm_entry *out);
 
-/** Step backward.  @return 0 if moved, SM_NOTFOUND if already at rank 0 (the cursor
+/** Step backward: O(2^sample_shift), i.e. it decodes up to 15 records from the
+ *  previous sample (iterate backwards in blocks if that matters).  @return 0 if moved, SM_NOTFOUND if already at rank 0 (the cursor
  *  does not move), SM_ECORRUPT. */
 SM_API int sm_cursor_prev(sm_cursor *c);
 
@@ -356,7 +370,8 @@ SM_API int sm_prefix_range(const sm_reader *r, const void *prefix, size_t plen,
 /* ---------------------------------------------------------------- housekeeping */
 
 /** Called once per published map by sm_list().  @p err is 0 when @p info is valid,
- *  or the error that opening the header gave (info then has only size set).
+ *  or the error that opening the header gave (info then has only size set, and
+ *  that is 0 if the file could not even be opened).
  *  Return non-zero to stop the listing. */
 typedef int (*sm_list_fn)(const char *name, const sm_info *info, int err, void *ctx);
 

@@ -15,11 +15,12 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <time.h>
 
 typedef struct item {
     unsigned char *data; /* key bytes, then the value payload */
-    uint64_t hash;       /* sm_hash64(key, 0) */
+    uint64_t hash;       /* sm_hash64(key, builder's index_seed) */
     size_t klen;
     size_t vlen;
     unsigned type;
@@ -44,6 +45,9 @@ struct sm_builder {
     int order_valid;
     sm_key_kind kind;
     uint64_t version;
+    /* A random seed for the index, so that keys chosen to collide under a known
+     * seed (XXH64 can be inverted) cannot make insertions quadratic. */
+    uint64_t index_seed;
     layout lay;
 };
 
@@ -54,6 +58,11 @@ int sm_builder_new(sm_builder **out) {
     if (!b)
         return -ENOMEM;
     b->order_valid = 1;
+    if (getrandom(&b->index_seed, sizeof b->index_seed, GRND_NONBLOCK) != (ssize_t)sizeof b->index_seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        b->index_seed = (uint64_t)ts.tv_nsec * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)(uintptr_t)b;
+    }
     *out = b;
     return 0;
 }
@@ -335,7 +344,7 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
 
     if (b->count + 1 > b->index_cap / 2 && (rc = index_grow(b)))
         return rc;
-    uint64_t h = sm_hash64(key, klen, 0);
+    uint64_t h = sm_hash64(key, klen, b->index_seed);
     int found;
     size_t slot = index_find(b, key, klen, h, &found);
     unsigned char *data = malloc(klen + plen ? klen + plen : 1);
@@ -404,7 +413,7 @@ int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_value *
     if (!klen)
         key = "";
     int found;
-    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, 0), &found);
+    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, b->index_seed), &found);
     if (!found)
         return SM_NOTFOUND;
     if (out)
@@ -418,7 +427,7 @@ int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
     if (!klen)
         key = "";
     int found;
-    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, 0), &found);
+    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, b->index_seed), &found);
     if (!found)
         return SM_NOTFOUND;
     size_t n = b->index[slot] - 1, last = b->count - 1;
@@ -506,10 +515,12 @@ static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, hslot *o
     for (size_t r = 0; r < b->count; r++) {
         if (r + PREFETCH_AHEAD < b->count)
             __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
+        if (r + PREFETCH_AHEAD / 2 < b->count)
+            __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
         const item *it = &b->items[b->order[r]];
         if (off > SMF_MAX_OFFSET)
             return SM_ETOOBIG;
-        uint64_t h = seed == 0 ? it->hash : sm_hash64(it->data, it->klen, seed);
+        uint64_t h = sm_hash64(it->data, it->klen, seed);
         out[r].home = smf_home(h, M);
         out[r].slot = off | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT);
         off += record_size(it);
@@ -591,6 +602,10 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
         /* Pathological keys: try another seed, then a sparser table. */
         if (attempt >= 3)
             M += M / 2;
+        if (attempt >= 40 || M > (SIZE_MAX / sizeof *table) - SMF_DISP_MAX - 1) {
+            rc = SM_ETOOBIG; /* unreachable without ~2^40 identical hashes */
+            goto done;
+        }
         seed++;
     }
     uint64_t nsamples = (n + (1u << SMF_SAMPLE_SHIFT) - 1) >> SMF_SAMPLE_SHIFT;

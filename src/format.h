@@ -15,7 +15,8 @@
  * samples  one 16-byte entry per 2^sample_shift records (every 16th in v1):
  *          u64 offset of that record | first 8 key bytes, zero-padded.
  *          Binary search runs over this small array (the key prefix settles most
- *          comparisons without touching a record), then scans at most 15 records:
+ *          comparisons without touching a record), then scans less than one block (15
+ *          records in what this library writes, 255 at most):
  *          bisect/seek in O(log n), rank -> record in O(1).
  * table    table_slots u64 slots, open addressing with linear probing, laid out
  *          in Robin Hood order (the homes of occupied slots never decrease):

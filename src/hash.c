@@ -21,7 +21,7 @@ static inline uint64_t merge(uint64_t acc, uint64_t val) {
 }
 
 uint64_t sm_hash64(const void *data, size_t len, uint64_t seed) {
-    const unsigned char *p = data, *end = p + len;
+    const unsigned char *p = len ? data : (const unsigned char *)"", *end = p + len;
     uint64_t h;
     if (len >= 32) {
         uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;

@@ -12,23 +12,21 @@
 int sm_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
     if (rank > r->count)
         return -ERANGE;
-    c->reader = r;
-    c->rank = rank;
-    if (rank == r->count) {
-        c->offset = r->records_end;
-        return 0;
-    }
-    uint64_t block = rank >> r->sample_shift;
-    uint64_t off = smi_sample_offset(r, block);
-    smf_record rec;
-    for (uint64_t k = block << r->sample_shift; k < rank; k++) {
-        if (smi_record(r, off, &rec))
+    sm_cursor at = {r, rank, r->records_end};
+    if (rank < r->count) {
+        uint64_t block = rank >> r->sample_shift;
+        uint64_t off = smi_sample_offset(r, block);
+        smf_record rec;
+        for (uint64_t k = block << r->sample_shift; k < rank; k++) {
+            if (smi_record(r, off, &rec))
+                return SM_ECORRUPT;
+            off = rec.next;
+        }
+        if (off < SMF_HEADER_SIZE || off >= r->records_end)
             return SM_ECORRUPT;
-        off = rec.next;
+        at.offset = off;
     }
-    if (off < SMF_HEADER_SIZE || off >= r->records_end)
-        return SM_ECORRUPT;
-    c->offset = off;
+    *c = at; /* only on success: a failed seek leaves the cursor where it was */
     return 0;
 }
 
@@ -132,20 +130,22 @@ static int seek(const sm_reader *r, const void *q, size_t qlen, int strict, cmp_
     uint64_t rank = (lo - 1) << r->sample_shift, stop = lo << r->sample_shift;
     if (stop > r->count)
         stop = r->count;
-    int rc = sm_seek_rank(r, rank, c);
+    sm_cursor at;
+    int rc = sm_seek_rank(r, rank, &at);
     if (rc)
         return rc;
     smf_record rec;
-    for (; c->rank < stop; c->rank++) {
-        if (smi_record(r, c->offset, &rec))
+    for (; at.rank < stop; at.rank++) {
+        if (smi_record(r, at.offset, &rec))
             return SM_ECORRUPT;
         int cmp = cmp_stored(q, qlen, r->base + rec.key, (size_t)rec.klen, mode);
         if (strict ? cmp < 0 : cmp <= 0)
-            return 0;
-        c->offset = rec.next;
+            break;
+        at.offset = rec.next;
     }
-    if (c->rank == r->count)
-        c->offset = r->records_end;
+    if (at.rank == r->count)
+        at.offset = r->records_end;
+    *c = at;
     return 0;
 }
 

@@ -4,8 +4,9 @@
  * After smi_parse_header() succeeds these hold, and every reader relies on them:
  *   128 <= records_end <= samples_off, samples_off + 16 * nsamples <= table_off,
  *   table_off + 8 * table_slots == size, home_slots <= table_slots,
- *   nsamples == ceil(count / 2^sample_shift), count <= records_end - 128 (records
- *   are at least 2 bytes, so this is loose), count == 0 or home_slots > 0.
+ *   nsamples == ceil(count / 2^sample_shift), count <= (records_end - 128) / 2
+ *   (a record is at least 2 bytes), count <= table_slots, count == 0 or
+ *   home_slots > 0.
  * Records and slots are still untrusted: each is checked when it is read.
  */
 #include "internal.h"

@@ -10,13 +10,15 @@
  *   2. fchmod to the requested mode (the umask never decides it);
  *   3. reserve every byte with posix_fallocate (so a full tmpfs is -ENOSPC now,
  *      not a SIGBUS in whoever touches the page later), map it, write the snapshot;
- *   4. give it the temporary name (linkat), then rename it over the public name:
- *      renameat() with SM_FORCE, renameat2(RENAME_NOREPLACE) without.
+ *   4. give it the temporary name (linkat), then move it to the public name:
+ *      renameat2(RENAME_NOREPLACE), and with SM_FORCE, if the name exists,
+ *      renameat2(RENAME_EXCHANGE), after which the temporary name holds exactly the
+ *      snapshot we displaced: set its "superseded" word (so its readers learn with
+ *      one memory load that a newer version exists) and unlink it.
  *
  * A writer killed before step 4 leaves nothing (or a locked-then-orphaned temporary
- * that sm_gc() removes); killed after it, the new map is complete.  Replacing a map
- * first sets the old snapshot's "superseded" word, so its readers learn with one
- * memory load that a newer version exists.
+ * that sm_gc() removes); killed after it, the new map is complete (and at worst the
+ * displaced one lingers, unlocked, under a temporary name until sm_gc()).
  */
 #include "internal.h"
 
@@ -119,13 +121,14 @@ static void temp_name(char *out, size_t cap, const char *label) {
     snprintf(out, cap, TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
 }
 
-/* Steps 1-2: an anonymous (or, failing that, temporary-named) locked file. */
+/* Steps 1-2: an anonymous (or, failing that or if !allow_anon, temporary-named)
+ * locked file. */
 static int create_temp(int dirfd, const char *label, unsigned mode, char *tmpname, size_t cap,
-                       int *anon) {
-    int fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+                       int allow_anon, int *anon) {
+    int fd = allow_anon ? openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
     *anon = fd >= 0;
     if (fd < 0) {
-        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
+        if (allow_anon && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
             return -errno;
         for (int tries = 0; fd < 0 && tries < 16; tries++) {
             temp_name(tmpname, cap, label);
@@ -185,48 +188,78 @@ static int mark_superseded(int dirfd, const char *name, uint64_t value) {
     return done;
 }
 
-/* The whole publish into dirfd under final name `name`; `label` names temporaries. */
+/* Step 4b: move the complete temporary to its final name.  With force, the
+ * snapshot it displaces is flagged superseded (if mark) and unlinked; RENAME_EXCHANGE
+ * makes that exactly the displaced one, even with concurrent publishers. */
+static int install(int dirfd, const char *tmpname, const char *name, int force, int mark) {
+    for (int tries = 0; tries < 64; tries++) {
+        if (renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno == EEXIST) {
+            if (!force)
+                return -EEXIST;
+            if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0) {
+                /* tmpname now names the snapshot we displaced, and nobody else's */
+                if (mark)
+                    mark_superseded(dirfd, tmpname, 1);
+                unlinkat(dirfd, tmpname, 0);
+                return 0;
+            }
+            if (errno == ENOENT)
+                continue; /* the name went away in between: try again */
+        }
+        if (errno != EINVAL && errno != ENOSYS)
+            return -errno;
+        /* A filesystem without RENAME_NOREPLACE / RENAME_EXCHANGE: mark what the name
+         * holds now and rename over it (a concurrent publisher may then slip a version
+         * in between that is replaced unmarked), or link(), which fails atomically on
+         * EEXIST. */
+        if (force) {
+            if (mark)
+                mark_superseded(dirfd, name, 1);
+            return renameat(dirfd, tmpname, dirfd, name) < 0 ? -errno : 0;
+        }
+        if (linkat(dirfd, tmpname, dirfd, name, 0) < 0)
+            return -errno;
+        unlinkat(dirfd, tmpname, 0);
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+/* The whole publish into dirfd under final name `name`; `label` names temporaries;
+ * mark: flag the replaced snapshot superseded (published maps, not saved files). */
 static int publish_at(sm_builder *b, int dirfd, const char *name, const char *label,
-                      unsigned flags, unsigned mode, int durable) {
+                      unsigned flags, unsigned mode, int durable, int mark) {
     uint64_t size;
     int rc = sm_builder_layout(b, &size);
     if (rc)
         return rc;
     char tmpname[NAME_MAX + 1];
-    int anon;
-    int fd = create_temp(dirfd, label, mode ? mode : SM_DEFAULT_MODE, tmpname, sizeof tmpname, &anon);
+    int allow_anon = 1, anon, fd, named;
+again:
+    fd = create_temp(dirfd, label, mode ? mode : SM_DEFAULT_MODE, tmpname, sizeof tmpname, allow_anon, &anon);
     if (fd < 0)
         return fd;
-    int named = !anon;
+    named = !anon;
     rc = write_snapshot(b, fd, size);
     if (!rc && durable && fsync(fd) < 0)
         rc = -errno;
     if (!rc && anon) {
         rc = link_temp(fd, dirfd, label, tmpname, sizeof tmpname);
         named = rc == 0;
+        if (rc && rc != -EEXIST) {
+            /* cannot name an anonymous file here (no /proc, no CAP_DAC_READ_SEARCH on an
+             * older kernel): start again with a named temporary */
+            close(fd);
+            allow_anon = 0;
+            goto again;
+        }
     }
+    if (!rc)
+        rc = install(dirfd, tmpname, name, (flags & SM_FORCE) != 0, mark);
     if (rc)
         goto fail;
-    if (flags & SM_FORCE) {
-        int marked = mark_superseded(dirfd, name, 1);
-        if (renameat(dirfd, tmpname, dirfd, name) < 0) {
-            rc = -errno;
-            if (marked)
-                mark_superseded(dirfd, name, 0);
-            goto fail;
-        }
-    } else if (renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE) < 0) {
-        if (errno != EINVAL && errno != ENOSYS) {
-            rc = -errno;
-            goto fail;
-        }
-        /* no RENAME_NOREPLACE on this filesystem: link() fails atomically on EEXIST too */
-        if (linkat(dirfd, tmpname, dirfd, name, 0) < 0) {
-            rc = -errno;
-            goto fail;
-        }
-        unlinkat(dirfd, tmpname, 0);
-    }
     if (durable && fsync(dirfd) < 0 && errno != EINVAL && errno != EROFS) {
         rc = -errno; /* the rename happened, but may not survive a power cut */
         close(fd);
@@ -262,7 +295,7 @@ int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
     int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
     if (dirfd < 0)
         return dirfd;
-    rc = publish_at(b, dirfd, pub, name, flags, mode, 0);
+    rc = publish_at(b, dirfd, pub, name, flags, mode, 0, 1);
     close(dirfd);
     return rc;
 }
@@ -290,7 +323,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
     }
     if (dirfd < 0)
         return dirfd;
-    int rc = publish_at(b, dirfd, base, base, flags, mode, 1);
+    int rc = publish_at(b, dirfd, base, base, flags, mode, 1, 0);
     close(dirfd);
     return rc;
 }
@@ -303,24 +336,19 @@ int sm_unpublish(const char *dir, const char *name) {
     int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
     if (dirfd < 0)
         return dirfd;
-    /* hold the snapshot open across the unlink so that we flag the one we removed
-     * (readers of it then learn of the removal with one memory load) */
-    int fd = openat(dirfd, pub, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (unlinkat(dirfd, pub, 0) < 0) {
+    /* Move exactly one snapshot out of the public name (a publisher racing us may put
+     * another there, which then stays), flag it, and unlink it.  A crash in between
+     * leaves an unlocked temporary that sm_gc() removes. */
+    char tmpname[NAME_MAX + 1];
+    temp_name(tmpname, sizeof tmpname, name);
+    if (renameat2(dirfd, pub, dirfd, tmpname, RENAME_NOREPLACE) < 0 &&
+        (errno != EINVAL || renameat(dirfd, pub, dirfd, tmpname) < 0)) {
         rc = -errno;
-    } else if (fd >= 0) {
-        struct stat st;
-        unsigned char head[SMF_MAGIC_LEN];
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= SMF_HEADER_SIZE &&
-            pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head &&
-            memcmp(head, SMF_MAGIC, SMF_MAGIC_LEN) == 0) {
-            unsigned char word[8];
-            smf_put64(word, 1);
-            (void)!pwrite(fd, word, 8, SMF_OFF_SUPERSEDED); /* best effort */
-        }
+    } else {
+        mark_superseded(dirfd, tmpname, 1);
+        if (unlinkat(dirfd, tmpname, 0) < 0)
+            rc = -errno;
     }
-    if (fd >= 0)
-        close(fd);
     close(dirfd);
     return rc;
 }

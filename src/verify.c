@@ -52,6 +52,8 @@ int sm_reader_verify(const sm_reader *r) {
             goto done;
         if (!smf_value_ok(rec.type, rec.vlen))
             goto done;
+        if (i && smi_keycmp(base + prev_key, (size_t)prev_klen, base + rec.key, (size_t)rec.klen) >= 0)
+            goto done;
         if (r->kind == SM_KEYS_STR && !smi_utf8_valid(base + rec.key, (size_t)rec.klen)) {
             rc = SM_EUTF8;
             goto done;
@@ -60,8 +62,6 @@ int sm_reader_verify(const sm_reader *r) {
             rc = SM_EUTF8;
             goto done;
         }
-        if (i && smi_keycmp(base + prev_key, (size_t)prev_klen, base + rec.key, (size_t)rec.klen) >= 0)
-            goto done;
         if ((i & block_mask) == 0) {
             uint64_t s = i >> r->sample_shift;
             unsigned char want[8] = {0};

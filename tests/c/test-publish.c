@@ -728,3 +728,75 @@ TEST(publish_empty) {
     ASSERT_OK(sm_unpublish(NULL, name));
     sm_builder_free(b);
 }
+
+/* Review finding F1/F2: with several SM_FORCE publishers and an unpublisher racing on
+ * one name, every snapshot that is no longer the published one must say superseded
+ * (each publisher flags exactly the snapshot it displaced, via RENAME_EXCHANGE). */
+static void child_force_publisher(void *arg) {
+    const char *dir = arg;
+    for (int i = 0; i < 400; i++) {
+        sm_builder *b = NULL;
+        ASSERT_OK(sm_builder_new(&b));
+        sm_value v = sm_value_int((int64_t)getpid() * 1000000 + i);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+        ASSERT_OK(sm_publish(b, dir, "m", SM_FORCE, 0));
+        sm_builder_free(b);
+        if (i % 50 == 49) {
+            int rc = sm_unpublish(dir, "m");
+            ASSERT(rc == 0 || rc == -ENOENT);
+        }
+    }
+}
+
+TEST_TIMEOUT(publish_race_every_replaced_is_flagged, 120) {
+    const char *dir = test_dir();
+    enum { NPUB = 3, MAXR = 4000 };
+    pid_t pids[NPUB];
+    for (int p = 0; p < NPUB; p++)
+        pids[p] = test_spawn(child_force_publisher, (void *)dir);
+    sm_reader **seen = xmalloc(MAXR * sizeof *seen);
+    size_t nseen = 0;
+    uint64_t last_ino = 0;
+    int alive = NPUB;
+    while (alive > 0 && nseen < MAXR) {
+        for (int p = 0; p < NPUB; p++)
+            if (pids[p] && waitpid(pids[p], NULL, WNOHANG) == pids[p])
+                pids[p] = 0, alive--;
+        sm_reader *r = NULL;
+        if (sm_reader_open_shm(&r, dir, "m") != 0)
+            continue;
+        sm_info in;
+        sm_reader_info(r, &in);
+        if (in.ino == last_ino) {
+            sm_reader_close(r);
+            continue;
+        }
+        last_ino = in.ino;
+        seen[nseen++] = r;
+    }
+    for (int p = 0; p < NPUB; p++)
+        if (pids[p])
+            ASSERT_CHILD_OK(pids[p]);
+    uint64_t current = 0;
+    sm_reader *fin = NULL;
+    if (sm_reader_open_shm(&fin, dir, "m") == 0) {
+        sm_info fi;
+        sm_reader_info(fin, &fi);
+        current = fi.ino;
+        sm_reader_close(fin);
+    }
+    size_t stale = 0;
+    for (size_t i = 0; i < nseen; i++) {
+        sm_info in;
+        sm_reader_info(seen[i], &in);
+        if (in.ino != current && !sm_reader_superseded(seen[i]))
+            stale++;
+        sm_reader_close(seen[i]);
+    }
+    free(seen);
+    ASSERT(nseen > 1);
+    ASSERT_EQ(stale, 0);
+    unsigned removed = 0;
+    ASSERT_OK(sm_gc(dir, &removed)); /* nothing may linger either */
+    ASSERT_EQ(removed, 0);
+}
