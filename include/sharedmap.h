@@ -249,8 +249,10 @@ SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned
 
 /** Write the builder's snapshot to the file @p path, atomically (temporary file,
  *  fsync, rename, fsync of the directory), with the same flags and mode rules as
- *  sm_publish().  The final component of @p path is never followed as a symlink;
- *  a replaced file is unlinked, never written to.  An error from the final fsync of
+ *  sm_publish().  The final component of @p path is never followed as a symlink.
+ *  A replaced snapshot file gets its superseded word set (so readers of it can
+ *  refresh; other hard links to it see that too) and is unlinked, never truncated.
+ *  An error from the final fsync of
  *  the directory is returned although the new file is already in place. */
 SM_API int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode);
 
@@ -298,10 +300,10 @@ SM_API void sm_reader_info(const sm_reader *r, sm_info *out);
 /** The whole snapshot: its first byte, and its size in *size. */
 SM_API const void *sm_reader_data(const sm_reader *r, size_t *size);
 
-/** Whether a publisher has since replaced or removed this snapshot's name
- *  (one atomic load of the snapshot's "superseded" word: no system call).  When it
- *  says 1, open the name again to get the newest version.  Always 0 for snapshots
- *  that were never published under a name. */
+/** Whether a publisher has since replaced or removed this snapshot under its name or
+ *  path (one atomic load of the snapshot's "superseded" word: no system call).  When
+ *  it says 1, open the name (or path) again to get the newest version.  Always 0 for
+ *  snapshots that were never published or saved, such as memory buffers. */
 SM_API int sm_reader_superseded(const sm_reader *r);
 
 /** Point lookup: O(1), typically two memory accesses into the snapshot.

@@ -228,7 +228,7 @@ static int install(int dirfd, const char *tmpname, const char *name, int force, 
 }
 
 /* The whole publish into dirfd under final name `name`; `label` names temporaries;
- * mark: flag the replaced snapshot superseded (published maps, not saved files). */
+ * mark: flag the replaced snapshot superseded. */
 static int publish_at(sm_builder *b, int dirfd, const char *name, const char *label,
                       unsigned flags, unsigned mode, int durable, int mark) {
     uint64_t size;
@@ -323,7 +323,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
     }
     if (dirfd < 0)
         return dirfd;
-    int rc = publish_at(b, dirfd, base, base, flags, mode, 1, 0);
+    int rc = publish_at(b, dirfd, base, base, flags, mode, 1, 1);
     close(dirfd);
     return rc;
 }

@@ -106,12 +106,16 @@ def test_force_replaces_and_attached_readers_keep_their_version(name):
 
 def mapped_versions(name):
     """How many distinct snapshots named name this process has mapped."""
-    path = shm_path(name)
     inodes = set()
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split(None, 5)
-            if len(parts) == 6 and parts[5].startswith(path):
+            if len(parts) < 6:
+                continue
+            # a replaced version shows the (temporary) name it was unlinked under
+            path = parts[5].rstrip("\n").removesuffix(" (deleted)")
+            if path.startswith(SHM_DIR + "/") and (path.endswith("sharedmap." + name)
+                                                  or path.endswith("." + name)):
                 inodes.add(parts[4])
     return len(inodes)
 
