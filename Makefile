@@ -21,11 +21,11 @@ BUILD  ?= build
 # Python packages the tests need inside the venv.
 PY_TEST_DEPS := pytest hypothesis mypy
 
-# `make test` replays the fuzz corpus and regressions (gcc, ASan+UBSan) when fuzz/run.sh
-# exists; FUZZ_SMOKE=1 adds a short libFuzzer run of FUZZ_SMOKE_SECONDS per target
-# (needs clang, installed if missing).
+# `make test` replays the fuzz corpus and regressions (gcc, ASan+UBSan), then runs libFuzzer
+# for FUZZ_SMOKE_SECONDS per target (about a minute in all; clang is installed if missing).
+# FUZZ_SMOKE=0 skips that smoke run.
 FUZZ_REPLAY ?= 1
-FUZZ_SMOKE ?= 0
+FUZZ_SMOKE ?= 1
 FUZZ_SMOKE_SECONDS ?= 30
 
 VERSION := $(shell sed -n 's/^\#define SM_VERSION_STRING "\(.*\)"/\1/p' include/sharedmap.h)
