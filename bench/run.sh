@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# bench/run.sh: the benchmark of issue 5, end to end on a fresh machine (`make bench` runs it).
+#
+# Installs what it needs (Debian's libcdb-dev, liblmdb-dev and g++ if missing; two virtualenvs
+# under bench/.venvs/: "main" with this tree's sharedmap and the peers, "orig" with sharedmap
+# 1.0.6 from PyPI, whose module name collides with ours), builds bench/cbench.c against src/*.c,
+# runs the Python benchmark (bench/driver.py) and the C one, and writes bench/results/results.json,
+# results.md and plot.png.
+#
+# Settings (environment):  BENCH_QUICK=1 (10K and 100K only, a few minutes), BENCH_SIZES=10000,...,
+# BENCH_BYTES_SIZES, BENCH_MEM_SIZES, BENCH_PEERS=dict,sharedmap,..., BENCH_BUILD_TIMEBOX (s),
+# BENCH_LOOKUP_BUDGET (s), BENCH_C_SIZES, BENCH_C_PROBES, BENCH_SKIP_C=1, BENCH_SKIP_PY=1; see
+# bench/README.md.  Arguments: --quick (same as BENCH_QUICK=1).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+VENVS="$HERE/.venvs"
+BUILD="$HERE/.build"
+RESULTS="$HERE/results"
+PY="${PYTHON:-python3}"
+
+for arg in "$@"; do
+    case "$arg" in
+        --quick) export BENCH_QUICK=1 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+QUICK="${BENCH_QUICK:-0}"
+[ "$QUICK" = "0" ] && QUICK=""
+
+say() { printf '\n=== %s\n' "$*" >&2; }
+T0=$(date +%s)
+
+cleanup() {
+    # whatever a killed run left in shared memory (names are ours alone: smbench-*)
+    rm -rf /dev/shm/smbench 2>/dev/null || true
+    rm -f /dev/shm/sharedmap.smbench-* /dev/shm/sm_smbench-* /dev/shm/smbench-* 2>/dev/null || true
+    if [ -x "$VENVS/orig/bin/python" ]; then  # sharedmap 1.0.6 keeps its maps in SysV shm
+        "$VENVS/orig/bin/python" - <<'EOF' 2>/dev/null || true
+import itertools, sharedmap
+for n, kind in itertools.product((10000, 100000, 1000000, 10000000), ("str", "bytes")):
+    try:
+        sharedmap.rbtree.remove(f"smbench-sharedmap-1_0_6-{n}-{kind}")
+    except Exception:
+        pass
+EOF
+    fi
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------------ system packages
+need=()
+command -v gcc >/dev/null || need+=(gcc)
+command -v g++ >/dev/null || need+=(g++)
+[ -f /usr/include/cdb.h ] || need+=(libcdb-dev)
+[ -f /usr/include/lmdb.h ] || need+=(liblmdb-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    say "apt-get install ${need[*]}"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# ------------------------------------------------------------------ virtualenvs
+mkvenv() {  # mkvenv NAME REQUIREMENTS...: create/refresh when the requirement list changed
+    local dir="$VENVS/$1"; shift
+    local want="$*"
+    if [ ! -x "$dir/bin/python" ] || [ "$(cat "$dir/.bench-reqs" 2>/dev/null)" != "$want" ]; then
+        say "virtualenv $dir: $want"
+        rm -rf "$dir"
+        "$PY" -m venv "$dir" || return 1
+        "$dir/bin/pip" install -q --disable-pip-version-check "$@" || return 1
+        echo "$want" > "$dir/.bench-reqs"
+    fi
+}
+mkdir -p "$VENVS" "$BUILD" "$RESULTS"
+mkvenv main "setuptools>=61" wheel lmdb==3.0.0 marisa-trie==1.4.1 shared-memory-dict==0.7.2 \
+    UltraDict==0.0.6 sqlitedict==2.1.0 matplotlib
+# sharedmap 1.0.6 is an sdist with C++ sources: pip compiles it with g++.
+if ! mkvenv orig sharedmap==1.0.6; then
+    echo "run.sh: sharedmap 1.0.6 did not install: its rows will say n/a" >&2
+    rm -rf "$VENVS/orig"
+fi
+
+# This tree's sharedmap, built from a copy of the sources (the work tree stays untouched).
+say "building this tree's sharedmap into $VENVS/main"
+rm -rf "$BUILD/src"
+mkdir -p "$BUILD/src"
+tar -C "$ROOT" --exclude=./bench --exclude=./.git --exclude=./build --exclude=./.venv \
+    --exclude='*.egg-info' --exclude='__pycache__' -cf - . | tar -C "$BUILD/src" -xf -
+if ! SHAREDMAP_WERROR=0 "$VENVS/main/bin/pip" install -q --disable-pip-version-check --no-deps \
+        --no-build-isolation --force-reinstall "$BUILD/src" > "$BUILD/pip-sharedmap.log" 2>&1; then
+    tail -20 "$BUILD/pip-sharedmap.log" >&2
+    echo "run.sh: this tree's sharedmap did not build: its rows will say n/a" >&2
+    "$VENVS/main/bin/pip" uninstall -q -y sharedmap >/dev/null 2>&1 || true
+fi
+
+# ------------------------------------------------------------------ C benchmark build
+CBENCH="$BUILD/cbench"
+rm -f "$CBENCH"
+if [ -z "${BENCH_SKIP_C:-}" ]; then
+    say "building bench/cbench.c (gcc -O2, with src/*.c, -lcdb -llmdb)"
+    gcc -O2 -std=c11 -D_GNU_SOURCE -DSM_STATIC -Wall -Wextra -I"$ROOT/include" -I"$ROOT/src" \
+        "$ROOT"/src/*.c "$HERE/cbench.c" -lcdb -llmdb -o "$CBENCH" 2> "$BUILD/cbench-build.log" || {
+        cat "$BUILD/cbench-build.log" >&2
+        echo "run.sh: cbench did not build: the C table will say not run" >&2
+        rm -f "$CBENCH"
+    }
+fi
+
+# ------------------------------------------------------------------ run
+PYJSON="$BUILD/python.json"
+CJSON="$BUILD/c.json"
+rm -f "$PYJSON" "$CJSON"
+cleanup
+if [ -z "${BENCH_SKIP_PY:-}" ]; then
+    say "Python benchmark${QUICK:+ (quick)}"
+    BENCH_PYTHON="$VENVS/main/bin/python" BENCH_PYTHON_ORIG="$VENVS/orig/bin/python" \
+        "$VENVS/main/bin/python" "$HERE/driver.py" "$PYJSON"
+fi
+if [ -x "$CBENCH" ]; then
+    if [ -n "$QUICK" ]; then
+        csizes="${BENCH_C_SIZES:-100000,1000000}"; cprobes="${BENCH_C_PROBES:-500000}"; crounds=3
+    else
+        csizes="${BENCH_C_SIZES:-1000000,10000000}"; cprobes="${BENCH_C_PROBES:-2000000}"; crounds=5
+    fi
+    say "C benchmark: sizes $csizes, $cprobes probes, $crounds rounds"
+    "$CBENCH" -n "$csizes" -p "$cprobes" -r "$crounds" -d /dev/shm > "$CJSON.tmp" && mv "$CJSON.tmp" "$CJSON"
+fi
+
+CMD="make bench"
+[ -n "$QUICK" ] && CMD="BENCH_QUICK=1 make bench"
+"$VENVS/main/bin/python" "$HERE/report.py" "$PYJSON" "$CJSON" "$RESULTS" "$CMD"
+say "done in $(( ($(date +%s) - T0) / 60 )) min $(( ($(date +%s) - T0) % 60 )) s: $RESULTS/results.md"
+cat "$RESULTS/results.md"
