@@ -17,7 +17,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 VENVS="$HERE/.venvs"
 BUILD="$HERE/.build"
-RESULTS="$HERE/results"
+RESULTS="${BENCH_RESULTS:-$HERE/results}"
 PY="${PYTHON:-python3}"
 
 for arg in "$@"; do
