@@ -30,45 +30,46 @@ int sm_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
     return 0;
 }
 
-int sm_cursor_get(const sm_cursor *c, sm_entry *out) {
-    const sm_reader *r = c->reader;
-    if (c->rank >= r->count)
+/* The record under the cursor: 0, SM_NOTFOUND past the end, SM_ECORRUPT. */
+static int cursor_record(const sm_cursor *c, smf_record *rec) {
+    if (c->rank >= c->reader->count)
         return SM_NOTFOUND;
+    return smi_record(c->reader, c->offset, rec) ? SM_ECORRUPT : 0;
+}
+
+/* Move past rec, the record under the cursor. */
+static void cursor_step(sm_cursor *c, const smf_record *rec) {
+    c->rank++;
+    c->offset = c->rank == c->reader->count ? c->reader->records_end : rec->next;
+}
+
+static int entry_of(const sm_reader *r, const smf_record *rec, sm_entry *out) {
+    out->key.data = r->base + rec->key;
+    out->key.size = (size_t)rec->klen;
+    return smi_value(r, rec, &out->value);
+}
+
+int sm_cursor_get(const sm_cursor *c, sm_entry *out) {
     smf_record rec;
-    if (smi_record(r, c->offset, &rec))
-        return SM_ECORRUPT;
-    out->key.data = r->base + rec.key;
-    out->key.size = (size_t)rec.klen;
-    return smi_value(r, &rec, &out->value);
+    int rc = cursor_record(c, &rec);
+    return rc ? rc : entry_of(c->reader, &rec, out);
 }
 
 int sm_cursor_next(sm_cursor *c) {
-    const sm_reader *r = c->reader;
-    if (c->rank >= r->count)
-        return SM_NOTFOUND;
     smf_record rec;
-    if (smi_record(r, c->offset, &rec))
-        return SM_ECORRUPT;
-    c->rank++;
-    c->offset = c->rank == r->count ? r->records_end : rec.next;
-    return c->rank == r->count ? SM_NOTFOUND : 0;
+    int rc = cursor_record(c, &rec);
+    if (rc)
+        return rc;
+    cursor_step(c, &rec);
+    return c->rank == c->reader->count ? SM_NOTFOUND : 0;
 }
 
 int sm_cursor_read(sm_cursor *c, sm_entry *out) {
-    const sm_reader *r = c->reader;
-    if (c->rank >= r->count)
-        return SM_NOTFOUND;
     smf_record rec;
-    if (smi_record(r, c->offset, &rec))
-        return SM_ECORRUPT;
-    out->key.data = r->base + rec.key;
-    out->key.size = (size_t)rec.klen;
-    int rc = smi_value(r, &rec, &out->value);
-    if (rc)
-        return rc;
-    c->rank++;
-    c->offset = c->rank == r->count ? r->records_end : rec.next;
-    return 0;
+    int rc = cursor_record(c, &rec);
+    if (!rc && !(rc = entry_of(c->reader, &rec, out)))
+        cursor_step(c, &rec);
+    return rc;
 }
 
 int sm_cursor_prev(sm_cursor *c) {
