@@ -187,14 +187,41 @@ static size_t order_rank(const sm_builder *b, const void *key, size_t klen) {
     return lo;
 }
 
-typedef struct sortrec {
-    uint64_t prefix;
-    uint32_t n;
-} sortrec;
+/* A sort key and what travels with it. */
+typedef struct kv {
+    uint64_t key;
+    uint64_t val;
+} kv;
+
+/* Stable LSD radix sort of a[0, n) on the low `bits` bits of the keys, 11 bits a
+ * pass (a pass in which every key has the same digit is skipped); t is scratch
+ * space for n.  It streams through memory instead of scattering over a key-sized
+ * array.  Returns the sorted array: a or t. */
+static kv *radix_sort(kv *a, kv *t, size_t n, unsigned bits) {
+    for (unsigned shift = 0; shift < bits; shift += 11) {
+        size_t cnt[2048] = {0};
+        for (size_t i = 0; i < n; i++)
+            cnt[(a[i].key >> shift) & 2047]++;
+        if (n == 0 || cnt[(a[0].key >> shift) & 2047] == n)
+            continue;
+        size_t sum = 0;
+        for (unsigned k = 0; k < 2048; k++) {
+            size_t c = cnt[k];
+            cnt[k] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            t[cnt[(a[i].key >> shift) & 2047]++] = a[i];
+        kv *swap = a;
+        a = t;
+        t = swap;
+    }
+    return a;
+}
 
 static int cmp_items_r(const void *x, const void *y, void *ctx) {
     const item *items = ctx;
-    return item_cmp(&items[((const sortrec *)x)->n], &items[((const sortrec *)y)->n]);
+    return item_cmp(&items[((const kv *)x)->val], &items[((const kv *)y)->val]);
 }
 
 /* LSD radix sort on the big-endian 8-byte key prefix, then a comparison sort of
@@ -203,45 +230,23 @@ int smi_builder_sort(sm_builder *b) {
     if (b->order_valid)
         return 0;
     size_t n = b->count;
-    sortrec *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
+    kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
     if (!a || !t) {
         free(a);
         free(t);
         return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        a[i].prefix = smf_prefix64(b->items[i].data, b->items[i].klen);
-        a[i].n = (uint32_t)i;
+        a[i].key = smf_prefix64(b->items[i].data, b->items[i].klen);
+        a[i].val = i;
     }
-    for (unsigned pass = 0; pass < 8; pass++) {
-        unsigned shift = pass * 8;
-        size_t cnt[256] = {0};
-        for (size_t i = 0; i < n; i++)
-            cnt[(a[i].prefix >> shift) & 0xFF]++;
-        int trivial = 0;
-        for (unsigned k = 0; k < 256; k++)
-            if (cnt[k] == n)
-                trivial = 1;
-        if (trivial)
-            continue;
-        size_t sum = 0;
-        for (unsigned k = 0; k < 256; k++) {
-            size_t c = cnt[k];
-            cnt[k] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++)
-            t[cnt[(a[i].prefix >> shift) & 0xFF]++] = a[i];
-        sortrec *swap = a;
-        a = t;
-        t = swap;
-    }
+    kv *sorted = radix_sort(a, t, n, 64);
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
-        while (j < n && a[j].prefix == a[i].prefix)
+        while (j < n && sorted[j].key == sorted[i].key)
             j++;
         if (j - i > 1)
-            qsort_r(a + i, j - i, sizeof *a, cmp_items_r, b->items);
+            qsort_r(sorted + i, j - i, sizeof *sorted, cmp_items_r, b->items);
         i = j;
     }
     uint32_t *order = realloc(b->order, (n ? n : 1) * sizeof *order);
@@ -251,7 +256,7 @@ int smi_builder_sort(sm_builder *b) {
         return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
-        order[i] = a[i].n;
+        order[i] = (uint32_t)sorted[i].val;
     free(a);
     free(t);
     b->order = order;
@@ -499,17 +504,14 @@ static uint64_t record_size(const item *it) {
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-/* An entry on its way into the table: its home, and its slot minus the displacement. */
-typedef struct hslot {
-    uint64_t home;
-    uint64_t slot;
-} hslot;
+/* An entry on its way into the table is a kv: key = its home, val = its slot
+ * minus the displacement. */
 
 #define PREFETCH_AHEAD 16
 
 /* One pass over the entries in key order: record offsets (so the records end at
  * *records_end) and each entry's home and tag under (seed, M). */
-static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, hslot *out,
+static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, kv *out,
                         uint64_t *records_end) {
     uint64_t off = SMF_HEADER_SIZE;
     for (size_t r = 0; r < b->count; r++) {
@@ -521,48 +523,26 @@ static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, hslot *o
         if (off > SMF_MAX_OFFSET)
             return SM_ETOOBIG;
         uint64_t h = sm_hash64(it->data, it->klen, seed);
-        out[r].home = smf_home(h, M);
-        out[r].slot = off | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT);
+        out[r].key = smf_home(h, M);
+        out[r].val = off | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT);
         off += record_size(it);
     }
     *records_end = off;
     return 0;
 }
 
-/* LSD radix sort by home, 11 bits a pass: streams through memory instead of
- * scattering counters over a table-sized array.  Returns the sorted array (a or t). */
-static hslot *sort_by_home(hslot *a, hslot *t, size_t n, uint64_t M) {
-    for (unsigned shift = 0; shift < 64 && (M - 1) >> shift; shift += 11) {
-        size_t cnt[2048] = {0};
-        for (size_t i = 0; i < n; i++)
-            cnt[(a[i].home >> shift) & 2047]++;
-        size_t sum = 0;
-        for (unsigned k = 0; k < 2048; k++) {
-            size_t c = cnt[k];
-            cnt[k] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++)
-            t[cnt[(a[i].home >> shift) & 2047]++] = a[i];
-        hslot *swap = a;
-        a = t;
-        t = swap;
-    }
-    return a;
-}
-
 /* Give each entry, in home order, the first free slot at or after its home.
  * Returns 0, or 1 if some displacement would exceed SMF_DISP_MAX. */
-static int place(const hslot *byhome, size_t n, uint64_t M, uint64_t *table, uint64_t *table_slots) {
+static int place(const kv *byhome, size_t n, uint64_t M, uint64_t *table, uint64_t *table_slots) {
     memset(table, 0, (size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
     uint64_t next = 0;
     for (size_t k = 0; k < n; k++) {
-        uint64_t home = byhome[k].home;
+        uint64_t home = byhome[k].key;
         uint64_t pos = home > next ? home : next;
         uint64_t disp = pos - home;
         if (disp > SMF_DISP_MAX)
             return 1;
-        table[pos] = byhome[k].slot | (disp << SMF_SLOT_DISP_SHIFT);
+        table[pos] = byhome[k].val | (disp << SMF_SLOT_DISP_SHIFT);
         next = pos + 1;
     }
     *table_slots = next > M ? next : M;
@@ -579,7 +559,7 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
     if (rc)
         return rc;
     size_t n = b->count;
-    hslot *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
+    kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
     uint64_t *table = NULL;
     if (!a || !t) {
         rc = -ENOMEM;
@@ -597,7 +577,7 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
             rc = -ENOMEM;
             goto done;
         }
-        if (!place(sort_by_home(a, t, n, M), n, M, table, &L))
+        if (!place(radix_sort(a, t, n, M > 1 ? 64u - (unsigned)__builtin_clzll(M - 1) : 0), n, M, table, &L))
             break;
         /* Pathological keys: try another seed, then a sparser table. */
         if (attempt >= 3)
