@@ -16,6 +16,7 @@ import struct
 
 import pytest
 from fmtreader import MASK48, MASK64, FormatError, Snapshot, read_varint, xxh64
+from support import same_value
 
 FORMAT_MD = pathlib.Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
 
@@ -398,14 +399,6 @@ def random_map(rng, kind, n):
     while len(m) < n:
         m[random_key(rng, kind)] = random_value(rng)
     return m
-
-
-def same_value(a, b):
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return struct.pack("<d", a) == struct.pack("<d", b)
-    return a == b
 
 
 @pytest.mark.parametrize("sample_shift", [0, 1, 4, 8])
