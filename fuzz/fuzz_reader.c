@@ -87,6 +87,21 @@ static void read_all(uint8_t *copy, size_t size, const uint8_t *data) {
     }
     if (verified)
         CHECK(walked == n);
+    /* the same walk in batches: the same entries, the error at the same place */
+    if (sm_seek_rank(r, 0, &c) == 0) {
+        sm_entry batch[5], one;
+        sm_cursor single = c;
+        uint64_t read = 0;
+        size_t got;
+        while (read <= n && sm_cursor_read_many(&c, batch, 1 + read % 5, &got) == 0 && got > 0)
+            for (size_t j = 0; j < got; j++, read++) {
+                CHECK(sm_cursor_read(&single, &one) == 0);
+                CHECK(one.key.data == batch[j].key.data && same_value(&one.value, &batch[j].value));
+            }
+        CHECK(c.rank == single.rank && sm_cursor_read(&single, &one) != 0);
+        if (verified)
+            CHECK(read == n);
+    }
     /* backward walk from the end */
     if (sm_seek_rank(r, n, &c) == 0) {
         uint64_t steps = 0;

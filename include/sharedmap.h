@@ -356,6 +356,15 @@ SM_API int sm_cursor_next(sm_cursor *c);
  *  cursor), SM_NOTFOUND if the cursor was past the end, SM_ECORRUPT. */
 SM_API int sm_cursor_read(sm_cursor *c, sm_entry *out);
 
+/** Up to @p max entries from the cursor on, into out[0 .. *nread), and the cursor
+ *  moved past them: sm_cursor_read for a batch, the fastest way to walk a range
+ *  (bulk export, a language binding's iterator).  It stops early only at the end
+ *  of the map or before a record it cannot read; that error is returned by the
+ *  next call, the one that can read nothing.
+ *  @return 0 (*nread >= 1, or 0 if @p max is 0), SM_NOTFOUND if the cursor was past
+ *  the end (*nread = 0), SM_ECORRUPT (*nread = 0; the cursor does not move). */
+SM_API int sm_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread);
+
 /** Step backward: O(2^sample_shift), i.e. it decodes up to 15 records from the
  *  previous sample (iterate backwards in blocks if that matters).  @return 0 if moved, SM_NOTFOUND if already at rank 0 (the cursor
  *  does not move), SM_ECORRUPT. */

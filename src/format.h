@@ -153,10 +153,17 @@ static inline int smf_varint(const unsigned char *base, uint64_t *pos, uint64_t 
                              uint64_t *out) {
     uint64_t p = *pos, v = 0;
     unsigned shift = 0;
-    if (p < end && base[p] < 0x80) { /* the common case: one byte */
-        *out = base[p];
-        *pos = p + 1;
-        return 0;
+    if (p < end) { /* the common cases first: one byte, then two */
+        if (base[p] < 0x80) {
+            *out = base[p];
+            *pos = p + 1;
+            return 0;
+        }
+        if (end - p >= 2 && base[p + 1] < 0x80) {
+            *out = (uint64_t)(base[p] & 0x7F) | (uint64_t)base[p + 1] << 7;
+            *pos = p + 2;
+            return 0;
+        }
     }
     for (unsigned i = 0; i < SMF_VARINT_MAX; i++) {
         if (p >= end)

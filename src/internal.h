@@ -46,7 +46,31 @@ static inline int smi_record(const struct sm_reader *r, uint64_t off, smf_record
 }
 
 /* Decode the value of a parsed record.  Returns 0 or SM_ECORRUPT. */
-int smi_value(const struct sm_reader *r, const smf_record *rec, sm_value *out);
+static inline int smi_value(const struct sm_reader *r, const smf_record *rec, sm_value *out) {
+    if (!smf_value_ok(rec->type, rec->vlen))
+        return SM_ECORRUPT;
+    const unsigned char *v = r->base + rec->val;
+    out->type = (sm_type)rec->type;
+    switch (rec->type) {
+    case SM_INT:
+        out->as.i = smf_int_decode(v, rec->vlen);
+        break;
+    case SM_FLOAT: {
+        uint64_t bits = smf_le64(v);
+        memcpy(&out->as.f, &bits, 8);
+        break;
+    }
+    case SM_BYTES:
+    case SM_STR:
+        out->as.buf.data = v;
+        out->as.buf.size = (size_t)rec->vlen;
+        break;
+    default:
+        out->as.i = 0;
+        break;
+    }
+    return 0;
+}
 
 /* Sample i: the offset of record i << sample_shift. */
 static inline uint64_t smi_sample_offset(const struct sm_reader *r, uint64_t i) {

@@ -72,6 +72,33 @@ int sm_cursor_read(sm_cursor *c, sm_entry *out) {
     return rc;
 }
 
+int sm_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread) {
+    const sm_reader *r = c->reader;
+    uint64_t off = c->offset, left = c->rank < r->count ? r->count - c->rank : 0;
+    size_t n = 0;
+    int rc = 0;
+    *nread = 0;
+    if (left == 0)
+        return max == 0 ? 0 : SM_NOTFOUND;
+    if (max > left)
+        max = (size_t)left;
+    while (n < max) {
+        smf_record rec;
+        if (smi_record(r, off, &rec) || entry_of(r, &rec, &out[n])) {
+            rc = SM_ECORRUPT;
+            break;
+        }
+        off = rec.next;
+        n++;
+    }
+    if (n == 0)
+        return rc; /* an error is reported by the call that cannot read anything */
+    c->rank += n;
+    c->offset = c->rank == r->count ? r->records_end : off;
+    *nread = n;
+    return 0;
+}
+
 int sm_cursor_prev(sm_cursor *c) {
     if (c->rank == 0)
         return SM_NOTFOUND;

@@ -213,29 +213,3 @@ int sm_reader_superseded(const sm_reader *r) {
         memcpy(&v, p, 8);
     return v != 0;
 }
-
-int smi_value(const struct sm_reader *r, const smf_record *rec, sm_value *out) {
-    if (!smf_value_ok(rec->type, rec->vlen))
-        return SM_ECORRUPT;
-    const unsigned char *v = r->base + rec->val;
-    out->type = (sm_type)rec->type;
-    switch (rec->type) {
-    case SM_INT:
-        out->as.i = smf_int_decode(v, rec->vlen);
-        break;
-    case SM_FLOAT: {
-        uint64_t bits = smf_le64(v);
-        memcpy(&out->as.f, &bits, 8);
-        break;
-    }
-    case SM_BYTES:
-    case SM_STR:
-        out->as.buf.data = v;
-        out->as.buf.size = (size_t)rec->vlen;
-        break;
-    default:
-        out->as.i = 0;
-        break;
-    }
-    return 0;
-}

@@ -81,6 +81,14 @@ static int exercise(const sm_reader *r, const model *m) {
             if (sm_cursor_get(&c, &e) == 0)
                 touch_entry(&e);
     }
+    steps = 0;
+    if (sm_seek_rank(r, 0, &c) == 0) {
+        sm_entry batch[7];
+        size_t got;
+        while (steps++ <= n + 1 && sm_cursor_read_many(&c, batch, 7, &got) == 0 && got > 0)
+            for (size_t j = 0; j < got; j++)
+                touch_entry(&batch[j]);
+    }
     for (uint64_t k = 0; k <= n && k < 40; k++)
         if (sm_seek_rank(r, k, &c) == 0 && sm_cursor_get(&c, &e) == 0)
             touch_entry(&e);
@@ -120,6 +128,21 @@ static int exercise(const sm_reader *r, const model *m) {
         ASSERT_OK(sm_seek_key(r, e.key.data, e.key.size, SM_GT, &c2));
         ASSERT_EQ(c2.rank, i + 1);
         ASSERT_ERR(sm_cursor_next(&c), i + 1 < n ? 0 : SM_NOTFOUND);
+    }
+    /* and batches read the same entries */
+    ASSERT_OK(sm_seek_rank(r, 0, &c));
+    for (uint64_t i = 0; i < n;) {
+        sm_entry batch[5];
+        size_t got;
+        ASSERT_OK(sm_cursor_read_many(&c, batch, 5, &got));
+        ASSERT(got >= 1 && got <= 5);
+        for (size_t j = 0; j < got; j++, i++) {
+            sm_cursor one;
+            ASSERT_OK(sm_seek_rank(r, i, &one));
+            ASSERT_OK(sm_cursor_get(&one, &e));
+            ASSERT_MEM_EQ(batch[j].key.data, batch[j].key.size, e.key.data, e.key.size);
+            ASSERT_VALUE_EQ(&batch[j].value, &e.value);
+        }
     }
     return 0;
 }
@@ -168,6 +191,37 @@ TEST(hostile_valid_baseline) {
     size_t size;
     unsigned char *snap = small_snapshot(&m, 40, 1, &size);
     ASSERT_EQ(try_open(snap, size, &m), 0);
+    model_free(&m);
+    free(snap);
+}
+
+/* A batch stops before a record that cannot be read, and the next call, which can
+ * read nothing, reports it without moving the cursor. */
+TEST(hostile_batch_stops_before_a_damaged_record) {
+    model m;
+    size_t size, got = 99;
+    unsigned char *snap = small_snapshot(&m, 40, 1, &size);
+    sm_reader *r = NULL;
+    sm_cursor c;
+    sm_entry batch[40], e;
+    ASSERT_OK(sm_reader_open_mem(&r, snap, size));
+    ASSERT_OK(sm_seek_rank(r, 20, &c));
+    memset(snap + c.offset, 0xFF, 9); /* a key length far past the end of the records */
+    snap[c.offset + 9] = 0x01;
+    ASSERT_OK(sm_seek_rank(r, 0, &c));
+    ASSERT_OK(sm_cursor_read_many(&c, batch, 40, &got));
+    ASSERT_EQ(got, 20);
+    ASSERT_EQ(c.rank, 20);
+    for (size_t j = 0; j < got; j++) {
+        ASSERT_MEM_EQ(batch[j].key.data, batch[j].key.size, m.e[j].key, m.e[j].klen);
+        ASSERT_VALUE_EQ(&batch[j].value, &m.e[j].val);
+    }
+    got = 99;
+    ASSERT_ERR(sm_cursor_read_many(&c, batch, 40, &got), SM_ECORRUPT);
+    ASSERT_EQ(got, 0);
+    ASSERT_EQ(c.rank, 20);
+    ASSERT_ERR(sm_cursor_read(&c, &e), SM_ECORRUPT);
+    sm_reader_close(r);
     model_free(&m);
     free(snap);
 }

@@ -488,6 +488,32 @@ void check_reader(const sm_reader *r, const model *m, uint64_t seed, size_t prob
     ASSERT_ERR(sm_cursor_read(&c, &e), SM_NOTFOUND);
     ASSERT_EQ(c.rank, n);
 
+    /* the same in batches of several sizes, from several starting ranks */
+    static const size_t batches[] = {1, 2, 3, 16, 17, 1000};
+    sm_entry got[17];
+    for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
+        size_t want = batches[bi] < 17 ? batches[bi] : 17, nread = 99;
+        for (size_t start = 0; start <= n; start += n / 3 + 1) {
+            ASSERT_OK(sm_seek_rank(r, start, &c));
+            size_t i = start;
+            while (i < n) {
+                ASSERT_OK(sm_cursor_read_many(&c, got, want, &nread));
+                ASSERT(nread == (n - i < want ? n - i : want));
+                for (size_t j = 0; j < nread; j++, i++) {
+                    ASSERT_MEM_EQ(got[j].key.data, got[j].key.size, m->e[i].key, m->e[i].klen);
+                    ASSERT_VALUE_EQ(&got[j].value, &m->e[i].val);
+                }
+                ASSERT_EQ(c.rank, i);
+            }
+            ASSERT_OK(sm_cursor_read_many(&c, got, 0, &nread)); /* asks for nothing */
+            ASSERT_EQ(nread, 0);
+            nread = 99;
+            ASSERT_ERR(sm_cursor_read_many(&c, got, want, &nread), SM_NOTFOUND);
+            ASSERT_EQ(nread, 0);
+            ASSERT_EQ(c.rank, n);
+        }
+    }
+
     /* backward walk from past the end */
     ASSERT_OK(sm_seek_rank(r, n, &c));
     ASSERT_ERR(sm_cursor_get(&c, &e), SM_NOTFOUND);
