@@ -265,28 +265,90 @@ static inline key_fit key_fit_map(PyObject *key, sm_key_kind map, int strict, ke
     return KEY_USABLE;
 }
 
-/* A str from UTF-8 that the library has validated.  Most keys and values are short
- * and ASCII: for those, one pass over the bytes and a memcpy into a new compact
- * ASCII string beat the general decoder (which still handles everything else). */
-static inline PyObject *str_from_utf8(const void *data, size_t n) {
-    const unsigned char *p = (const unsigned char *)data;
-    if (n >= 2 && n <= 64) {
+/* Most keys and values are short and ASCII: for those, a check of the bytes and a
+ * copy into a new compact ASCII str beat the general decoder, which handles
+ * everything else.  Lengths vary from one entry to the next, so both work with
+ * overlapping words at offsets computed from n, not with loops whose trip count
+ * the branch predictor would guess wrong: the words at 0, min(8, n - 8),
+ * max(n - 16, 0) and n - 8 cover 8 <= n <= 32 without a branch; longer strings
+ * add words from 32 on. */
+#define STR_ASCII_FAST_MAX 64
+
+static inline uint64_t load64(const unsigned char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline void store64(unsigned char *p, uint64_t w) {
+    memcpy(p, &w, 8);
+}
+
+/* The offsets of four words that cover [0, n), 8 <= n <= 32. */
+static inline void cover32(size_t n, size_t o[4]) {
+    o[0] = 0;
+    o[1] = n - 8 < 8 ? n - 8 : 8;
+    o[2] = n > 16 ? n - 16 : 0;
+    o[3] = n - 8;
+}
+
+/* Whether the n bytes at p, 2 <= n <= STR_ASCII_FAST_MAX, are all ASCII; and,
+ * unless d is NULL, a copy of them at d either way.  Inlined with d NULL, it is
+ * just the check. */
+static inline int ascii_scan(unsigned char *d, const unsigned char *p, size_t n) {
+    if (n >= 8) {
+        size_t o[4];
         uint64_t acc = 0, w;
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            memcpy(&w, p + i, 8);
-            acc |= w;
+        if (n > 32) {
+            for (size_t i = 32; i < n; i += 8) {
+                size_t at = i + 8 <= n ? i : n - 8;
+                acc |= w = load64(p + at);
+                if (d != NULL)
+                    store64(d + at, w);
+            }
         }
-        for (; i < n; i++)
-            acc |= p[i];
-        if ((acc & UINT64_C(0x8080808080808080)) == 0) {
-            PyObject *s = PyUnicode_New((Py_ssize_t)n, 127);
-            if (s != NULL)
-                memcpy(PyUnicode_DATA(s), p, n);
-            return s;
+        cover32(n < 32 ? n : 32, o);
+        for (int i = 0; i < 4; i++) {
+            acc |= w = load64(p + o[i]);
+            if (d != NULL)
+                store64(d + o[i], w);
         }
+        return (acc & UINT64_C(0x8080808080808080)) == 0;
     }
-    return PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)n, NULL);
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        if (d != NULL) {
+            memcpy(d, &a, 4);
+            memcpy(d + n - 4, &b, 4);
+        }
+        return ((a | b) & 0x80808080u) == 0;
+    }
+    uint16_t x, y;
+    memcpy(&x, p, 2);
+    memcpy(&y, p + n - 2, 2);
+    if (d != NULL) {
+        memcpy(d, &x, 2);
+        memcpy(d + n - 2, &y, 2);
+    }
+    return ((x | y) & 0x8080u) == 0;
+}
+
+/* A new compact ASCII str of the n bytes at data, 2 <= n <= STR_ASCII_FAST_MAX,
+ * which ascii_scan accepted. */
+static inline PyObject *str_ascii_new(const void *data, size_t n) {
+    PyObject *s = PyUnicode_New((Py_ssize_t)n, 127);
+    if (s != NULL)
+        ascii_scan(PyUnicode_DATA(s), data, n);
+    return s;
+}
+
+/* A str from UTF-8 that the library has validated. */
+static inline PyObject *str_from_utf8(const void *data, size_t n) {
+    if (n >= 2 && n <= STR_ASCII_FAST_MAX && ascii_scan(NULL, data, n))
+        return str_ascii_new(data, n);
+    return PyUnicode_DecodeUTF8((const char *)data, (Py_ssize_t)n, NULL);
 }
 
 static inline PyObject *key_to_py(sm_key_kind kind, const sm_buf *key) {
@@ -381,10 +443,10 @@ static void value_release(py_value *v) {
     }
 }
 
-/* A (key, value) tuple.  *cache is a tuple the caller keeps: when nobody else
- * holds it any more it is refilled instead of allocating (dict's items iterator
- * does the same). */
-static PyObject *make_item(PyObject **cache, sm_key_kind kind, const sm_entry *e) {
+enum { ITER_KEYS = 0, ITER_VALUES = 1, ITER_ITEMS = 2 };
+
+/* A new (key, value) tuple (lookups that return one item). */
+static PyObject *make_item(sm_key_kind kind, const sm_entry *e) {
     PyObject *k, *v, *t;
     k = key_to_py(kind, &e->key);
     if (k == NULL)
@@ -394,18 +456,6 @@ static PyObject *make_item(PyObject **cache, sm_key_kind kind, const sm_entry *e
         Py_DECREF(k);
         return NULL;
     }
-    t = cache ? *cache : NULL;
-    if (t != NULL && Py_REFCNT(t) == 1) {
-        PyObject *oldk = PyTuple_GET_ITEM(t, 0), *oldv = PyTuple_GET_ITEM(t, 1);
-        PyTuple_SET_ITEM(t, 0, k);
-        PyTuple_SET_ITEM(t, 1, v);
-        Py_INCREF(t);
-        Py_DECREF(oldk);
-        Py_DECREF(oldv);
-        if (!PyObject_GC_IsTracked(t))
-            PyObject_GC_Track(t);
-        return t;
-    }
     t = PyTuple_New(2);
     if (t == NULL) {
         Py_DECREF(k);
@@ -414,9 +464,156 @@ static PyObject *make_item(PyObject **cache, sm_key_kind kind, const sm_entry *e
     }
     PyTuple_SET_ITEM(t, 0, k);
     PyTuple_SET_ITEM(t, 1, v);
-    if (cache != NULL)
-        Py_XSETREF(*cache, Py_NewRef(t));
     return t;
+}
+
+/* ---- What iterators hand out, from recycled objects where possible
+ *
+ * A loop such as `for k, v in m.items()` drops each item before it asks for the
+ * next one.  dict's items iterator refills its result tuple when nobody else holds
+ * it; these iterators do that too, and they also refill the strs they made
+ * before: a str that only the iterator still references (reference count 1, hash
+ * never computed, not interned: the conditions under which CPython itself lets
+ * PyUnicode_Fill or PyUnicode_WriteChar modify a str) receives the characters of
+ * the next key or value of the same length, instead of being freed while a new one
+ * is allocated.  A str the caller keeps has a second reference and is never
+ * touched.  Only compact ASCII strs made here are recycled; they are kept by
+ * length, two per length class, because the loop variables still hold the
+ * previous item while the next one is made.  Free-threaded builds recycle nothing
+ * (another thread could take a reference between the check and the write). */
+#define RECYCLE_CLASSES (STR_ASCII_FAST_MAX + 1) /* one per length */
+#define RECYCLE_WAYS 2
+
+typedef PyObject *str_set[RECYCLE_WAYS];
+enum { RECYCLE_KEYS = 0, RECYCLE_VALUES = RECYCLE_CLASSES }; /* a key never evicts a value */
+
+typedef struct {
+    PyObject *item; /* the last items tuple */
+    str_set *strs;  /* 2 * RECYCLE_CLASSES sets, allocated when the first str is made */
+} iter_recycler;
+
+static void recycler_init(iter_recycler *rc) {
+    rc->item = NULL;
+    rc->strs = NULL;
+}
+
+static void recycler_clear(iter_recycler *rc) {
+    Py_CLEAR(rc->item);
+    if (rc->strs != NULL) {
+        for (int c = 0; c < 2 * RECYCLE_CLASSES; c++)
+            for (int w = 0; w < RECYCLE_WAYS; w++)
+                Py_CLEAR(rc->strs[c][w]);
+        PyMem_Free(rc->strs);
+        rc->strs = NULL;
+    }
+}
+
+#ifndef Py_GIL_DISABLED
+static inline int str_recyclable(PyObject *s) {
+    return Py_REFCNT(s) == 1 && ((PyASCIIObject *)s)->hash == -1 && !PyUnicode_CHECK_INTERNED(s)
+#if PY_VERSION_HEX < 0x030C0000
+           && ((PyASCIIObject *)s)->wstr == NULL /* no cached wchar_t copy to go stale */
+#endif
+        ;
+}
+#endif
+
+/* A str of the n validated UTF-8 bytes at data; which is RECYCLE_KEYS or
+ * RECYCLE_VALUES. */
+static inline PyObject *str_recycled(iter_recycler *rc, int which, const void *data, size_t n) {
+#ifndef Py_GIL_DISABLED
+    if (n >= 2 && n <= STR_ASCII_FAST_MAX) {
+        PyObject **set, *s;
+        if (rc->strs == NULL) {
+            rc->strs = PyMem_Calloc(2 * RECYCLE_CLASSES, sizeof *rc->strs);
+            if (rc->strs == NULL)
+                return str_from_utf8(data, n); /* recycling is only an optimisation */
+        }
+        set = rc->strs[which + (int)n];
+        for (int w = 0; w < RECYCLE_WAYS; w++) {
+            s = set[w]; /* of length n, as every str in this set */
+            if (s != NULL && str_recyclable(s)) {
+                if (ascii_scan(PyUnicode_DATA(s), data, n)) /* copies as it checks */
+                    return Py_NewRef(s);
+                /* Not ASCII after all: s, which nobody else sees, now holds bytes
+                 * no ASCII str may hold, so it goes. */
+                Py_CLEAR(set[w]);
+                return PyUnicode_DecodeUTF8((const char *)data, (Py_ssize_t)n, NULL);
+            }
+        }
+        if (!ascii_scan(NULL, data, n))
+            return PyUnicode_DecodeUTF8((const char *)data, (Py_ssize_t)n, NULL);
+        s = str_ascii_new(data, n);
+        if (s == NULL)
+            return NULL;
+        Py_XDECREF(set[RECYCLE_WAYS - 1]); /* the least recently made goes */
+        memmove(set + 1, set, (RECYCLE_WAYS - 1) * sizeof *set);
+        set[0] = Py_NewRef(s);
+        return s;
+    }
+#else
+    (void)rc;
+    (void)which;
+#endif
+    return str_from_utf8(data, n);
+}
+
+static PyObject *key_recycled(iter_recycler *rc, sm_key_kind kind, const sm_buf *key) {
+    if (kind == SM_KEYS_STR)
+        return str_recycled(rc, RECYCLE_KEYS, key->data, key->size);
+    return key_to_py(kind, key);
+}
+
+static PyObject *value_recycled(iter_recycler *rc, const sm_value *v) {
+    if (v->type == SM_STR)
+        return str_recycled(rc, RECYCLE_VALUES, v->as.buf.data, v->as.buf.size);
+    return value_to_py(v);
+}
+
+static PyObject *item_recycled(iter_recycler *rc, sm_key_kind kind, const sm_entry *e) {
+    PyObject *k, *v, *t = rc->item;
+    if (t != NULL && Py_REFCNT(t) == 1) {
+        /* Nobody else can see this tuple (see below), so it may be emptied, as
+         * PyTuple_New returns one: the previous key and value go first, so that
+         * they can be recycled. */
+        for (Py_ssize_t i = 0; i < 2; i++) {
+            PyObject *old = PyTuple_GET_ITEM(t, i);
+            PyTuple_SET_ITEM(t, i, NULL);
+            Py_XDECREF(old);
+        }
+    } else {
+        t = PyTuple_New(2);
+        if (t == NULL)
+            return NULL;
+        /* Its items are always str, bytes, int, float, bool or None, which can be
+         * in no reference cycle: the collector never needs to see it (CPython
+         * untracks such tuples itself when it meets them). */
+        PyObject_GC_UnTrack(t);
+        Py_XSETREF(rc->item, t);
+    }
+    k = key_recycled(rc, kind, &e->key);
+    if (k == NULL)
+        return NULL;
+    v = value_recycled(rc, &e->value);
+    if (v == NULL) {
+        Py_DECREF(k);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, k);
+    PyTuple_SET_ITEM(t, 1, v);
+    return Py_NewRef(t);
+}
+
+/* What an iterator in mode returns for entry e. */
+static PyObject *iter_output(iter_recycler *rc, int mode, sm_key_kind kind, const sm_entry *e) {
+    switch (mode) {
+    case ITER_KEYS:
+        return key_recycled(rc, kind, &e->key);
+    case ITER_VALUES:
+        return value_recycled(rc, &e->value);
+    default:
+        return item_recycled(rc, kind, e);
+    }
 }
 
 static void format_size(char *buf, size_t n, uint64_t size) {
@@ -435,8 +632,6 @@ static void format_size(char *buf, size_t n, uint64_t size) {
 }
 
 typedef enum { LOOKUP_ERROR = -1, LOOKUP_MISSING = 0, LOOKUP_FOUND = 1 } lookup_result;
-
-enum { ITER_KEYS = 0, ITER_VALUES = 1, ITER_ITEMS = 2 };
 
 /* ============================================================ _Snapshot */
 
@@ -576,25 +771,26 @@ done:
 
 /* ============================================================ sharedmap_iterator */
 
-/* Walks the ranks [begin, end) of one snapshot.  Forward: one sm_seek_rank to
- * start, then one sm_cursor_next per step.  Backward: records have no back links
- * and sm_cursor_prev re-seeks from the block's sample on every step, so instead
- * the iterator seeks to the start of a chunk of REV_CHUNK entries, walks it forward
- * once saving the cursors, and hands them out from the top: about two record
- * decodes per entry whichever the direction. */
-#define REV_CHUNK 32
+/* Walks the ranks [begin, end) of one snapshot, decoding entries in batches with
+ * sm_cursor_read_many.  Forward: one sm_seek_rank to start, then batches in order.
+ * Backward: records have no back links (sm_cursor_prev re-seeks from the block's
+ * sample on every step), so each batch is the ITER_BATCH ranks below the last
+ * one, sought once, read forward and handed out from the top.  Batches start
+ * small and double, so that next(iter(m)) decodes one entry, not ITER_BATCH. */
+#define ITER_BATCH 32
 
 typedef struct {
     PyObject_HEAD
     SnapshotObject *snap;
-    sm_cursor cur;      /* forward: the entry to return next */
-    uint64_t remaining; /* entries still to return */
-    uint64_t next_rank; /* backward: the rank to return next */
-    sm_cursor *chunk;   /* backward: saved cursors, nchunk of them still unused */
-    int nchunk;
+    sm_cursor cur;      /* forward: where the next batch starts */
+    uint64_t remaining; /* entries still to return, decoded or not */
+    uint64_t below;     /* backward: the ranks still to decode are [.., below) */
+    sm_entry *batch;    /* decoded entries still to return: [lo, hi) */
+    int lo, hi;
+    int batch_size; /* of the next batch */
     int mode;
     int reverse;
-    PyObject *result; /* reusable items tuple */
+    iter_recycler rc;
 } SnapIterObject;
 
 static PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begin, uint64_t end,
@@ -605,11 +801,12 @@ static PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begi
     it->snap = (SnapshotObject *)Py_NewRef(s);
     it->mode = mode;
     it->reverse = reverse;
-    it->result = NULL;
-    it->chunk = NULL;
-    it->nchunk = 0;
+    recycler_init(&it->rc);
+    it->batch = NULL;
+    it->lo = it->hi = 0;
+    it->batch_size = 1;
     it->remaining = begin < end ? end - begin : 0;
-    it->next_rank = end > 0 ? end - 1 : 0;
+    it->below = end;
     memset(&it->cur, 0, sizeof it->cur);
     if (it->remaining > 0 && !reverse) {
         int rc = sm_seek_rank(s->r, begin, &it->cur);
@@ -624,8 +821,7 @@ static PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begi
 
 static int snapiter_traverse(SnapIterObject *it, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(it));
-    Py_VISIT(it->snap);
-    Py_VISIT(it->result);
+    Py_VISIT(it->snap); /* not rc: strs and an untracked tuple of them */
     return 0;
 }
 
@@ -633,70 +829,59 @@ static void snapiter_dealloc(SnapIterObject *it) {
     PyTypeObject *tp = Py_TYPE(it);
     PyObject_GC_UnTrack(it);
     Py_XDECREF(it->snap);
-    Py_XDECREF(it->result);
-    PyMem_Free(it->chunk);
+    recycler_clear(&it->rc);
+    PyMem_Free(it->batch);
     PyObject_GC_Del(it);
     Py_DECREF(tp);
 }
 
-/* Backward: save the cursors of the ranks [next_rank - k + 1, next_rank], where k
- * is at most REV_CHUNK and at most what remains. */
-static int snapiter_fill_chunk(SnapIterObject *it) {
-    uint64_t k = it->remaining < REV_CHUNK ? it->remaining : REV_CHUNK;
-    uint64_t first = it->next_rank + 1 - k, i;
+/* Decode the next batch (there are entries remaining and none decoded).  On
+ * failure the iterator is exhausted. */
+static int snapiter_fill(SnapIterObject *it) {
+    size_t k = it->remaining < (uint64_t)it->batch_size ? (size_t)it->remaining
+                                                         : (size_t)it->batch_size;
+    size_t got = 0;
     int rc;
-    if (it->chunk == NULL) {
-        it->chunk = PyMem_New(sm_cursor, REV_CHUNK);
-        if (it->chunk == NULL) {
+    if (it->batch == NULL) {
+        it->batch = PyMem_New(sm_entry, ITER_BATCH);
+        if (it->batch == NULL) {
+            it->remaining = 0;
             PyErr_NoMemory();
             return -1;
         }
     }
-    rc = sm_seek_rank(it->snap->r, first, &it->chunk[0]);
-    for (i = 1; rc == 0 && i < k; i++) {
-        it->chunk[i] = it->chunk[i - 1];
-        rc = sm_cursor_next(&it->chunk[i]);
+    if (it->reverse) {
+        sm_cursor c;
+        rc = sm_seek_rank(it->snap->r, it->below - k, &c);
+        if (rc == 0)
+            rc = sm_cursor_read_many(&c, it->batch, k, &got);
+        it->below -= k;
+    } else {
+        rc = sm_cursor_read_many(&it->cur, it->batch, k, &got);
     }
-    if (rc != 0) {
-        set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
+    if (rc != 0 || got != k) {
+        /* A record that cannot be read, or fewer than the header promised (the
+         * error would come with the next batch): the snapshot is damaged. */
+        it->remaining = 0;
+        set_error(rc != 0 && rc != SM_NOTFOUND ? rc : SM_ECORRUPT, NULL);
         return -1;
     }
-    it->nchunk = (int)k;
+    it->lo = 0;
+    it->hi = (int)k;
+    if (it->batch_size < ITER_BATCH)
+        it->batch_size *= 2;
     return 0;
 }
 
 static PyObject *snapiter_next(SnapIterObject *it) {
-    sm_entry e;
-    int rc;
+    const sm_entry *e;
     if (it->remaining == 0)
         return NULL;
-    if (it->reverse) {
-        if (it->nchunk == 0 && snapiter_fill_chunk(it) < 0) {
-            it->remaining = 0;
-            return NULL;
-        }
-        rc = sm_cursor_get(&it->chunk[--it->nchunk], &e);
-        if (rc != 0)
-            goto fail;
-        it->next_rank--;
-    } else {
-        rc = sm_cursor_read(&it->cur, &e); /* the entry, and a step past it */
-        if (rc != 0)
-            goto fail;
-    }
+    if (it->lo == it->hi && snapiter_fill(it) < 0)
+        return NULL;
+    e = it->reverse ? &it->batch[--it->hi] : &it->batch[it->lo++];
     it->remaining--;
-    switch (it->mode) {
-    case ITER_KEYS:
-        return key_to_py(it->snap->kind, &e.key);
-    case ITER_VALUES:
-        return value_to_py(&e.value);
-    default:
-        return make_item(&it->result, it->snap->kind, &e);
-    }
-fail:
-    it->remaining = 0;
-    /* The header promised more entries than there are: the snapshot is damaged. */
-    return set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
+    return iter_output(&it->rc, it->mode, it->snap->kind, e);
 }
 
 static PyObject *snapiter_length_hint(SnapIterObject *it, PyObject *unused) {
@@ -834,7 +1019,7 @@ typedef struct {
     uint64_t version, epoch;
     int mode;
     int reverse;
-    PyObject *result;
+    iter_recycler rc;
 } BuildIterObject;
 
 static PyObject *builditer_new(module_state *st, BuilderObject *b, int mode, int reverse) {
@@ -851,21 +1036,20 @@ static PyObject *builditer_new(module_state *st, BuilderObject *b, int mode, int
     it->epoch = b->epoch;
     it->mode = mode;
     it->reverse = reverse;
-    it->result = NULL;
+    recycler_init(&it->rc);
     PyObject_GC_Track(it);
     return (PyObject *)it;
 }
 
 static int builditer_traverse(BuildIterObject *it, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(it));
-    Py_VISIT(it->owner);
-    Py_VISIT(it->result);
+    Py_VISIT(it->owner); /* not rc: strs and an untracked tuple of them */
     return 0;
 }
 
 static int builditer_clear(BuildIterObject *it) {
     Py_CLEAR(it->owner);
-    Py_CLEAR(it->result);
+    recycler_clear(&it->rc);
     return 0;
 }
 
@@ -900,14 +1084,7 @@ static PyObject *builditer_next(BuildIterObject *it) {
     if (rc != 0)
         return set_error(rc, NULL);
     it->pos++;
-    switch (it->mode) {
-    case ITER_KEYS:
-        return key_to_py(sm_builder_key_kind(b->b), &e.key);
-    case ITER_VALUES:
-        return value_to_py(&e.value);
-    default:
-        return make_item(&it->result, sm_builder_key_kind(b->b), &e);
-    }
+    return iter_output(&it->rc, it->mode, sm_builder_key_kind(b->b), &e);
 }
 
 static PyObject *builditer_length_hint(BuildIterObject *it, PyObject *unused) {
@@ -1806,7 +1983,7 @@ static PyObject *reader_peekitem(ReaderObject *self, PyObject *const *args, Py_s
         rc = sm_cursor_get(&c, &e);
     if (rc != 0)
         return set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
-    return make_item(NULL, s->kind, &e);
+    return make_item(s->kind, &e);
 }
 
 static PyObject *reader_prefix_mode(ReaderObject *self, PyObject *p, int mode) {
@@ -2420,7 +2597,7 @@ static PyObject *builder_popitem(BuilderObject *self, PyObject *unused) {
     rc = sm_builder_at(self->b, n - 1, &e);
     if (rc != 0)
         return set_error(rc, NULL);
-    item = make_item(NULL, sm_builder_key_kind(self->b), &e);
+    item = make_item(sm_builder_key_kind(self->b), &e);
     if (item == NULL)
         return NULL;
     /* Delete through our own copy of the key, not through e.key, which points at

@@ -333,3 +333,88 @@ def test_pickle_round_trip(make, data):
     m2 = pickle.loads(pickle.dumps(m))
     assert type(m2) is type(m)
     assert m2 == m and list(m2) == list(m)
+
+
+# ---- Iterators refill the tuples and strs that the caller has dropped (see "What iterators hand
+# out" in _sharedmap.c).  What the caller still holds must never change, and what it gets must
+# always be exact, whichever way it drops or keeps them.
+
+def recycling_data():
+    """Many keys and values of a few UTF-8 lengths, ASCII and not at the same length (the 4-byte
+    "é12" beside "k123"), with some values that are not str, so that iterators refill objects on
+    most steps and meet every case of the refill."""
+    d = {}
+    for i in range(400):
+        k = f"k{i:03}" if i % 5 else f"é{i % 100:02}"
+        if k in d:
+            k = f"x{i:03}"
+        v = [f"v{i:03}", f"ü{i % 100:02}", f"value-{i}", i, None, f"{i:02}"[-2:]][i % 6]
+        d[k] = v
+    return d
+
+
+RECYCLING = recycling_data()
+
+
+def test_iterating_while_dropping_every_item(make):
+    m = make(RECYCLING)
+    expected = sorted(RECYCLING.items())
+    checks = {
+        "items": lambda got, k, v: type(got) is tuple and got[0] == k and same_value(got[1], v),
+        "keys": lambda got, k, v: got == k,
+        "values": lambda got, k, v: same_value(got, v),
+    }
+    for kind, check in checks.items():
+        for reverse in (False, True):
+            want = expected[::-1] if reverse else expected
+            view = getattr(m, kind)()
+            n = 0
+            for got in reversed(view) if reverse else view:  # compared, then dropped
+                assert check(got, *want[n]), (kind, reverse, n)
+                n += 1
+            assert n == len(want)
+
+
+def test_what_the_caller_keeps_never_changes(make):
+    m = make(RECYCLING)
+    expected = sorted(RECYCLING.items())
+    kept = []
+    prev = None
+    for n, item in enumerate(m.items()):
+        k, v = item
+        if prev is not None:
+            assert prev[0] < k  # the previous item, still held here, is intact
+        if n % 7 == 0:
+            kept.append((n, item, k, v))
+        prev = (k, v)
+    for n, item, k, v in kept:
+        assert item == expected[n] and k == expected[n][0] and same_value(v, expected[n][1])
+    it = iter(m)
+    first = next(it)
+    rest = list(it)
+    assert first == expected[0][0] and rest == [k for k, _ in expected[1:]]
+
+
+def test_hashes_of_handed_out_strs_are_their_own(make):
+    # A str whose hash was computed is never refilled: its cached hash would go stale.
+    m = make(RECYCLING)
+    for k, v in m.items():
+        assert hash(k) == hash(k.encode().decode())
+        if isinstance(v, str):
+            assert hash(v) == hash(v.encode().decode())
+    assert {k: v for k, v in m.items()} == RECYCLING
+    assert {v for v in m.values() if isinstance(v, str)} == {
+        v for v in RECYCLING.values() if isinstance(v, str)}
+
+
+def test_items_tuples_kept_by_the_caller_are_intact_and_collectable(make):
+    import gc
+    m = make(RECYCLING)
+    expected = sorted(RECYCLING.items())
+    it = iter(m.items())
+    held = [next(it) for _ in range(3)]
+    for n, item in enumerate(it, 3):
+        if n % 50 == 0:
+            gc.collect()  # the collector never sees a half-made item
+    assert held == expected[:3]
+    assert not any(gc.is_tracked(x) for x in held)  # atomic contents: nothing to collect

@@ -152,11 +152,13 @@ def test_ordered_queries_on_an_empty_map():
 
 
 def test_reverse_walks_across_block_and_chunk_boundaries():
-    # Reverse iteration saves cursors a chunk at a time (the binding) over blocks of
-    # 16 records (the format): walk windows of every size around those boundaries.
+    # Iterators decode batches of 1, 2, 4, ... 32 entries (the binding), backwards by
+    # seeking to each batch's first rank, over blocks of 16 records (the format): walk
+    # windows of every size around those boundaries, both ways.
     for n in (0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100):
         keys = [f"{i:04}" for i in range(n)]
         m = sharedmap.loads(sharedmap.rbtree({k: i for i, k in enumerate(keys)}).dump())
+        assert list(m) == keys
         assert list(reversed(m)) == keys[::-1]
         assert [v for v in reversed(m.values())] == list(range(n))[::-1]
         assert list(reversed(m.items())) == [(k, i) for i, k in enumerate(keys)][::-1]
@@ -164,6 +166,7 @@ def test_reverse_walks_across_block_and_chunk_boundaries():
             for hi in range(lo, n, 5):
                 got = list(m.irange(keys[lo], keys[hi], reverse=True))
                 assert got == keys[lo : hi + 1][::-1], (n, lo, hi)
+                assert list(m.irange(keys[lo], keys[hi])) == keys[lo : hi + 1], (n, lo, hi)
     m = sharedmap.loads(sharedmap.rbtree({f"{i:05}": i for i in range(1000)}).dump())
     it = reversed(m)
     assert it.__length_hint__() == 1000
