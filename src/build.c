@@ -268,26 +268,7 @@ int smi_builder_sort(sm_builder *b) {
 /* ---- put / get / del ---- */
 
 static void value_fill(const item *it, sm_value *out) {
-    const unsigned char *v = it->data + it->klen;
-    out->type = (sm_type)it->type;
-    switch (it->type) {
-    case SM_INT:
-        out->as.i = smf_int_decode(v, it->vlen);
-        break;
-    case SM_FLOAT: {
-        uint64_t bits = smf_le64(v);
-        memcpy(&out->as.f, &bits, 8);
-        break;
-    }
-    case SM_BYTES:
-    case SM_STR:
-        out->as.buf.data = v;
-        out->as.buf.size = it->vlen;
-        break;
-    default:
-        out->as.i = 0;
-        break;
-    }
+    smi_value_decode(it->type, it->data + it->klen, it->vlen, out);
 }
 
 /* The payload of a value as it is stored (the snapshot encoding). */

@@ -45,15 +45,13 @@ static inline int smi_record(const struct sm_reader *r, uint64_t off, smf_record
     return 0;
 }
 
-/* Decode the value of a parsed record.  Returns 0 or SM_ECORRUPT. */
-static inline int smi_value(const struct sm_reader *r, const smf_record *rec, sm_value *out) {
-    if (!smf_value_ok(rec->type, rec->vlen))
-        return SM_ECORRUPT;
-    const unsigned char *v = r->base + rec->val;
-    out->type = (sm_type)rec->type;
-    switch (rec->type) {
+/* A value from its type and payload, both already checked (smf_value_ok). */
+static inline void smi_value_decode(unsigned type, const unsigned char *v, uint64_t vlen,
+                                    sm_value *out) {
+    out->type = (sm_type)type;
+    switch (type) {
     case SM_INT:
-        out->as.i = smf_int_decode(v, rec->vlen);
+        out->as.i = smf_int_decode(v, vlen);
         break;
     case SM_FLOAT: {
         uint64_t bits = smf_le64(v);
@@ -63,12 +61,19 @@ static inline int smi_value(const struct sm_reader *r, const smf_record *rec, sm
     case SM_BYTES:
     case SM_STR:
         out->as.buf.data = v;
-        out->as.buf.size = (size_t)rec->vlen;
+        out->as.buf.size = (size_t)vlen;
         break;
     default:
         out->as.i = 0;
         break;
     }
+}
+
+/* Decode the value of a parsed record.  Returns 0 or SM_ECORRUPT. */
+static inline int smi_value(const struct sm_reader *r, const smf_record *rec, sm_value *out) {
+    if (!smf_value_ok(rec->type, rec->vlen))
+        return SM_ECORRUPT;
+    smi_value_decode(rec->type, r->base + rec->val, rec->vlen, out);
     return 0;
 }
 
