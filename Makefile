@@ -27,6 +27,9 @@ PY_TEST_DEPS := pytest hypothesis mypy
 FUZZ_REPLAY ?= 1
 FUZZ_SMOKE ?= 1
 FUZZ_SMOKE_SECONDS ?= 30
+# `make test` also builds and tests the extension with every other CPython 3.9-3.13 the
+# machine has (tests/other-pythons.sh); OTHER_PYTHONS=0 skips that.
+OTHER_PYTHONS ?= 1
 
 VERSION := $(shell sed -n 's/^\#define SM_VERSION_STRING "\(.*\)"/\1/p' include/sharedmap.h)
 SOMAJOR := $(shell sed -n 's/^\#define SM_VERSION_MAJOR \([0-9]*\)/\1/p' include/sharedmap.h)
@@ -57,7 +60,7 @@ PY_SRCS   := $(wildcard src/*.c src/*.h include/*.h python/sharedmap/*.c python/
 VENV_STAMP    := $(VENV)/.sharedmap-deps
 INSTALL_STAMP := $(VENV)/.sharedmap-installed
 
-.PHONY: FORCE help all lib install uninstall ctest check-exports example venv install-py pytest \
+.PHONY: FORCE help all lib install uninstall ctest check-exports example venv install-py pytest pytest-others \
         test deps demo bench fuzz fuzz-replay golden clean distclean
 
 # ---------------------------------------------------------------- help
@@ -213,6 +216,12 @@ ifeq ($(FUZZ_SMOKE),1)
 endif
 	$(MAKE) install-py
 	$(MAKE) pytest
+ifeq ($(OTHER_PYTHONS),1)
+	$(MAKE) pytest-others
+endif
+
+pytest-others: ## build and run the Python tests with every other CPython 3.9-3.13 installed
+	PYTHON=$(PYTHON) BUILD=$(BUILD) bash tests/other-pythons.sh
 
 demo: deps ## the main job: publish 1M entries, read them from 4 processes beside 4 dicts
 	$(MAKE) install-py

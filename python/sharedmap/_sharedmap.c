@@ -150,9 +150,14 @@ static PyObject *set_error(int code, PyObject *context) {
     if (code < 0 && code > -4096) {
         PyObject *args = context ? Py_BuildValue("(isO)", -code, sm_strerror(code), context)
                                  : Py_BuildValue("(is)", -code, sm_strerror(code));
-        if (args != NULL) {
-            PyErr_SetObject(PyExc_OSError, args);
-            Py_DECREF(args);
+        /* The instance, not (OSError, args): OSError(errno, ...) picks the subclass
+         * (FileNotFoundError, ...), and before Python 3.12 an exception set as a type
+         * and arguments could still be matched as a plain OSError. */
+        PyObject *exc = args != NULL ? PyObject_Call(PyExc_OSError, args, NULL) : NULL;
+        Py_XDECREF(args);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
         }
         return NULL;
     }
