@@ -351,8 +351,8 @@ SM_API int sm_cursor_get(const sm_cursor *c, sm_entry *out);
  *  (or already was), SM_ECORRUPT. */
 SM_API int sm_cursor_next(sm_cursor *c);
 
-/** The entry under the cursor, then a step forward: one pass over the record, the
- *  fastest way to iterate.  @return 0 (*out holds the entry that was under the
+/** The entry under the cursor, then a step forward: one pass over the record (a
+ *  batch at a time, sm_cursor_read_many is faster still).  @return 0 (*out holds the entry that was under the
  *  cursor), SM_NOTFOUND if the cursor was past the end, SM_ECORRUPT. */
 SM_API int sm_cursor_read(sm_cursor *c, sm_entry *out);
 
