@@ -575,27 +575,32 @@ static PyObject *value_recycled(iter_recycler *rc, const sm_value *v) {
     return value_to_py(v);
 }
 
+/* The items tuple is reused where nothing else holds it, except on free-threaded
+ * builds (as the strs) and from 3.14 on, where a tuple caches its hash. */
+#if !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030E0000
+#define RECYCLE_ITEMS 1
+#else
+#define RECYCLE_ITEMS 0
+#endif
+
 static PyObject *item_recycled(iter_recycler *rc, sm_key_kind kind, const sm_entry *e) {
-    PyObject *k, *v, *t = rc->item;
-    if (t != NULL && Py_REFCNT(t) == 1) {
+    PyObject *k, *v, *t = NULL;
+#if RECYCLE_ITEMS
+    if (rc->item != NULL && Py_REFCNT(rc->item) == 1) {
         /* Nobody else can see this tuple (see below), so it may be emptied, as
          * PyTuple_New returns one: the previous key and value go first, so that
-         * they can be recycled. */
+         * they can be recycled.  Releasing them runs no code. */
+        t = rc->item;
         for (Py_ssize_t i = 0; i < 2; i++) {
             PyObject *old = PyTuple_GET_ITEM(t, i);
             PyTuple_SET_ITEM(t, i, NULL);
             Py_XDECREF(old);
         }
-    } else {
-        t = PyTuple_New(2);
-        if (t == NULL)
-            return NULL;
-        /* Its items are always str, bytes, int, float, bool or None, which can be
-         * in no reference cycle: the collector never needs to see it (CPython
-         * untracks such tuples itself when it meets them). */
-        PyObject_GC_UnTrack(t);
-        Py_XSETREF(rc->item, t);
     }
+#endif
+    /* The key and value are made before PyTuple_New, which can start a garbage
+     * collection, whose finalizers and gc.callbacks may change the rbtree that e
+     * points into.  Making them allocates nothing the collector counts. */
     k = key_recycled(rc, kind, &e->key);
     if (k == NULL)
         return NULL;
@@ -604,9 +609,26 @@ static PyObject *item_recycled(iter_recycler *rc, sm_key_kind kind, const sm_ent
         Py_DECREF(k);
         return NULL;
     }
+    if (t == NULL) {
+        t = PyTuple_New(2);
+        if (t == NULL) {
+            Py_DECREF(k);
+            Py_DECREF(v);
+            return NULL;
+        }
+        /* Its items are always str, bytes, int, float, bool or None, which can be
+         * in no reference cycle: the collector never needs to see it (CPython
+         * untracks such tuples itself when it meets them). */
+        PyObject_GC_UnTrack(t);
+#if RECYCLE_ITEMS
+        Py_XSETREF(rc->item, Py_NewRef(t));
+#endif
+    } else {
+        Py_INCREF(t);
+    }
     PyTuple_SET_ITEM(t, 0, k);
     PyTuple_SET_ITEM(t, 1, v);
-    return Py_NewRef(t);
+    return t;
 }
 
 /* What an iterator in mode returns for entry e. */
@@ -826,7 +848,7 @@ static PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begi
 
 static int snapiter_traverse(SnapIterObject *it, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(it));
-    Py_VISIT(it->snap); /* not rc: strs and an untracked tuple of them */
+    Py_VISIT(it->snap); /* not rc: it holds only str, bytes, int, float, bool and None, and a tuple of them */
     return 0;
 }
 
@@ -840,8 +862,12 @@ static void snapiter_dealloc(SnapIterObject *it) {
     Py_DECREF(tp);
 }
 
-/* Decode the next batch (there are entries remaining and none decoded).  On
- * failure the iterator is exhausted. */
+/* Decode the next batch (there are entries remaining and none decoded).  The
+ * entries handed out before a damaged record are the same whatever the batch
+ * size: forward, a batch that stops short of one is handed out and the next fill
+ * reports the error; backward, the entries above it come first, so a batch that
+ * cannot be read whole is retried one rank at a time, and the error comes with
+ * the first rank that cannot be read.  After an error the iterator is exhausted. */
 static int snapiter_fill(SnapIterObject *it) {
     size_t k = it->remaining < (uint64_t)it->batch_size ? (size_t)it->remaining
                                                          : (size_t)it->batch_size;
@@ -850,43 +876,49 @@ static int snapiter_fill(SnapIterObject *it) {
     if (it->batch == NULL) {
         it->batch = PyMem_New(sm_entry, ITER_BATCH);
         if (it->batch == NULL) {
-            it->remaining = 0;
-            PyErr_NoMemory();
+            PyErr_NoMemory(); /* nothing lost: the next call tries again */
             return -1;
         }
     }
     if (it->reverse) {
-        sm_cursor c;
-        rc = sm_seek_rank(it->snap->r, it->below - k, &c);
-        if (rc == 0)
-            rc = sm_cursor_read_many(&c, it->batch, k, &got);
-        it->below -= k;
+        for (;;) {
+            sm_cursor c;
+            rc = sm_seek_rank(it->snap->r, it->below - k, &c);
+            if (rc == 0)
+                rc = sm_cursor_read_many(&c, it->batch, k, &got);
+            if ((rc == 0 && got == k) || k == 1)
+                break;
+            k = 1;
+            it->batch_size = 1;
+        }
+        if (rc == 0 && got == k)
+            it->below -= k;
     } else {
         rc = sm_cursor_read_many(&it->cur, it->batch, k, &got);
     }
-    if (rc != 0 || got != k) {
-        /* A record that cannot be read, or fewer than the header promised (the
-         * error would come with the next batch): the snapshot is damaged. */
+    if (rc != 0 || got == 0 || (it->reverse && got != k)) {
+        /* A record that cannot be read, or fewer than the header promised: the
+         * snapshot is damaged. */
         it->remaining = 0;
         set_error(rc != 0 && rc != SM_NOTFOUND ? rc : SM_ECORRUPT, NULL);
         return -1;
     }
     it->lo = 0;
-    it->hi = (int)k;
+    it->hi = (int)got;
     if (it->batch_size < ITER_BATCH)
         it->batch_size *= 2;
     return 0;
 }
 
 static PyObject *snapiter_next(SnapIterObject *it) {
-    const sm_entry *e;
+    sm_entry e; /* a copy: making the result may run code that calls next() on it */
     if (it->remaining == 0)
         return NULL;
     if (it->lo == it->hi && snapiter_fill(it) < 0)
         return NULL;
-    e = it->reverse ? &it->batch[--it->hi] : &it->batch[it->lo++];
+    e = it->reverse ? it->batch[--it->hi] : it->batch[it->lo++];
     it->remaining--;
-    return iter_output(&it->rc, it->mode, it->snap->kind, e);
+    return iter_output(&it->rc, it->mode, it->snap->kind, &e);
 }
 
 static PyObject *snapiter_length_hint(SnapIterObject *it, PyObject *unused) {
@@ -1048,7 +1080,7 @@ static PyObject *builditer_new(module_state *st, BuilderObject *b, int mode, int
 
 static int builditer_traverse(BuildIterObject *it, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(it));
-    Py_VISIT(it->owner); /* not rc: strs and an untracked tuple of them */
+    Py_VISIT(it->owner); /* not rc: it holds only str, bytes, int, float, bool and None, and a tuple of them */
     return 0;
 }
 

@@ -3,6 +3,7 @@
 A plain dict is the oracle throughout.
 """
 import collections.abc
+import itertools
 import math
 import pickle
 import sys
@@ -422,3 +423,80 @@ def test_items_tuples_kept_by_the_caller_are_intact_and_collectable(make):
             gc.collect()  # the collector never sees a half-made item
     assert held == expected[:3]
     assert not any(gc.is_tracked(x) for x in held)  # atomic contents: nothing to collect
+
+
+@pytest.fixture
+def collections_midway():
+    """Make the cyclic collector start on nearly every allocation it counts, and run
+    hook(phase) from gc.callbacks at each collection (never re-entered): on Python 3.9-3.11
+    a collection can start inside an iterator's next(), while it makes an items tuple.  Pairs
+    come from a free list before they are counted: it is emptied first."""
+    import gc
+    hooks = []
+    pairs = [(i, -i) for i in range(5000)]  # noqa: F841 (held until the test ends)
+    busy = [False]
+
+    def callback(phase, info):
+        if busy[0]:
+            return
+        busy[0] = True
+        try:
+            for hook in hooks:
+                hook(phase)
+        finally:
+            busy[0] = False
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    gc.callbacks.append(callback)
+    try:
+        yield hooks
+    finally:
+        gc.callbacks.remove(callback)
+        gc.set_threshold(*threshold)
+
+
+def test_next_from_a_collection_midway_loses_and_repeats_nothing(make, collections_midway):
+    # The items are kept, so that every step makes a new tuple, and a collection can start
+    # there; the callback then takes an item itself from the same iterator.
+    m = make(RECYCLING)
+    for reverse in (False, True):
+        it = reversed(m.items()) if reverse else iter(m.items())
+        got = []
+
+        def take(phase):
+            if phase == "start":
+                got.extend(itertools.islice(it, 1))
+
+        collections_midway.append(take)
+        got.extend(it)
+        collections_midway.remove(take)
+        assert len(got) == len(RECYCLING)
+        assert sorted(got) == sorted(RECYCLING.items())
+
+
+def test_an_rbtree_refilled_by_a_collection_midway_gives_a_whole_item_then_runtimeerror(
+        collections_midway):
+    # The callback empties the tree and fills it with other entries of the same sizes, which
+    # may take the memory of the old ones: the item being made must be all old.
+    data = {f"key{i:06}": f"value-{i:06}" for i in range(20000)}
+    other = {k.upper(): v.upper() for k, v in data.items()}
+    w = sharedmap.rbtree(data)
+    it = iter(w.items())
+    armed = [False]
+
+    def refill(phase):
+        if phase == "start" and armed[0]:
+            armed[0] = False
+            w.clear()
+            w.update(other)
+
+    collections_midway.append(refill)
+    got = []
+    armed[0] = True
+    while armed[0]:  # nothing here but next() allocates what the collector counts
+        got.append(next(it))
+    with pytest.raises(RuntimeError, match="changed size during iteration"):
+        next(it)
+    assert w == other
+    assert all(data.get(k) == v for k, v in got)

@@ -2,6 +2,7 @@
 processes: a writer killed at random moments, readers racing a writer, a full tmpfs of our
 own in a private mount namespace, a reader that is not the owner."""
 import errno
+import itertools
 import os
 import random
 import signal
@@ -384,6 +385,44 @@ def test_every_truncation_and_byte_flip_is_a_valueerror_or_harmless():
         if pos >= 128:
             with pytest.raises(ValueError):
                 m.verify()
+
+
+def test_iteration_hands_out_every_entry_it_reaches_before_a_damaged_record():
+    # Record 40 of 100 made unreadable (its key length a varint longer than 10 bytes).  Walking
+    # forward yields ranks 0..39, then ValueError; backward, every rank from the top down that
+    # peekitem can still reach (records after the damaged one in its own block cannot be), then
+    # ValueError.  Iterators decode in batches; what they hand out must not depend on that.
+    import fmtreader
+    data = {f"key{i:03}": f"value-{i:03}" for i in range(100)}
+    dump = bytearray(sharedmap.rbtree(data).dump())
+    rec = list(fmtreader.Snapshot(dump).records())[40]
+    dump[rec.offset:rec.offset + 11] = b"\xff" * 11
+    m = sharedmap.loads(bytes(dump))
+    items = sorted(data.items())
+    reachable_from_top = []
+    for rank in range(99, -1, -1):
+        try:
+            reachable_from_top.append(m.peekitem(rank))
+        except ValueError:
+            break
+    assert 0 < len(reachable_from_top) < 59  # the damaged block is reached before rank 40
+    cases = [(lambda: m.items(), items[:40]), (lambda: m.keys(), [k for k, _ in items[:40]]),
+             (lambda: m.irange("key010", "key090"), [k for k, _ in items[10:40]]),
+             (lambda: reversed(m.items()), reachable_from_top),
+             (lambda: m.irange("key010", "key090", reverse=True),
+              [k for k, _ in reachable_from_top if k <= "key090"])]
+    for make_iter, expected in cases:
+        got = []
+        with pytest.raises(ValueError, match="corrupt|damaged"):
+            for x in make_iter():
+                got.append(x)
+        assert got == expected
+        for step in range(1, 4):  # also when taken a few at a time, with a fresh iterator
+            it, got = iter(make_iter()), []
+            with pytest.raises(ValueError):
+                while len(got) <= len(data):  # bounded, should the error never come
+                    got.extend(itertools.islice(it, step))
+            assert got == expected
 
 
 def test_a_file_that_is_not_a_snapshot_is_a_valueerror(tmp_path):
