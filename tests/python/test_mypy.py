@@ -14,6 +14,8 @@ import textwrap
 
 import pytest
 
+from support import child_env
+
 mypy_api = pytest.importorskip("mypy.api", reason="mypy is not installed (the Makefile's venv installs it)")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -300,7 +302,7 @@ def test_package_is_strictly_typed(tmp_path):
 
 def test_stubs_match_the_extension(tmp_path):
     """mypy's stubtest: every name, signature and default in the stubs agrees with the built module."""
-    env = dict(os.environ)
+    env = child_env()  # the build under test, also from another working directory
     probe = subprocess.run(
         [sys.executable, "-c", "import sharedmap._sharedmap"], env=env, capture_output=True, text=True
     )

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# build-ext.sh PYTHON DIR: build the extension with PYTHON (warnings are errors; the SHAREDMAP_*
+# switches of setup.py apply) into DIR/lib, its objects in DIR/tmp, with the package's Python
+# files beside it: PYTHONPATH=DIR/lib then imports this build.  PYTHON's setuptools must be 77
+# or newer (pyproject.toml's license is an SPDX string).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=$1 dir=$2
+rm -rf "$dir/lib" "$dir/tmp"
+SHAREDMAP_WERROR=1 "$py" setup.py -q build_ext --build-lib "$dir/lib" --build-temp "$dir/tmp"
+rm -rf python/*.egg-info
+cp python/sharedmap/*.py python/sharedmap/*.pyi python/sharedmap/py.typed "$dir/lib/sharedmap/"
