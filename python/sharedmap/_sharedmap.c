@@ -313,11 +313,17 @@ static inline int ascii_scan(unsigned char *d, const unsigned char *p, size_t n)
             }
         }
         cover32(n < 32 ? n : 32, o);
-        for (int i = 0; i < 4; i++) {
-            acc |= w = load64(p + o[i]);
-            if (d != NULL)
-                store64(d + o[i], w);
+        /* All four loaded, then all four stored (overlapping words store the same
+         * bytes): no branch between them. */
+        uint64_t w0 = load64(p + o[0]), w1 = load64(p + o[1]), w2 = load64(p + o[2]),
+                 w3 = load64(p + o[3]);
+        if (d != NULL) {
+            store64(d + o[0], w0);
+            store64(d + o[1], w1);
+            store64(d + o[2], w2);
+            store64(d + o[3], w3);
         }
+        acc |= w0 | w1 | w2 | w3;
         return (acc & UINT64_C(0x8080808080808080)) == 0;
     }
     if (n >= 4) {
@@ -600,7 +606,8 @@ static PyObject *item_recycled(iter_recycler *rc, sm_key_kind kind, const sm_ent
 #endif
     /* The key and value are made before PyTuple_New, which can start a garbage
      * collection, whose finalizers and gc.callbacks may change the rbtree that e
-     * points into.  Making them allocates nothing the collector counts. */
+     * points into, or call next() on this iterator and refill the batch that e is
+     * in.  Making them allocates nothing the collector counts. */
     k = key_recycled(rc, kind, &e->key);
     if (k == NULL)
         return NULL;
@@ -911,14 +918,16 @@ static int snapiter_fill(SnapIterObject *it) {
 }
 
 static PyObject *snapiter_next(SnapIterObject *it) {
-    sm_entry e; /* a copy: making the result may run code that calls next() on it */
+    const sm_entry *e;
     if (it->remaining == 0)
         return NULL;
     if (it->lo == it->hi && snapiter_fill(it) < 0)
         return NULL;
-    e = it->reverse ? it->batch[--it->hi] : it->batch[it->lo++];
+    e = it->reverse ? &it->batch[--it->hi] : &it->batch[it->lo++];
     it->remaining--;
-    return iter_output(&it->rc, it->mode, it->snap->kind, &e);
+    /* e is read before anything that can run Python code (a collection started by
+     * PyTuple_New), which could call next() here again and refill the batch. */
+    return iter_output(&it->rc, it->mode, it->snap->kind, e);
 }
 
 static PyObject *snapiter_length_hint(SnapIterObject *it, PyObject *unused) {

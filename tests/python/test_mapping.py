@@ -500,3 +500,25 @@ def test_an_rbtree_refilled_by_a_collection_midway_gives_a_whole_item_then_runti
         next(it)
     assert w == other
     assert all(data.get(k) == v for k, v in got)
+
+
+def test_strs_of_every_length_with_a_non_ascii_char_anywhere(make):
+    # Short ASCII strs are checked and copied a word at a time (8-byte words that overlap to
+    # cover 8..32 bytes, a loop beyond), and refilled by iterators: every UTF-8 length from 0
+    # to 72, all ASCII or with an "é" at each byte position, as keys and as values.
+    strs = []
+    for n in range(73):
+        base = "".join(chr(ord("a") + (n * 7 + i) % 26) for i in range(n))
+        strs.append(base)
+        strs += [base[:p] + "é" + base[p + 2:] for p in range(n - 1)]  # n bytes, é at byte p
+    data = {s: s[::-1] for s in strs}
+    m = make(data)
+    assert all(m[s] == data[s] for s in strs)
+    want = sorted(data.items())
+    n = 0
+    for (k, v), (wk, wv) in zip(m.items(), want):  # each compared, then dropped: refilled
+        assert k == wk and v == wv
+        n += 1
+    assert n == len(want)
+    assert list(m.items()) == want  # each item kept: nothing refilled
+    assert [k for k in reversed(m)] == [k for k, _ in reversed(want)]
