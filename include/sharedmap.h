@@ -351,9 +351,10 @@ SM_API int sm_cursor_get(const sm_cursor *c, sm_entry *out);
  *  (or already was), SM_ECORRUPT. */
 SM_API int sm_cursor_next(sm_cursor *c);
 
-/** The entry under the cursor, then a step forward: one pass over the record (a
- *  batch at a time, sm_cursor_read_many is faster still).  @return 0 (*out holds the entry that was under the
- *  cursor), SM_NOTFOUND if the cursor was past the end, SM_ECORRUPT. */
+/** The entry under the cursor, then a step forward: one pass over the record
+ *  (sm_cursor_read_many, a batch at a time, is faster still).
+ *  @return 0 (*out holds the entry that was under the cursor), SM_NOTFOUND if the
+ *  cursor was past the end, SM_ECORRUPT. */
 SM_API int sm_cursor_read(sm_cursor *c, sm_entry *out);
 
 /** Up to @p max entries from the cursor on, into out[0 .. *nread), and the cursor
@@ -365,9 +366,12 @@ SM_API int sm_cursor_read(sm_cursor *c, sm_entry *out);
  *  the end (*nread = 0), SM_ECORRUPT (*nread = 0; the cursor does not move). */
 SM_API int sm_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread);
 
-/** Step backward: O(2^sample_shift), i.e. it decodes up to 15 records from the
- *  previous sample (iterate backwards in blocks if that matters).  @return 0 if moved, SM_NOTFOUND if already at rank 0 (the cursor
- *  does not move), SM_ECORRUPT. */
+/** Step backward: O(2^sample_shift), as it walks from the previous sample past up
+ *  to 2^sample_shift - 1 records (15 in what this library writes).  To walk
+ *  backwards fast, seek to a rank some way below and read a batch forward with
+ *  sm_cursor_read_many, as the Python binding does.
+ *  @return 0 if moved, SM_NOTFOUND if already at rank 0 (the cursor does not move),
+ *  SM_ECORRUPT. */
 SM_API int sm_cursor_prev(sm_cursor *c);
 
 /** The rank of @p key.  O(log n).  @return 0, SM_NOTFOUND, SM_ECORRUPT. */
