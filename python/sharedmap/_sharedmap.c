@@ -855,7 +855,8 @@ static PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begi
 
 static int snapiter_traverse(SnapIterObject *it, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(it));
-    Py_VISIT(it->snap); /* not rc: it holds only str, bytes, int, float, bool and None, and a tuple of them */
+    /* Not rc: it holds only str, bytes, int, float, bool and None, and a tuple of them. */
+    Py_VISIT(it->snap);
     return 0;
 }
 
@@ -1089,7 +1090,8 @@ static PyObject *builditer_new(module_state *st, BuilderObject *b, int mode, int
 
 static int builditer_traverse(BuildIterObject *it, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(it));
-    Py_VISIT(it->owner); /* not rc: it holds only str, bytes, int, float, bool and None, and a tuple of them */
+    /* Not rc: it holds only str, bytes, int, float, bool and None, and a tuple of them. */
+    Py_VISIT(it->owner);
     return 0;
 }
 
