@@ -77,7 +77,7 @@ mkvenv() {  # mkvenv NAME REQUIREMENTS...: create/refresh when the requirement l
     fi
 }
 mkdir -p "$VENVS" "$BUILD" "$RESULTS"
-mkvenv main "setuptools>=61" wheel lmdb==3.0.0 marisa-trie==1.4.1 shared-memory-dict==0.7.2 \
+mkvenv main "setuptools>=77" wheel lmdb==3.0.0 marisa-trie==1.4.1 shared-memory-dict==0.7.2 \
     UltraDict==0.0.6 sqlitedict==2.1.0 matplotlib
 # sharedmap 1.0.6 is an sdist with C++ sources: pip compiles it with g++.
 if ! mkvenv orig sharedmap==1.0.6; then
@@ -94,8 +94,8 @@ tar -C "$ROOT" --exclude=./bench --exclude=./.git --exclude=./build --exclude=./
 if ! SHAREDMAP_WERROR=0 "$VENVS/main/bin/pip" install -q --disable-pip-version-check --no-deps \
         --no-build-isolation --force-reinstall "$BUILD/src" > "$BUILD/pip-sharedmap.log" 2>&1; then
     tail -20 "$BUILD/pip-sharedmap.log" >&2
-    echo "run.sh: this tree's sharedmap did not build: its rows will say n/a" >&2
-    "$VENVS/main/bin/pip" uninstall -q -y sharedmap >/dev/null 2>&1 || true
+    echo "run.sh: this tree's sharedmap did not build: no benchmark without it" >&2
+    exit 1
 fi
 
 # ------------------------------------------------------------------ C benchmark build
