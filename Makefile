@@ -18,8 +18,9 @@ DESTDIR    ?=
 PYTHON ?= python3
 VENV   ?= .venv
 BUILD  ?= build
-# Python packages the tests need inside the venv (setuptools: pytest-asan runs setup.py).
-PY_TEST_DEPS := pytest hypothesis mypy "setuptools>=77"
+# Python packages the tests need inside the venv (xxhash: the reference that tests the
+# independent reader's xxh64; setuptools: pytest-asan runs setup.py).
+PY_TEST_DEPS := pytest hypothesis mypy xxhash "setuptools>=77"
 
 # `make test` replays the fuzz corpus and regressions (gcc, ASan+UBSan), then runs libFuzzer
 # for FUZZ_SMOKE_SECONDS per target (about a minute in all; clang is installed if missing).
