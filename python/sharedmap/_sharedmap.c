@@ -482,44 +482,73 @@ static PyObject *make_item(sm_key_kind kind, const sm_entry *e) {
  *
  * A loop such as `for k, v in m.items()` drops each item before it asks for the
  * next one.  dict's items iterator refills its result tuple when nobody else holds
- * it; these iterators do that too, and they also refill the strs they made
- * before: a str that only the iterator still references (reference count 1, hash
- * never computed, not interned: the conditions under which CPython itself lets
- * PyUnicode_Fill or PyUnicode_WriteChar modify a str) receives the characters of
- * the next key or value of the same length, instead of being freed while a new one
- * is allocated.  A str the caller keeps has a second reference and is never
- * touched.  Only compact ASCII strs made here are recycled; they are kept by
- * length, two per length class, because the loop variables still hold the
- * previous item while the next one is made.  Free-threaded builds recycle nothing
- * (another thread could take a reference between the check and the write). */
+ * it; these iterators do that too, and they also refill the strs and bytes they
+ * made before.  A str that only the iterator still references (reference count 1,
+ * hash never computed, not interned: the conditions under which CPython itself
+ * lets PyUnicode_Fill or PyUnicode_WriteChar modify a str) receives the
+ * characters of the next key or value of the same length, instead of being freed
+ * while a new one is allocated.  A bytes object that only the iterator references
+ * receives the next bytes of the same length and forgets its cached hash, as
+ * nobody else can have read it (_PyBytes_Resize, too, changes a bytes object that
+ * nobody else holds).  What the caller keeps has a second reference and is never
+ * touched.  Only compact ASCII strs and bytes of 2 to STR_ASCII_FAST_MAX bytes
+ * made here are recycled; they are kept by length, two per length class, because
+ * the loop variables still hold the previous item while the next one is made.
+ * Free-threaded builds recycle nothing (another thread could take a reference
+ * between the check and the write); bytes are recycled up to Python 3.14, as the
+ * field of their cached hash is deprecated (and may go; then so may the cache). */
 #define RECYCLE_CLASSES (STR_ASCII_FAST_MAX + 1) /* one per length */
 #define RECYCLE_WAYS 2
+#if !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030F0000
+#define RECYCLE_BYTES 1
+#else
+#define RECYCLE_BYTES 0
+#endif
 
-typedef PyObject *str_set[RECYCLE_WAYS];
-enum { RECYCLE_KEYS = 0, RECYCLE_VALUES = RECYCLE_CLASSES }; /* a key never evicts a value */
+typedef PyObject *recycle_set[RECYCLE_WAYS];
+/* The groups of length classes: a key never evicts a value, a str never a bytes. */
+enum { RECYCLE_KEY_STRS, RECYCLE_KEY_BYTES, RECYCLE_VALUE_STRS, RECYCLE_VALUE_BYTES, RECYCLE_GROUPS };
 
 typedef struct {
-    PyObject *item; /* the last items tuple */
-    str_set *strs;  /* 2 * RECYCLE_CLASSES sets, allocated when the first str is made */
+    PyObject *item;     /* the last items tuple */
+    recycle_set *sets;  /* RECYCLE_GROUPS * RECYCLE_CLASSES, allocated when first needed */
 } iter_recycler;
 
 static void recycler_init(iter_recycler *rc) {
     rc->item = NULL;
-    rc->strs = NULL;
+    rc->sets = NULL;
 }
 
 static void recycler_clear(iter_recycler *rc) {
     Py_CLEAR(rc->item);
-    if (rc->strs != NULL) {
-        for (int c = 0; c < 2 * RECYCLE_CLASSES; c++)
+    if (rc->sets != NULL) {
+        for (int c = 0; c < RECYCLE_GROUPS * RECYCLE_CLASSES; c++)
             for (int w = 0; w < RECYCLE_WAYS; w++)
-                Py_CLEAR(rc->strs[c][w]);
-        PyMem_Free(rc->strs);
-        rc->strs = NULL;
+                Py_CLEAR(rc->sets[c][w]);
+        PyMem_Free(rc->sets);
+        rc->sets = NULL;
     }
 }
 
 #ifndef Py_GIL_DISABLED
+/* The set of objects of group g and length n (2 <= n <= STR_ASCII_FAST_MAX), or
+ * NULL if there is no memory for the sets: recycling is only an optimisation. */
+static inline PyObject **recycle_set_of(iter_recycler *rc, int g, size_t n) {
+    if (rc->sets == NULL) {
+        rc->sets = PyMem_Calloc(RECYCLE_GROUPS * RECYCLE_CLASSES, sizeof *rc->sets);
+        if (rc->sets == NULL)
+            return NULL;
+    }
+    return rc->sets[g * RECYCLE_CLASSES + (int)n];
+}
+
+/* Keep s, just made, in set (of its group and length); the least recently made goes. */
+static inline void recycle_keep(PyObject **set, PyObject *s) {
+    Py_XDECREF(set[RECYCLE_WAYS - 1]);
+    memmove(set + 1, set, (RECYCLE_WAYS - 1) * sizeof *set);
+    set[0] = Py_NewRef(s);
+}
+
 static inline int str_recyclable(PyObject *s) {
     return Py_REFCNT(s) == 1 && ((PyASCIIObject *)s)->hash == -1 && !PyUnicode_CHECK_INTERNED(s)
 #if PY_VERSION_HEX < 0x030C0000
@@ -529,18 +558,12 @@ static inline int str_recyclable(PyObject *s) {
 }
 #endif
 
-/* A str of the n validated UTF-8 bytes at data; which is RECYCLE_KEYS or
- * RECYCLE_VALUES. */
-static inline PyObject *str_recycled(iter_recycler *rc, int which, const void *data, size_t n) {
+/* A str of the n validated UTF-8 bytes at data; g is RECYCLE_KEY_STRS or
+ * RECYCLE_VALUE_STRS. */
+static inline PyObject *str_recycled(iter_recycler *rc, int g, const void *data, size_t n) {
 #ifndef Py_GIL_DISABLED
-    if (n >= 2 && n <= STR_ASCII_FAST_MAX) {
-        PyObject **set, *s;
-        if (rc->strs == NULL) {
-            rc->strs = PyMem_Calloc(2 * RECYCLE_CLASSES, sizeof *rc->strs);
-            if (rc->strs == NULL)
-                return str_from_utf8(data, n); /* recycling is only an optimisation */
-        }
-        set = rc->strs[which + (int)n];
+    PyObject **set, *s;
+    if (n >= 2 && n <= STR_ASCII_FAST_MAX && (set = recycle_set_of(rc, g, n)) != NULL) {
         for (int w = 0; w < RECYCLE_WAYS; w++) {
             s = set[w]; /* of length n, as every str in this set */
             if (s != NULL && str_recyclable(s)) {
@@ -555,29 +578,61 @@ static inline PyObject *str_recycled(iter_recycler *rc, int which, const void *d
         if (!ascii_scan(NULL, data, n))
             return PyUnicode_DecodeUTF8((const char *)data, (Py_ssize_t)n, NULL);
         s = str_ascii_new(data, n);
-        if (s == NULL)
-            return NULL;
-        Py_XDECREF(set[RECYCLE_WAYS - 1]); /* the least recently made goes */
-        memmove(set + 1, set, (RECYCLE_WAYS - 1) * sizeof *set);
-        set[0] = Py_NewRef(s);
+        if (s != NULL)
+            recycle_keep(set, s);
         return s;
     }
 #else
     (void)rc;
-    (void)which;
+    (void)g;
 #endif
     return str_from_utf8(data, n);
 }
 
+/* A bytes object of the n bytes at data; g is RECYCLE_KEY_BYTES or
+ * RECYCLE_VALUE_BYTES. */
+static inline PyObject *bytes_recycled(iter_recycler *rc, int g, const void *data, size_t n) {
+#if RECYCLE_BYTES
+    PyObject **set, *b;
+    if (n >= 2 && n <= STR_ASCII_FAST_MAX && (set = recycle_set_of(rc, g, n)) != NULL) {
+        for (int w = 0; w < RECYCLE_WAYS; w++) {
+            b = set[w]; /* of size n, as every bytes in this set */
+            if (b != NULL && Py_REFCNT(b) == 1) {
+                (void)ascii_scan((unsigned char *)PyBytes_AS_STRING(b), data, n); /* the copy */
+#if PY_VERSION_HEX >= 0x030B0000
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+                ((PyBytesObject *)b)->ob_shash = -1; /* its hash is computed anew */
+#if PY_VERSION_HEX >= 0x030B0000
+#pragma GCC diagnostic pop
+#endif
+                return Py_NewRef(b);
+            }
+        }
+        b = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n);
+        if (b != NULL)
+            recycle_keep(set, b);
+        return b;
+    }
+#else
+    (void)rc;
+    (void)g;
+#endif
+    return PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n);
+}
+
 static PyObject *key_recycled(iter_recycler *rc, sm_key_kind kind, const sm_buf *key) {
     if (kind == SM_KEYS_STR)
-        return str_recycled(rc, RECYCLE_KEYS, key->data, key->size);
-    return key_to_py(kind, key);
+        return str_recycled(rc, RECYCLE_KEY_STRS, key->data, key->size);
+    return bytes_recycled(rc, RECYCLE_KEY_BYTES, key->data, key->size);
 }
 
 static PyObject *value_recycled(iter_recycler *rc, const sm_value *v) {
     if (v->type == SM_STR)
-        return str_recycled(rc, RECYCLE_VALUES, v->as.buf.data, v->as.buf.size);
+        return str_recycled(rc, RECYCLE_VALUE_STRS, v->as.buf.data, v->as.buf.size);
+    if (v->type == SM_BYTES)
+        return bytes_recycled(rc, RECYCLE_VALUE_BYTES, v->as.buf.data, v->as.buf.size);
     return value_to_py(v);
 }
 

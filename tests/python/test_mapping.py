@@ -340,9 +340,9 @@ def test_pickle_round_trip(make, data):
     assert m2 == m and list(m2) == list(m)
 
 
-# ---- Iterators refill the tuples and strs that the caller has dropped (see "What iterators hand
-# out" in _sharedmap.c).  What the caller still holds must never change, and what it gets must
-# always be exact, whichever way it drops or keeps them.
+# ---- Iterators refill the tuples, strs and bytes that the caller has dropped (see "What
+# iterators hand out" in _sharedmap.c).  What the caller still holds must never change, and what
+# it gets must always be exact, whichever way it drops or keeps them.
 
 def recycling_data():
     """Many keys and values of a few UTF-8 lengths, ASCII and not at the same length (the 4-byte
@@ -359,11 +359,24 @@ def recycling_data():
 
 
 RECYCLING = recycling_data()
+# The same with bytes keys, and bytes values beside the str ones (the same lengths in both).
+RECYCLING_BYTES = {k.encode(): (v.encode() if isinstance(v, str) and i % 2 else v)
+                   for i, (k, v) in enumerate(RECYCLING.items())}
 
 
-def test_iterating_while_dropping_every_item(make):
-    m = make(RECYCLING)
-    expected = sorted(RECYCLING.items())
+@pytest.fixture(params=["str keys", "bytes keys"])
+def recycling(request):
+    return RECYCLING if request.param == "str keys" else RECYCLING_BYTES
+
+
+def fresh(x):
+    """An equal str or bytes that is a new object, its hash never computed."""
+    return x.encode().decode() if isinstance(x, str) else bytes(bytearray(x))
+
+
+def test_iterating_while_dropping_every_item(make, recycling):
+    m = make(recycling)
+    expected = sorted(recycling.items())
     checks = {
         "items": lambda got, k, v: type(got) is tuple and got[0] == k and same_value(got[1], v),
         "keys": lambda got, k, v: got == k,
@@ -380,9 +393,9 @@ def test_iterating_while_dropping_every_item(make):
             assert n == len(want)
 
 
-def test_what_the_caller_keeps_never_changes(make):
-    m = make(RECYCLING)
-    expected = sorted(RECYCLING.items())
+def test_what_the_caller_keeps_never_changes(make, recycling):
+    m = make(recycling)
+    expected = sorted(recycling.items())
     kept = []
     prev = None
     for n, item in enumerate(m.items()):
@@ -400,22 +413,27 @@ def test_what_the_caller_keeps_never_changes(make):
     assert first == expected[0][0] and rest == [k for k, _ in expected[1:]]
 
 
-def test_hashes_of_handed_out_strs_are_their_own(make):
-    # A str whose hash was computed is never refilled: its cached hash would go stale.
-    m = make(RECYCLING)
+def test_hashes_of_handed_out_objects_are_their_own(make, recycling):
+    # A str whose hash was computed is never refilled, and a bytes object that is refilled
+    # forgets its hash: a cached hash must never go stale.  Every key and value is hashed, then
+    # dropped, so that the next one of its length can be made in the same object.
+    m = make(recycling)
     for k, v in m.items():
-        assert hash(k) == hash(k.encode().decode())
-        if isinstance(v, str):
-            assert hash(v) == hash(v.encode().decode())
-    assert {k: v for k, v in m.items()} == RECYCLING
-    assert {v for v in m.values() if isinstance(v, str)} == {
-        v for v in RECYCLING.values() if isinstance(v, str)}
+        assert hash(k) == hash(fresh(k))
+        if isinstance(v, (str, bytes)):
+            assert hash(v) == hash(fresh(v))
+    for k in m:
+        assert hash(k) == hash(fresh(k))
+    assert {k: v for k, v in m.items()} == recycling
+    texts = (str, bytes)
+    assert {v for v in m.values() if isinstance(v, texts)} == {
+        v for v in recycling.values() if isinstance(v, texts)}
 
 
-def test_items_tuples_kept_by_the_caller_are_intact_and_collectable(make):
+def test_items_tuples_kept_by_the_caller_are_intact_and_collectable(make, recycling):
     import gc
-    m = make(RECYCLING)
-    expected = sorted(RECYCLING.items())
+    m = make(recycling)
+    expected = sorted(recycling.items())
     it = iter(m.items())
     held = [next(it) for _ in range(3)]
     for n, item in enumerate(it, 3):
@@ -456,10 +474,10 @@ def collections_midway():
         gc.set_threshold(*threshold)
 
 
-def test_next_from_a_collection_midway_loses_and_repeats_nothing(make, collections_midway):
+def test_next_from_a_collection_midway_loses_and_repeats_nothing(make, recycling, collections_midway):
     # The items are kept, so that every step makes a new tuple, and a collection can start
     # there; the callback then takes an item itself from the same iterator.
-    m = make(RECYCLING)
+    m = make(recycling)
     for reverse in (False, True):
         it = reversed(m.items()) if reverse else iter(m.items())
         got = []
@@ -471,8 +489,8 @@ def test_next_from_a_collection_midway_loses_and_repeats_nothing(make, collectio
         collections_midway.append(take)
         got.extend(it)
         collections_midway.remove(take)
-        assert len(got) == len(RECYCLING)
-        assert sorted(got) == sorted(RECYCLING.items())
+        assert len(got) == len(recycling)
+        assert sorted(got) == sorted(recycling.items())
 
 
 def test_an_rbtree_refilled_by_a_collection_midway_gives_a_whole_item_then_runtimeerror(
@@ -502,15 +520,18 @@ def test_an_rbtree_refilled_by_a_collection_midway_gives_a_whole_item_then_runti
     assert all(data.get(k) == v for k, v in got)
 
 
-def test_strs_of_every_length_with_a_non_ascii_char_anywhere(make):
+@pytest.mark.parametrize("kind", [str, bytes])
+def test_strs_and_bytes_of_every_length_with_a_non_ascii_char_anywhere(make, kind):
     # Short ASCII strs are checked and copied a word at a time (8-byte words that overlap to
-    # cover 8..32 bytes, a loop beyond), and refilled by iterators: every UTF-8 length from 0
-    # to 72, all ASCII or with an "é" at each byte position, as keys and as values.
+    # cover 8..32 bytes, a loop beyond), and refilled by iterators, as bytes are: every UTF-8
+    # length from 0 to 72, all ASCII or with an "é" at each byte position, as keys and values.
     strs = []
     for n in range(73):
         base = "".join(chr(ord("a") + (n * 7 + i) % 26) for i in range(n))
         strs.append(base)
         strs += [base[:p] + "é" + base[p + 2:] for p in range(n - 1)]  # n bytes, é at byte p
+    if kind is bytes:
+        strs = [s.encode() for s in strs]
     data = {s: s[::-1] for s in strs}
     m = make(data)
     assert all(m[s] == data[s] for s in strs)
