@@ -507,7 +507,13 @@ static PyObject *make_item(sm_key_kind kind, const sm_entry *e) {
 
 typedef PyObject *recycle_set[RECYCLE_WAYS];
 /* The groups of length classes: a key never evicts a value, a str never a bytes. */
-enum { RECYCLE_KEY_STRS, RECYCLE_KEY_BYTES, RECYCLE_VALUE_STRS, RECYCLE_VALUE_BYTES, RECYCLE_GROUPS };
+enum {
+    RECYCLE_KEY_STRS,
+    RECYCLE_KEY_BYTES,
+    RECYCLE_VALUE_STRS,
+    RECYCLE_VALUE_BYTES,
+    RECYCLE_GROUPS
+};
 
 typedef struct {
     PyObject *item;     /* the last items tuple */
@@ -598,7 +604,7 @@ static inline PyObject *bytes_recycled(iter_recycler *rc, int g, const void *dat
         for (int w = 0; w < RECYCLE_WAYS; w++) {
             b = set[w]; /* of size n, as every bytes in this set */
             if (b != NULL && Py_REFCNT(b) == 1) {
-                (void)ascii_scan((unsigned char *)PyBytes_AS_STRING(b), data, n); /* the copy */
+                (void)ascii_scan((unsigned char *)PyBytes_AS_STRING(b), data, n); /* copies */
 #if PY_VERSION_HEX >= 0x030B0000
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"

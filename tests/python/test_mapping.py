@@ -474,7 +474,8 @@ def collections_midway():
         gc.set_threshold(*threshold)
 
 
-def test_next_from_a_collection_midway_loses_and_repeats_nothing(make, recycling, collections_midway):
+def test_next_from_a_collection_midway_loses_and_repeats_nothing(
+        make, recycling, collections_midway):
     # The items are kept, so that every step makes a new tuple, and a collection can start
     # there; the callback then takes an item itself from the same iterator.
     m = make(recycling)
