@@ -605,14 +605,10 @@ static inline PyObject *bytes_recycled(iter_recycler *rc, int g, const void *dat
             b = set[w]; /* of size n, as every bytes in this set */
             if (b != NULL && Py_REFCNT(b) == 1) {
                 (void)ascii_scan((unsigned char *)PyBytes_AS_STRING(b), data, n); /* copies */
-#if PY_VERSION_HEX >= 0x030B0000
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-#endif
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* from 3.11 on */
                 ((PyBytesObject *)b)->ob_shash = -1; /* its hash is computed anew */
-#if PY_VERSION_HEX >= 0x030B0000
 #pragma GCC diagnostic pop
-#endif
                 return Py_NewRef(b);
             }
         }
