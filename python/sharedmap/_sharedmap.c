@@ -951,17 +951,19 @@ static int snapiter_fill(SnapIterObject *it) {
             rc = sm_seek_rank(it->snap->r, it->below - k, &c);
             if (rc == 0)
                 rc = sm_cursor_read_many(&c, it->batch, k, &got);
-            if ((rc == 0 && got == k) || k == 1)
+            if (rc == 0 && got < k)
+                rc = SM_ECORRUPT; /* stopped before a record it cannot read */
+            if (rc == 0 || k == 1)
                 break;
             k = 1;
             it->batch_size = 1;
         }
-        if (rc == 0 && got == k)
+        if (rc == 0)
             it->below -= k;
     } else {
-        rc = sm_cursor_read_many(&it->cur, it->batch, k, &got);
+        rc = sm_cursor_read_many(&it->cur, it->batch, k, &got); /* 0: got >= 1 */
     }
-    if (rc != 0 || got == 0 || (it->reverse && got != k)) {
+    if (rc != 0) {
         /* A record that cannot be read, or fewer than the header promised: the
          * snapshot is damaged. */
         it->remaining = 0;
