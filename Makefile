@@ -19,8 +19,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BUILD  ?= build
 # Python packages the tests need inside the venv (xxhash: the reference that tests the
-# independent reader's xxh64; setuptools: pytest-asan runs setup.py).
-PY_TEST_DEPS := pytest hypothesis mypy xxhash "setuptools>=77"
+# independent reader's xxh64).
+PY_TEST_DEPS := pytest hypothesis mypy xxhash
 
 # `make test` replays the fuzz corpus and regressions (gcc, ASan+UBSan), then runs libFuzzer
 # for FUZZ_SMOKE_SECONDS per target (about a minute in all; clang is installed if missing).
@@ -61,8 +61,8 @@ PY_SRCS   := $(wildcard src/*.c src/*.h include/*.h python/sharedmap/*.c python/
 VENV_STAMP    := $(VENV)/.sharedmap-deps
 INSTALL_STAMP := $(VENV)/.sharedmap-installed
 
-.PHONY: FORCE help all lib install uninstall ctest check-exports example venv install-py pytest pytest-asan pytest-others \
-        test deps demo bench fuzz fuzz-replay golden clean distclean
+.PHONY: FORCE help all lib install uninstall ctest check-exports example venv install-py pytest \
+        pytest-asan pytest-others test deps demo bench fuzz fuzz-replay golden clean distclean
 
 # ---------------------------------------------------------------- help
 help: ## list the targets
@@ -223,7 +223,7 @@ ifeq ($(OTHER_PYTHONS),1)
 endif
 
 # The extension built with ASan+UBSan, and every Python allocation made by malloc, where ASan
-# sees it (pymalloc would hide a use after free of a Python object).  CPython itself frees not
+# sees it (pymalloc would hide a use after free of a Python object).  CPython does not free
 # everything at exit: leaks are not checked here.  --capture=sys: a report written to fd 2
 # by a dying process stays visible.
 pytest-asan: venv ## the Python tests again, against an ASan+UBSan build of the extension
