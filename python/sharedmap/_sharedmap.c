@@ -43,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sharedmap.h"
@@ -191,23 +193,22 @@ static PyObject *nargs_error(const char *fname, Py_ssize_t nargs, Py_ssize_t lo,
     return NULL;
 }
 
-/* A map name: a str without NUL (sm_name_check does the rest).  The pointer
- * belongs to @p obj. */
-static const char *name_from_obj(PyObject *obj) {
-    Py_ssize_t n;
-    const char *s;
+/* A map name (a str) as the bytes of its file name, a new reference: encoded the
+ * way os encodes file names (the filesystem encoding with surrogateescape), so that
+ * a name that is not UTF-8, as list_maps() gives it, opens and removes like any
+ * other.  No NUL (sm_name_check does the rest).  Runs no Python code. */
+static PyObject *name_to_bytes(PyObject *obj) {
+    PyObject *b;
     if (!PyUnicode_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "map name must be str, not %.200s", Py_TYPE(obj)->tp_name);
         return NULL;
     }
-    s = PyUnicode_AsUTF8AndSize(obj, &n);
-    if (s == NULL)
-        return NULL;
-    if ((size_t)n != strlen(s)) {
-        set_error(SM_ENAME, obj);
-        return NULL;
+    b = PyUnicode_EncodeFSDefault(obj);
+    if (b != NULL && strlen(PyBytes_AS_STRING(b)) != (size_t)PyBytes_GET_SIZE(b)) {
+        Py_DECREF(b);
+        return set_error(SM_ENAME, obj);
     }
-    return s;
+    return b;
 }
 
 /* ------------------------------------------------------------ conversions */
@@ -1236,9 +1237,11 @@ typedef struct {
     int mode;
 } ViewObject;
 
+static Py_ssize_t builder_len(BuilderObject *self);
+
 static Py_ssize_t owner_len(PyObject *owner, int is_builder) {
     if (is_builder)
-        return (Py_ssize_t)sm_builder_count(((BuilderObject *)owner)->b);
+        return builder_len((BuilderObject *)owner);
     return (Py_ssize_t)((SnapshotObject *)owner)->count;
 }
 
@@ -1260,14 +1263,17 @@ static lookup_result owner_lookup(PyObject *owner, int is_builder, PyObject *key
 /* Mapping equality: 1 equal, 0 not, -1 error, 2 when other is no Mapping. */
 static int owner_equal(module_state *st, PyObject *owner, int is_builder, PyObject *other) {
     PyObject *it, *item;
-    Py_ssize_t n;
+    Py_ssize_t n, mine;
     int r = PyDict_Check(other) ? 1 : PyObject_IsInstance(other, st->mapping_abc);
     if (r <= 0)
         return r < 0 ? -1 : 2;
     n = PyObject_Size(other);
     if (n < 0)
         return -1;
-    if (n != owner_len(owner, is_builder))
+    mine = owner_len(owner, is_builder);
+    if (mine < 0)
+        return -1;
+    if (n != mine)
         return 0;
     it = owner_iter(st, owner, is_builder, ITER_ITEMS, 0);
     if (it == NULL)
@@ -1588,15 +1594,30 @@ typedef struct {
     PyObject_HEAD
     SnapshotObject *snap; /* NULL once closed */
     PyObject *name;       /* str: attached by name; else NULL */
+    PyObject *fsname;     /* bytes: that name as a file name (name_to_bytes) */
     PyObject *path;       /* str or bytes, as given: opened from a file; else NULL */
     PyObject *fspath;     /* bytes: the absolute path, for refresh() and pickling */
     PyObject *weakreflist;
+    /* refresh() found no map under the name or path, and the directory it lives in
+     * had not changed for a while: until the directory changes again (a publish
+     * renames a file into it, which sets its mtime), the map is still absent and
+     * refresh() needs one stat() of the directory instead of an open(). */
+    int absent;
+    struct stat absent_dir;
 } ReaderObject;
 
-static inline SnapshotObject *reader_snap(ReaderObject *self) {
-    if (self->snap == NULL)
+/* The snapshot the reader shows now, as a new reference (NULL and ValueError once
+ * closed).  Every method that can run Python code while it uses the snapshot (an
+ * __index__, a repr, an allocation that starts a collection whose finalizers may
+ * close() or refresh() this reader) holds it this way.  Only get, [], in and len
+ * borrow self->snap: between reading it and the last use of what it points to
+ * they run no Python code and allocate nothing the collector counts. */
+static inline SnapshotObject *reader_hold(ReaderObject *self) {
+    if (self->snap == NULL) {
         closed_error();
-    return self->snap;
+        return NULL;
+    }
+    return (SnapshotObject *)Py_NewRef(self->snap);
 }
 
 /* The name or path, for error messages. */
@@ -1621,28 +1642,32 @@ static ReaderObject *reader_alloc(PyTypeObject *type, module_state *st, sm_reade
 
 static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"name", NULL};
-    PyObject *name_obj, *mod;
+    PyObject *name_obj, *mod, *fsname, *name = NULL;
     module_state *st;
-    const char *name;
     sm_reader *r;
-    ReaderObject *self;
+    ReaderObject *self = NULL;
     int rc;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:sharedmap", kwlist, &name_obj))
         return NULL;
-    name = name_from_obj(name_obj);
-    if (name == NULL)
+    if ((fsname = name_to_bytes(name_obj)) == NULL)
         return NULL;
-    mod = module_of_type(type);
-    if (mod == NULL)
-        return NULL;
+    name = Py_NewRef(name_obj);
+    if ((mod = module_of_type(type)) == NULL)
+        goto done;
     st = module_get_state(mod);
-    rc = sm_reader_open_shm(&r, NULL, name);
-    if (rc != 0)
-        return set_error(rc, name_obj);
+    rc = sm_reader_open_shm(&r, NULL, PyBytes_AS_STRING(fsname));
+    if (rc != 0) {
+        set_error(rc, name_obj);
+        goto done;
+    }
     self = reader_alloc(type, st, r, NULL);
     if (self == NULL)
-        return NULL;
-    self->name = Py_NewRef(name_obj);
+        goto done;
+    self->name = Py_NewRef(name);
+    self->fsname = Py_NewRef(fsname);
+done:
+    Py_XDECREF(name);
+    Py_DECREF(fsname);
     return (PyObject *)self;
 }
 
@@ -1650,6 +1675,7 @@ static int reader_traverse(ReaderObject *self, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->snap);
     Py_VISIT(self->name);
+    Py_VISIT(self->fsname);
     Py_VISIT(self->path);
     Py_VISIT(self->fspath);
     return 0;
@@ -1658,6 +1684,7 @@ static int reader_traverse(ReaderObject *self, visitproc visit, void *arg) {
 static int reader_clear(ReaderObject *self) {
     Py_CLEAR(self->snap);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->fsname);
     Py_CLEAR(self->path);
     Py_CLEAR(self->fspath);
     return 0;
@@ -1731,19 +1758,25 @@ static int reader_ass_subscript(ReaderObject *self, PyObject *key, PyObject *val
 }
 
 static Py_ssize_t reader_len(ReaderObject *self) {
-    SnapshotObject *s = reader_snap(self);
-    return s ? (Py_ssize_t)s->count : -1;
+    if (self->snap == NULL) {
+        closed_error();
+        return -1;
+    }
+    return (Py_ssize_t)self->snap->count;
 }
 
 /* ---- iteration and views */
 
 static PyObject *reader_iter_dir(ReaderObject *self, int mode, int reverse) {
-    SnapshotObject *s = reader_snap(self);
+    SnapshotObject *s = reader_hold(self);
     module_state *st;
+    PyObject *it;
     if (s == NULL)
         return NULL;
     st = state_of((PyObject *)self);
-    return st ? snapiter_new(st, s, 0, s->count, mode, reverse) : NULL;
+    it = st ? snapiter_new(st, s, 0, s->count, mode, reverse) : NULL;
+    Py_DECREF(s);
+    return it;
 }
 
 static PyObject *reader_iter(ReaderObject *self) {
@@ -1756,8 +1789,13 @@ static PyObject *reader_reversed(ReaderObject *self, PyObject *unused) {
 }
 
 static PyObject *reader_view(ReaderObject *self, int mode) {
-    SnapshotObject *s = reader_snap(self);
-    return s ? make_view((PyObject *)self, (PyObject *)s, 0, mode) : NULL;
+    SnapshotObject *s = reader_hold(self);
+    PyObject *v;
+    if (s == NULL)
+        return NULL;
+    v = make_view((PyObject *)self, (PyObject *)s, 0, mode);
+    Py_DECREF(s);
+    return v;
 }
 
 static PyObject *reader_keys(ReaderObject *self, PyObject *unused) {
@@ -1774,16 +1812,15 @@ static PyObject *reader_items(ReaderObject *self, PyObject *unused) {
 }
 
 static PyObject *reader_copy(ReaderObject *self, PyObject *unused) {
-    SnapshotObject *s = reader_snap(self);
-    PyObject *d, *it, *item;
+    PyObject *d, *it = NULL, *item;
     module_state *st;
     (void)unused;
-    if (s == NULL || (st = state_of((PyObject *)self)) == NULL)
+    if ((st = state_of((PyObject *)self)) == NULL)
         return NULL;
     d = PyDict_New();
     if (d == NULL)
         return NULL;
-    it = snapiter_new(st, s, 0, s->count, ITER_ITEMS, 0);
+    it = reader_iter_dir(self, ITER_ITEMS, 0); /* it holds the snapshot */
     if (it == NULL)
         goto error;
     while ((item = PyIter_Next(it)) != NULL) {
@@ -1808,9 +1845,8 @@ static PyObject *reader_richcompare(ReaderObject *self, PyObject *other, int op)
     int r;
     if (op != Py_EQ && op != Py_NE)
         Py_RETURN_NOTIMPLEMENTED;
-    if ((s = reader_snap(self)) == NULL || (st = state_of((PyObject *)self)) == NULL)
+    if ((st = state_of((PyObject *)self)) == NULL || (s = reader_hold(self)) == NULL)
         return NULL;
-    Py_INCREF(s);
     r = owner_equal(st, (PyObject *)s, 0, other);
     Py_DECREF(s);
     if (r < 0)
@@ -1862,8 +1898,8 @@ static PyObject *reader_close(ReaderObject *self, PyObject *unused) {
 
 static PyObject *reader_enter(ReaderObject *self, PyObject *unused) {
     (void)unused;
-    if (reader_snap(self) == NULL)
-        return NULL;
+    if (self->snap == NULL)
+        return closed_error();
     return Py_NewRef(self);
 }
 
@@ -1892,27 +1928,28 @@ PyDoc_STRVAR(reader_reduce_doc, "Pickle by reference: re-attach by name, re-open
                                 "(for a map made by loads()) carry the bytes.");
 
 static PyObject *reader_reduce(ReaderObject *self, PyObject *unused) {
-    SnapshotObject *s = reader_snap(self);
+    SnapshotObject *s;
     module_state *st;
+    PyObject *r;
     (void)unused;
-    if (s == NULL || (st = state_of((PyObject *)self)) == NULL)
+    if ((st = state_of((PyObject *)self)) == NULL || (s = reader_hold(self)) == NULL)
         return NULL;
-    if (self->name)
-        return Py_BuildValue("O(O)", (PyObject *)Py_TYPE(self), self->name);
-    if (self->fspath) {
+    if (self->name) {
+        r = Py_BuildValue("O(O)", (PyObject *)Py_TYPE(self), self->name);
+    } else if (self->fspath) {
         PyObject *p = PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(self->fspath),
                                                        PyBytes_GET_SIZE(self->fspath));
-        PyObject *r = p ? Py_BuildValue("O(N)", st->open_func, p) : NULL;
-        return r;
-    }
-    if (s->has_source && PyBytes_CheckExact(s->source.obj))
-        return Py_BuildValue("O(O)", st->loads_func, s->source.obj);
-    {
+        r = p ? Py_BuildValue("O(N)", st->open_func, p) : NULL;
+    } else if (s->has_source && PyBytes_CheckExact(s->source.obj)) {
+        r = Py_BuildValue("O(O)", st->loads_func, s->source.obj);
+    } else {
         size_t n;
         const void *data = sm_reader_data(s->r, &n);
-        return Py_BuildValue("O(N)", st->loads_func,
-                             PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n));
+        r = Py_BuildValue("O(N)", st->loads_func,
+                          PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)n));
     }
+    Py_DECREF(s);
+    return r;
 }
 
 /* ---- ordered queries (sortedcontainers.SortedDict conventions) */
@@ -1950,7 +1987,7 @@ PyDoc_STRVAR(reader_irange_doc,
 
 static PyObject *reader_irange(ReaderObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"minimum", "maximum", "inclusive", "reverse", NULL};
-    PyObject *lo = Py_None, *hi = Py_None, *incl = NULL;
+    PyObject *lo = Py_None, *hi = Py_None, *incl = NULL, *it;
     int reverse = 0, incl_lo = 1, incl_hi = 1;
     uint64_t begin = 0, end;
     SnapshotObject *s;
@@ -1973,22 +2010,27 @@ static PyObject *reader_irange(ReaderObject *self, PyObject *args, PyObject *kwd
         if (incl_lo < 0 || incl_hi < 0)
             return NULL;
     }
-    if ((s = reader_snap(self)) == NULL || (st = state_of((PyObject *)self)) == NULL)
+    if ((st = state_of((PyObject *)self)) == NULL || (s = reader_hold(self)) == NULL)
         return NULL;
     end = s->count;
-    if (lo != Py_None && snap_seek(s, lo, incl_lo ? SM_GE : SM_GT, &begin) < 0)
-        return NULL;
-    if (hi != Py_None && snap_seek(s, hi, incl_hi ? SM_GT : SM_GE, &end) < 0)
-        return NULL;
-    return snapiter_new(st, s, begin, end, ITER_KEYS, reverse);
+    if ((lo != Py_None && snap_seek(s, lo, incl_lo ? SM_GE : SM_GT, &begin) < 0) ||
+        (hi != Py_None && snap_seek(s, hi, incl_hi ? SM_GT : SM_GE, &end) < 0))
+        it = NULL;
+    else
+        it = snapiter_new(st, s, begin, end, ITER_KEYS, reverse);
+    Py_DECREF(s);
+    return it;
 }
 
 static PyObject *reader_bisect(ReaderObject *self, PyObject *key, sm_bound bound) {
-    SnapshotObject *s = reader_snap(self);
+    SnapshotObject *s = reader_hold(self);
     uint64_t rank;
-    if (s == NULL || snap_seek(s, key, bound, &rank) < 0)
+    int rc;
+    if (s == NULL)
         return NULL;
-    return PyLong_FromUnsignedLongLong((unsigned long long)rank);
+    rc = snap_seek(s, key, bound, &rank);
+    Py_DECREF(s);
+    return rc < 0 ? NULL : PyLong_FromUnsignedLongLong((unsigned long long)rank);
 }
 
 PyDoc_STRVAR(reader_bisect_left_doc,
@@ -2005,20 +2047,24 @@ static PyObject *reader_bisect_right(ReaderObject *self, PyObject *key) {
     return reader_bisect(self, key, SM_GT);
 }
 
-/* Slice-style index normalisation of an optional bound. */
-static int norm_index(PyObject *o, Py_ssize_t n, Py_ssize_t dflt, Py_ssize_t *out) {
-    Py_ssize_t i;
-    if (o == NULL || o == Py_None) {
-        *out = dflt;
+/* An optional index argument (None or absent: *given = 0), converted through its
+ * __index__, which may run any code: so every index is converted before the
+ * snapshot is taken. */
+static int index_arg(PyObject *o, Py_ssize_t *out, int *given) {
+    *given = o != NULL && o != Py_None;
+    if (!*given)
         return 0;
-    }
-    i = PyNumber_AsSsize_t(o, PyExc_IndexError);
-    if (i == -1 && PyErr_Occurred())
-        return -1;
+    *out = PyNumber_AsSsize_t(o, PyExc_IndexError);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Slice-style normalisation of an optional bound i of a sequence of n. */
+static Py_ssize_t clamp_index(Py_ssize_t i, int given, Py_ssize_t n, Py_ssize_t dflt) {
+    if (!given)
+        return dflt;
     if (i < 0)
         i += n;
-    *out = i < 0 ? 0 : i > n ? n : i;
-    return 0;
+    return i < 0 ? 0 : i > n ? n : i;
 }
 
 PyDoc_STRVAR(reader_index_doc,
@@ -2030,27 +2076,33 @@ static PyObject *reader_index(ReaderObject *self, PyObject *const *args, Py_ssiz
     SnapshotObject *s;
     key_ref k;
     uint64_t rank = 0;
-    Py_ssize_t start, stop, n;
-    int rc = SM_NOTFOUND;
+    Py_ssize_t start = 0, stop = 0, n;
+    int rc = SM_NOTFOUND, has_start, has_stop;
     if (nargs < 1 || nargs > 3)
         return nargs_error("index", nargs, 1, 3);
-    if ((s = reader_snap(self)) == NULL)
+    if (index_arg(nargs > 1 ? args[1] : NULL, &start, &has_start) < 0 ||
+        index_arg(nargs > 2 ? args[2] : NULL, &stop, &has_stop) < 0)
+        return NULL;
+    if ((s = reader_hold(self)) == NULL)
         return NULL;
     n = (Py_ssize_t)s->count;
     switch (key_fit_map(args[0], s->kind, 1, &k)) {
     case KEY_ERROR:
-        return NULL;
+        rc = 1;
+        break;
     case KEY_CANNOT_BE_IN:
         break;
     case KEY_USABLE:
         rc = sm_rank(s->r, k.data, (size_t)k.size, &rank);
         break;
     }
+    Py_DECREF(s);
+    if (rc == 1)
+        return NULL;
     if (rc != 0 && rc != SM_NOTFOUND)
         return set_error(rc, NULL);
-    if (norm_index(nargs > 1 ? args[1] : NULL, n, 0, &start) < 0 ||
-        norm_index(nargs > 2 ? args[2] : NULL, n, n, &stop) < 0)
-        return NULL;
+    start = clamp_index(start, has_start, n, 0);
+    stop = clamp_index(stop, has_stop, n, n);
     if (rc == SM_NOTFOUND || (Py_ssize_t)rank < start || (Py_ssize_t)rank >= stop) {
         PyErr_Format(PyExc_ValueError, "%R is not in map", args[0]);
         return NULL;
@@ -2068,29 +2120,32 @@ static PyObject *reader_peekitem(ReaderObject *self, PyObject *const *args, Py_s
     Py_ssize_t i = -1, n;
     sm_cursor c;
     sm_entry e;
+    PyObject *item;
     int rc;
     if (nargs > 1)
         return nargs_error("peekitem", nargs, 0, 1);
-    if ((s = reader_snap(self)) == NULL)
-        return NULL;
-    if (nargs == 1) {
+    if (nargs == 1) { /* before the snapshot is taken: __index__ may close the reader */
         i = PyNumber_AsSsize_t(args[0], PyExc_IndexError);
         if (i == -1 && PyErr_Occurred())
             return NULL;
     }
+    if ((s = reader_hold(self)) == NULL)
+        return NULL;
     n = (Py_ssize_t)s->count;
     if (i < 0)
         i += n;
     if (i < 0 || i >= n) {
+        Py_DECREF(s);
         PyErr_SetString(PyExc_IndexError, "peekitem index out of range");
         return NULL;
     }
     rc = sm_seek_rank(s->r, (uint64_t)i, &c);
     if (rc == 0)
         rc = sm_cursor_get(&c, &e);
-    if (rc != 0)
-        return set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
-    return make_item(s->kind, &e);
+    /* make_item reads e before its tuple allocation can run a collection */
+    item = rc == 0 ? make_item(s->kind, &e) : set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc, NULL);
+    Py_DECREF(s);
+    return item;
 }
 
 static PyObject *reader_prefix_mode(ReaderObject *self, PyObject *p, int mode) {
@@ -2098,21 +2153,23 @@ static PyObject *reader_prefix_mode(ReaderObject *self, PyObject *p, int mode) {
     module_state *st;
     key_ref k;
     uint64_t begin = 0, end = 0;
-    if ((s = reader_snap(self)) == NULL || (st = state_of((PyObject *)self)) == NULL)
+    PyObject *it = NULL;
+    int rc = 0;
+    if ((st = state_of((PyObject *)self)) == NULL || (s = reader_hold(self)) == NULL)
         return NULL;
     switch (key_fit_map(p, s->kind, 1, &k)) {
     case KEY_ERROR:
-        return NULL;
+        goto done;
     case KEY_CANNOT_BE_IN:
         break;
-    case KEY_USABLE: {
-        int rc = sm_prefix_range(s->r, k.data, (size_t)k.size, &begin, &end);
-        if (rc != 0)
-            return set_error(rc, NULL);
+    case KEY_USABLE:
+        rc = sm_prefix_range(s->r, k.data, (size_t)k.size, &begin, &end);
         break;
     }
-    }
-    return snapiter_new(st, s, begin, end, mode, 0);
+    it = rc != 0 ? set_error(rc, NULL) : snapiter_new(st, s, begin, end, mode, 0);
+done:
+    Py_DECREF(s);
+    return it;
 }
 
 PyDoc_STRVAR(reader_prefix_doc, "prefix($self, prefix, /)\n--\n\n"
@@ -2137,7 +2194,8 @@ PyDoc_STRVAR(reader_getbuffer_doc,
              "exists, even after close().  KeyError if missing; TypeError for other value types.");
 
 static PyObject *reader_getbuffer(ReaderObject *self, PyObject *key) {
-    SnapshotObject *s = reader_snap(self);
+    SnapshotObject *s = reader_hold(self);
+    PyObject *view = NULL;
     sm_value v;
     if (s == NULL)
         return NULL;
@@ -2146,17 +2204,21 @@ static PyObject *reader_getbuffer(ReaderObject *self, PyObject *key) {
         break;
     case LOOKUP_MISSING:
         PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
+        goto done;
     default:
-        return NULL;
+        goto done;
     }
     if (v.type != SM_BYTES && v.type != SM_STR) {
         static const char *const names[] = {"None", "bool", "bool", "int", "float"};
         PyErr_Format(PyExc_TypeError, "getbuffer() needs a bytes or str value, the value of %R is %s",
                      key, (unsigned)v.type < 5 ? names[v.type] : "unknown");
-        return NULL;
+        goto done;
     }
-    return snapshot_subview(s, v.as.buf.data, v.as.buf.size);
+    /* its memoryview allocations may collect: s is held across them */
+    view = snapshot_subview(s, v.as.buf.data, v.as.buf.size);
+done:
+    Py_DECREF(s);
+    return view;
 }
 
 /* ---- versions and integrity */
@@ -2168,29 +2230,74 @@ PyDoc_STRVAR(reader_refresh_doc,
              "every request.  A removed map keeps its current version (returns False).  Iterators, "
              "views and memoryviews taken before keep the version they had.");
 
+/* stat() of the directory a reader's map or file lives in (the default directory,
+ * or the file's), for the absence check: 0, or -1 (errno set). */
+static int reader_dir_stat(ReaderObject *self, struct stat *st) {
+    if (self->fsname != NULL)
+        return stat(SM_DEFAULT_DIR, st);
+    const char *path = PyBytes_AS_STRING(self->fspath); /* absolute */
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof dir)
+        return -1;
+    memcpy(dir, path, n);
+    dir[n] = 0;
+    return stat(dir, st);
+}
+
+static int same_dir_state(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* After an open() that found nothing, begun at @p t0: remember the absence if the
+ * directory's last change is older than any change that could have come after
+ * t0 can look (file times come from a coarse clock that lags by up to a tick, a
+ * few ms; 100 ms is far past that), so that a publish racing the open() can never
+ * be mistaken for the state remembered. */
+static void reader_note_absent(ReaderObject *self, const struct timespec *t0) {
+    struct stat st;
+    if (reader_dir_stat(self, &st) != 0)
+        return;
+    int64_t age_ns = ((int64_t)t0->tv_sec - (int64_t)st.st_mtim.tv_sec) * 1000000000 +
+                     ((int64_t)t0->tv_nsec - (int64_t)st.st_mtim.tv_nsec);
+    if (age_ns > 100 * 1000000) {
+        self->absent = 1;
+        self->absent_dir = st;
+    }
+}
+
 static PyObject *reader_refresh(ReaderObject *self, PyObject *unused) {
-    SnapshotObject *s = reader_snap(self), *ns;
+    /* borrowed: nothing here runs Python code (snapshot_new's object is not one the
+     * collector counts) */
+    SnapshotObject *s = self->snap, *ns;
     module_state *st;
     sm_reader *r;
     sm_info old_info, new_info;
+    struct timespec t0;
     int rc;
     (void)unused;
     if (s == NULL)
-        return NULL;
-    if (!sm_reader_superseded(s->r))
+        return closed_error();
+    if (!sm_reader_superseded(s->r) || (self->fsname == NULL && self->fspath == NULL))
         Py_RETURN_FALSE;
-    if (self->name) {
-        const char *name = PyUnicode_AsUTF8(self->name);
-        if (name == NULL)
-            return NULL;
-        rc = sm_reader_open_shm(&r, NULL, name);
-    } else if (self->fspath) {
+    if (self->absent) {
+        struct stat now;
+        if (reader_dir_stat(self, &now) == 0 && same_dir_state(&now, &self->absent_dir))
+            Py_RETURN_FALSE;
+        self->absent = 0;
+    }
+    clock_gettime(CLOCK_REALTIME, &t0);
+    if (self->fsname != NULL)
+        rc = sm_reader_open_shm(&r, NULL, PyBytes_AS_STRING(self->fsname));
+    else
         rc = sm_reader_open_file(&r, PyBytes_AS_STRING(self->fspath));
-    } else {
+    if (rc == -ENOENT) {
+        reader_note_absent(self, &t0);
         Py_RETURN_FALSE;
     }
-    if (rc == -ENOENT)
-        Py_RETURN_FALSE;
     if (rc != 0)
         return set_error(rc, reader_context(self));
     sm_reader_info(s->r, &old_info);
@@ -2219,8 +2326,8 @@ PyDoc_STRVAR(reader_info_doc,
              "a map made by loads()).");
 
 static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
-    SnapshotObject *s = reader_snap(self);
-    PyObject *path;
+    SnapshotObject *s = reader_hold(self);
+    PyObject *path, *res;
     sm_info info;
     (void)unused;
     if (s == NULL)
@@ -2232,9 +2339,11 @@ static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
         path = PyUnicode_FromFormat("%s/%s%U", SM_DEFAULT_DIR, SM_NAME_PREFIX, self->name);
     else
         path = Py_NewRef(Py_None);
-    if (path == NULL)
+    if (path == NULL) {
+        Py_DECREF(s);
         return NULL;
-    return Py_BuildValue(
+    }
+    res = Py_BuildValue(
         "{sKsKsIsdsssKsOsOsN}", "entries", (unsigned long long)info.count, "size",
         (unsigned long long)info.size, "format_version", info.format_version, "created",
         (double)info.created_ns / 1e9, "key_kind",
@@ -2242,6 +2351,8 @@ static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
         "checksum", (unsigned long long)info.checksum, "superseded",
         sm_reader_superseded(s->r) ? Py_True : Py_False, "name", self->name ? self->name : Py_None,
         "path", path);
+    Py_DECREF(s);
+    return res;
 }
 
 PyDoc_STRVAR(reader_verify_doc,
@@ -2250,12 +2361,11 @@ PyDoc_STRVAR(reader_verify_doc,
              "or raise ValueError saying what is wrong.  O(n); runs without the GIL.");
 
 static PyObject *reader_verify(ReaderObject *self, PyObject *unused) {
-    SnapshotObject *s = reader_snap(self);
+    SnapshotObject *s = reader_hold(self); /* a close() in another thread must not unmap it */
     int rc;
     (void)unused;
     if (s == NULL)
         return NULL;
-    Py_INCREF(s); /* a close() in another thread must not unmap it under us */
     Py_BEGIN_ALLOW_THREADS
     rc = sm_reader_verify(s->r);
     Py_END_ALLOW_THREADS
@@ -2466,8 +2576,10 @@ static int builder_update_common(BuilderObject *self, PyObject *arg, PyObject *k
         if ((st = state_of((PyObject *)self)) == NULL)
             return -1;
         if (PyObject_TypeCheck(arg, st->reader_type)) {
-            SnapshotObject *s = reader_snap((ReaderObject *)arg);
-            if (s == NULL || builder_merge_snapshot(self, s) < 0)
+            SnapshotObject *s = reader_hold((ReaderObject *)arg);
+            int rc = s == NULL ? -1 : builder_merge_snapshot(self, s);
+            Py_XDECREF(s);
+            if (rc < 0)
                 return -1;
         } else if (PyObject_TypeCheck(arg, st->builder_type)) {
             if (builder_merge_builder(self, (BuilderObject *)arg) < 0)
@@ -2618,6 +2730,8 @@ static int builder_contains(BuilderObject *self, PyObject *key) {
 }
 
 static Py_ssize_t builder_len(BuilderObject *self) {
+    if (builder_check(self) < 0) /* b may be replaced under us by update() */
+        return -1;
     return (Py_ssize_t)sm_builder_count(self->b);
 }
 
@@ -2829,16 +2943,14 @@ static PyObject *builder_reduce(BuilderObject *self, PyObject *unused) {
     return Py_BuildValue("O(N)", (PyObject *)Py_TYPE(self), d);
 }
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
-
+/* Permission bits of a new map or file: some of rwxrwxrwx.  0 (nobody may read
+ * it) and setuid, setgid or sticky bits are refused rather than quietly changed. */
 static int check_mode(int mode) {
-    if (mode < 0 || mode > 07777) {
-        PyErr_Format(PyExc_ValueError, "mode must be between 0 and 0o7777, not %d", mode);
+    if (mode <= 0 || mode > 0777) {
+        PyErr_Format(PyExc_ValueError,
+                     "mode must be permission bits between 0o1 and 0o777 (such as 0o600 or "
+                     "0o640), not %#o",
+                     (unsigned)mode);
         return -1;
     }
     return 0;
@@ -2853,19 +2965,24 @@ PyDoc_STRVAR(builder_share_doc,
 
 static PyObject *builder_share(BuilderObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"name", "force", "mode", NULL};
-    PyObject *name_obj;
-    const char *name;
+    PyObject *name_obj, *fsname;
     int force = 0, mode = (int)SM_DEFAULT_MODE, rc;
+    /* Every argument is converted (which may run Python code) before the busy check:
+     * nothing can run between the check and busy++. */
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|pi:share", kwlist, &name_obj, &force, &mode))
         return NULL;
-    if ((name = name_from_obj(name_obj)) == NULL || check_mode(mode) < 0 ||
-        builder_check(self) < 0)
+    if (check_mode(mode) < 0 || (fsname = name_to_bytes(name_obj)) == NULL)
         return NULL;
+    if (builder_check(self) < 0) {
+        Py_DECREF(fsname);
+        return NULL;
+    }
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
-    rc = sm_publish(self->b, NULL, name, force ? SM_FORCE : 0u, (unsigned)mode);
+    rc = sm_publish(self->b, NULL, PyBytes_AS_STRING(fsname), force ? SM_FORCE : 0u, (unsigned)mode);
     Py_END_ALLOW_THREADS
     self->busy--;
+    Py_DECREF(fsname);
     if (rc != 0)
         return set_error(rc, name_obj);
     Py_RETURN_TRUE;
@@ -2880,12 +2997,17 @@ static PyObject *builder_save(BuilderObject *self, PyObject *args, PyObject *kwd
     static char *kwlist[] = {"path", "force", "mode", NULL};
     PyObject *path_obj, *fs = NULL;
     int force = 0, mode = (int)SM_DEFAULT_MODE, rc;
+    /* The path is converted (its __fspath__ may run any code, switch threads, even
+     * start a dump() of this rbtree) before the busy check, never between the check
+     * and busy++. */
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|pi:save", kwlist, &path_obj, &force, &mode))
         return NULL;
-    if (check_mode(mode) < 0 || builder_check(self) < 0)
+    if (check_mode(mode) < 0 || !PyUnicode_FSConverter(path_obj, &fs))
         return NULL;
-    if (!PyUnicode_FSConverter(path_obj, &fs))
+    if (builder_check(self) < 0) {
+        Py_DECREF(fs);
         return NULL;
+    }
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     rc = sm_save(self->b, PyBytes_AS_STRING(fs), force ? SM_FORCE : 0u, (unsigned)mode);
@@ -2922,10 +3044,11 @@ static PyObject *builder_dump(BuilderObject *self, PyObject *unused) {
     if (out == NULL)
         goto done;
     {
+        /* stamped with the time of the layout, as share() and save() are: an unchanged
+         * rbtree gives the same bytes whichever way it is written */
         char *buf = PyBytes_AS_STRING(out);
-        uint64_t created = now_ns();
         Py_BEGIN_ALLOW_THREADS
-        rc = sm_builder_write(self->b, buf, size, created);
+        rc = sm_builder_write(self->b, buf, size, SM_CREATED_AUTO);
         Py_END_ALLOW_THREADS
     }
 done:
@@ -2943,12 +3066,13 @@ PyDoc_STRVAR(builder_remove_doc,
              "working.  Return True if it was removed, False if there was no such map.");
 
 static PyObject *builder_remove(PyObject *unused, PyObject *name_obj) {
-    const char *name = name_from_obj(name_obj);
+    PyObject *fsname = name_to_bytes(name_obj);
     int rc;
     (void)unused;
-    if (name == NULL)
+    if (fsname == NULL)
         return NULL;
-    rc = sm_unpublish(NULL, name);
+    rc = sm_unpublish(NULL, PyBytes_AS_STRING(fsname));
+    Py_DECREF(fsname);
     if (rc == -ENOENT)
         Py_RETURN_FALSE;
     if (rc != 0)
@@ -3048,11 +3172,14 @@ static PyObject *mod_open(PyObject *module, PyObject *arg) {
     ReaderObject *self = NULL;
     sm_reader *r;
     int rc;
-    if (!PyUnicode_FSConverter(arg, &fs))
-        return NULL;
+    /* __fspath__ is called once: what is opened is what path and refresh() name */
     path = PyOS_FSPath(arg);
     if (path == NULL)
-        goto done;
+        return NULL;
+    if (!PyUnicode_FSConverter(path, &fs)) {
+        Py_DECREF(path);
+        return NULL;
+    }
     rc = sm_reader_open_file(&r, PyBytes_AS_STRING(fs));
     if (rc != 0) {
         set_error(rc, path);
@@ -3070,7 +3197,7 @@ static PyObject *mod_open(PyObject *module, PyObject *arg) {
     self->fspath = Py_NewRef(abs);
 done:
     Py_XDECREF(abs);
-    Py_XDECREF(path);
+    Py_DECREF(path);
     Py_DECREF(fs);
     return (PyObject *)self;
 }
