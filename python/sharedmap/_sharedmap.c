@@ -89,6 +89,19 @@ typedef struct {
     PyObject *loads_func;
 } module_state;
 
+/* share(), save() and remove() calls made in this process: a reader that found its
+ * map absent looks again at once when this changed (refresh()).  Process-wide, not
+ * module state: remove() is a static method, and any publish may concern any reader. */
+static uint64_t local_publishes;
+
+static inline void note_publish(void) {
+    __atomic_fetch_add(&local_publishes, 1, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t publishes_seen(void) {
+    return __atomic_load_n(&local_publishes, __ATOMIC_RELAXED);
+}
+
 static struct PyModuleDef sharedmap_module;
 
 static inline module_state *module_get_state(PyObject *module) {
@@ -1598,12 +1611,12 @@ typedef struct {
     PyObject *path;       /* str or bytes, as given: opened from a file; else NULL */
     PyObject *fspath;     /* bytes: the absolute path, for refresh() and pickling */
     PyObject *weakreflist;
-    /* refresh() found no map under the name or path, and the directory it lives in
-     * had not changed for a while: until the directory changes again (a publish
-     * renames a file into it, which sets its mtime), the map is still absent and
-     * refresh() needs one stat() of the directory instead of an open(). */
+    /* refresh() found no map under the name or path: it looks again (an open(),
+     * some microseconds) once absent_until has passed or this process has published
+     * or removed something since, not on every call. */
     int absent;
-    struct stat absent_dir;
+    uint64_t absent_until; /* CLOCK_MONOTONIC, ns */
+    uint64_t absent_publishes;
 } ReaderObject;
 
 /* The snapshot the reader shows now, as a new reference (NULL and ValueError once
@@ -2227,46 +2240,19 @@ PyDoc_STRVAR(reader_refresh_doc,
              "refresh($self, /)\n--\n\n"
              "Move to the newest version of the map if it was republished since; return whether "
              "it moved.  Costs one memory read when nothing changed, so it can be called before "
-             "every request.  A removed map keeps its current version (returns False).  Iterators, "
-             "views and memoryviews taken before keep the version they had.");
+             "every request.  A removed map keeps its current version (returns False); while it "
+             "stays removed, refresh() looks for it again at most once a millisecond (at once "
+             "after a share(), save() or remove() in this process).  Iterators, views and "
+             "memoryviews taken before keep the version they had.");
 
-/* stat() of the directory a reader's map or file lives in (the default directory,
- * or the file's), for the absence check: 0, or -1 (errno set). */
-static int reader_dir_stat(ReaderObject *self, struct stat *st) {
-    if (self->fsname != NULL)
-        return stat(SM_DEFAULT_DIR, st);
-    const char *path = PyBytes_AS_STRING(self->fspath); /* absolute */
-    const char *slash = strrchr(path, '/');
-    char dir[PATH_MAX];
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    if (n >= sizeof dir)
-        return -1;
-    memcpy(dir, path, n);
-    dir[n] = 0;
-    return stat(dir, st);
-}
+/* How long refresh() takes a map it found absent to stay absent: it may see a map
+ * published meanwhile by another process up to this much later. */
+#define ABSENT_RECHECK_NS (1000 * 1000)
 
-static int same_dir_state(const struct stat *a, const struct stat *b) {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-/* After an open() that found nothing, begun at @p t0: remember the absence if the
- * directory's last change is older than any change that could have come after
- * t0 can look (file times come from a coarse clock that lags by up to a tick, a
- * few ms; 100 ms is far past that), so that a publish racing the open() can never
- * be mistaken for the state remembered. */
-static void reader_note_absent(ReaderObject *self, const struct timespec *t0) {
-    struct stat st;
-    if (reader_dir_stat(self, &st) != 0)
-        return;
-    int64_t age_ns = ((int64_t)t0->tv_sec - (int64_t)st.st_mtim.tv_sec) * 1000000000 +
-                     ((int64_t)t0->tv_nsec - (int64_t)st.st_mtim.tv_nsec);
-    if (age_ns > 100 * 1000000) {
-        self->absent = 1;
-        self->absent_dir = st;
-    }
+static uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO: no system call */
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static PyObject *reader_refresh(ReaderObject *self, PyObject *unused) {
@@ -2276,26 +2262,25 @@ static PyObject *reader_refresh(ReaderObject *self, PyObject *unused) {
     module_state *st;
     sm_reader *r;
     sm_info old_info, new_info;
-    struct timespec t0;
     int rc;
     (void)unused;
     if (s == NULL)
         return closed_error();
     if (!sm_reader_superseded(s->r) || (self->fsname == NULL && self->fspath == NULL))
         Py_RETURN_FALSE;
-    if (self->absent) {
-        struct stat now;
-        if (reader_dir_stat(self, &now) == 0 && same_dir_state(&now, &self->absent_dir))
+    if (self->absent) { /* cheap: the vDSO clock, no system call */
+        if (publishes_seen() == self->absent_publishes && monotonic_ns() < self->absent_until)
             Py_RETURN_FALSE;
         self->absent = 0;
     }
-    clock_gettime(CLOCK_REALTIME, &t0);
     if (self->fsname != NULL)
         rc = sm_reader_open_shm(&r, NULL, PyBytes_AS_STRING(self->fsname));
     else
         rc = sm_reader_open_file(&r, PyBytes_AS_STRING(self->fspath));
     if (rc == -ENOENT) {
-        reader_note_absent(self, &t0);
+        self->absent = 1;
+        self->absent_until = monotonic_ns() + ABSENT_RECHECK_NS;
+        self->absent_publishes = publishes_seen();
         Py_RETURN_FALSE;
     }
     if (rc != 0)
@@ -2981,6 +2966,7 @@ static PyObject *builder_share(BuilderObject *self, PyObject *args, PyObject *kw
     Py_BEGIN_ALLOW_THREADS
     rc = sm_publish(self->b, NULL, PyBytes_AS_STRING(fsname), force ? SM_FORCE : 0u, (unsigned)mode);
     Py_END_ALLOW_THREADS
+    note_publish();
     self->busy--;
     Py_DECREF(fsname);
     if (rc != 0)
@@ -3012,6 +2998,7 @@ static PyObject *builder_save(BuilderObject *self, PyObject *args, PyObject *kwd
     Py_BEGIN_ALLOW_THREADS
     rc = sm_save(self->b, PyBytes_AS_STRING(fs), force ? SM_FORCE : 0u, (unsigned)mode);
     Py_END_ALLOW_THREADS
+    note_publish();
     self->busy--;
     Py_DECREF(fs);
     if (rc != 0)
@@ -3072,6 +3059,7 @@ static PyObject *builder_remove(PyObject *unused, PyObject *name_obj) {
     if (fsname == NULL)
         return NULL;
     rc = sm_unpublish(NULL, PyBytes_AS_STRING(fsname));
+    note_publish();
     Py_DECREF(fsname);
     if (rc == -ENOENT)
         Py_RETURN_FALSE;
