@@ -952,6 +952,79 @@ def test_package_cross_check(kind, n):
         assert _homes(ours) == _homes(mine)
 
 
+def _writer_attempts(n):
+    """The (hash_seed, M) of the writer's attempts for n > 0 entries, as §5 gives them."""
+    M = n + n // 4 + 1
+    for k in range(41):
+        if k >= 4:
+            M += M // 2
+        yield k, M
+
+
+def _key_with_hash(h, seed):
+    """The 8-byte key whose XXH64 under `seed` is h: §6 run backwards (for 8 bytes: one 8-byte step, then the
+    final mix; every step is invertible modulo 2^64)."""
+    def rotr(x, r):
+        return ((x >> r) | (x << (64 - r))) & MASK64
+
+    def unshift(y, k):  # inverse of x ^= x >> k
+        x = y
+        for _ in range(64 // k + 1):
+            x = y ^ (x >> k)
+        return x
+
+    P1, P2, P3, P4, P5 = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63,
+                          0x27D4EB2F165667C5)
+
+    def inv(a):
+        return pow(a, -1, 1 << 64)
+
+    h = unshift(h, 32) * inv(P3) & MASK64
+    h = unshift(h, 29) * inv(P2) & MASK64
+    h = unshift(h, 33)
+    r = rotr((h - P4) * inv(P1) & MASK64, 27) ^ ((seed + P5 + 8) & MASK64)  # r = round(0, w)
+    return (rotr(r * inv(P1) & MASK64, 31) * inv(P2) & MASK64).to_bytes(8, "little")
+
+
+def test_writer_attempts_as_the_document_lists_them():
+    assert list(_writer_attempts(3))[:7] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 6), (5, 9), (6, 13)]
+    rng = random.Random(8)
+    for _ in range(50):
+        h, seed = rng.getrandbits(64), rng.getrandbits(64)
+        assert xxh64(_key_with_hash(h, seed), seed) == h
+
+
+def test_package_retries_seeds_then_grows_M():
+    """§5: a displacement over 255 makes the writer try the next (hash_seed, M): seeds 1, 2, 3 with the same M,
+    then M grown by floor(M / 2) before each further seed.  257 keys share home 0 under each of the first five
+    attempts (so each of those has a displacement of 256), which leaves (5, M(5)) as the first that succeeds; the
+    package writes exactly what our writer writes with it."""
+    sharedmap = _pkg()
+    failing = 5
+    n = 257 * failing
+    attempts = list(_writer_attempts(n))
+    rng = random.Random(5)
+    keys = set()
+    for seed, M in attempts[:failing]:
+        for _ in range(257):
+            keys.add(_key_with_hash(rng.randrange(MASK64 // M + 1), seed))  # h * M < 2^64: home 0
+    assert len(keys) == n
+    entries = [(k, i) for i, k in enumerate(sorted(keys))]
+    for seed, M in attempts[:failing]:
+        with pytest.raises(ValueError, match="displacement"):
+            build(entries, seed=seed, home_slots=M)
+    seed, M = attempts[failing]
+    assert (seed, M) == (5, 3615)  # M(0..3) = 1285 + 321 + 1 = 1607, M(4) = 1607 + 803, M(5) = 2410 + 1205
+    ours = build(entries, seed=seed, home_slots=M)
+    data = _package_map(sharedmap, dict(entries)).dump()
+    snap = Snapshot(data)
+    assert (snap.hash_seed, snap.home_slots) == (seed, M)
+    # All but `created` (96..104) and the header checksum (112..120) that covers it.
+    assert data[:96] + data[104:112] + data[120:] == ours[:96] + ours[104:112] + ours[120:]
+    assert snap.verify() and sharedmap.loads(data).verify()
+    assert all(snap.get(k) == v for k, v in entries[::50])
+
+
 def _error_messages():
     """SM_E* code -> message, from the public header (the package raises ValueError(message))."""
     header = FORMAT_MD.parents[1] / "include" / "sharedmap.h"
