@@ -484,34 +484,35 @@ class Snapshot:
         computed = xxh64(d[HEADER_SIZE : self.total_size], 0)
         if computed != self.body_checksum:
             raise FormatError("V1", f"body checksum 0x{self.body_checksum:016X} != computed 0x{computed:016X}")
-        # V2: exactly `count` records fill [128, records_end), keys strictly increasing.
+        # V2..V4 in one walk, record by record, each record's checks in the order §7 lists them: R10 (and a start
+        # below 2^48), R11, key order (V2), UTF-8 of a str key, then of a str value (V3), its sample (V4).
         recs = []
         off = HEADER_SIZE
         for i in range(self.count):
             if off >= self.records_end:
                 raise FormatError("V2", f"only {i} records in [128, {self.records_end}), count is {self.count}")
-            rec = self.record(off)
+            rec = self.record(off)  # R10, R11
+            if off > MASK48:
+                raise FormatError("V2", f"record {i} starts at {off}, where no slot can point")
             if recs and not recs[-1].key < rec.key:
                 raise FormatError(
                     "V2", f"key {rec.key!r} at {rec.offset} does not follow {recs[-1].key!r} at {recs[-1].offset}"
                 )
+            self._decode_key(rec.key)  # V3
+            if rec.type == T_STR:
+                self.value_of(rec)  # V3
+            if i & ((1 << self.sample_shift) - 1) == 0:
+                s = i >> self.sample_shift
+                soff, prefix = self.sample(s)
+                if soff != rec.offset:
+                    raise FormatError("V4", f"sample {s} points at {soff}, record {i} is at {rec.offset}")
+                if prefix != _prefix8(rec.key):
+                    raise FormatError("V4", f"sample {s} holds prefix {prefix!r}, the key is {rec.key!r}")
             recs.append(rec)
             off = rec.end
+        # V2: ... and the records fill [128, records_end), checked once every record has passed the above.
         if off != self.records_end:
             raise FormatError("V2", f"{self.count} records end at {off}, records_end is {self.records_end}")
-        # V3: str keys and str values are valid UTF-8.
-        for rec in recs:
-            self._decode_key(rec.key)
-            if rec.type == T_STR:
-                self.value_of(rec)
-        # V4: every sample points at the right record and holds its key prefix.
-        for i in range(self.sample_count):
-            soff, prefix = self.sample(i)
-            rec = recs[i << self.sample_shift]
-            if soff != rec.offset:
-                raise FormatError("V4", f"sample {i} points at {soff}, record {i << self.sample_shift} is at {rec.offset}")
-            if prefix != _prefix8(rec.key):
-                raise FormatError("V4", f"sample {i} holds prefix {prefix!r}, the key is {rec.key!r}")
         # V5: padding between regions is zero.
         samples_end = self.samples_offset + 16 * self.sample_count
         for lo, hi in ((self.records_end, self.samples_offset), (samples_end, self.table_offset)):

@@ -719,6 +719,32 @@ CASES = [
     Case("V6", "extra_slot_in_tail", mutate(slots={3: slot_word(136, 0x4F, 3)}), "verify"),
 ]
 
+# Records that break several of V2..V4 (§7): the first record in the walk that breaks one decides, and within a
+# record the first check in §7's list.  (name, snapshot, the rule reported, its C error code.)
+ORDER_CASES = [
+    # record 1: out of order (check 3) and its str key invalid UTF-8 (check 4)
+    ("order_before_utf8_key", build([(b"tes", 1), (b"ta\xff", 2)], key_kind=2, sort=False), "V2", "SM_ECORRUPT"),
+    # record 0: str value invalid UTF-8 (check 5) and sample 0's prefix wrong (check 6)
+    ("utf8_value_before_sample", mutate(patches=[(133, b"\xff"), (160, b"aab")]), "V3", "SM_EUTF8"),
+    # record 0: sample 0's prefix wrong; record 2: key "z\xff" invalid UTF-8 (in order)
+    ("sample_of_record_0_before_utf8_of_record_2", mutate(patches=[(160, b"aab"), (145, b"\xff")]), "V4",
+     "SM_ECORRUPT"),
+    # count 2: the two records end at 142, not at records_end (146); record 0's str value invalid UTF-8
+    ("utf8_before_records_end", mutate(patches=[(133, b"\xff")], fields={"count": 2}), "V3", "SM_EUTF8"),
+    # count 4: the walk reaches records_end after 3 records; record 2's key invalid UTF-8 first
+    ("utf8_before_running_out", mutate(patches=[(145, b"\xff")], fields={"count": 4}), "V3", "SM_EUTF8"),
+]
+
+
+@pytest.mark.parametrize("data,rule,code", [pytest.param(d, r, c, id=n) for n, d, r, c in ORDER_CASES])
+def test_verify_order_within_the_walk(data, rule, code):
+    snap = Snapshot(data)
+    with pytest.raises(FormatError) as info:
+        snap.verify()
+    assert info.value.rule == rule, str(info.value)
+    assert code in RULE_CODES[rule]
+
+
 RULES = [f"R{i}" for i in range(1, 13)] + [f"V{i}" for i in range(1, 7)]
 
 
@@ -1031,6 +1057,18 @@ def _error_messages():
     if not header.exists():
         return {}
     return dict(re.findall(r'XX\((SM_E\w+), -?\d+, "([^"]*)"\)', header.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("data,code", [pytest.param(d, c, id=n) for n, d, _, c in ORDER_CASES])
+def test_package_verify_order_within_the_walk(data, code):
+    """The C verification reports the error §7's order gives for records that break several rules."""
+    sharedmap = _pkg()
+    snap = sharedmap.loads(data)
+    with pytest.raises(ValueError) as info:
+        snap.verify()
+    messages = _error_messages()
+    if messages:
+        assert str(info.value) == messages[code]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.rule}-{c.name}") for c in CASES])
