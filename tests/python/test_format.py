@@ -978,6 +978,28 @@ def test_package_cross_check(kind, n):
         assert _homes(ours) == _homes(mine)
 
 
+def test_package_offsets_round_up():
+    """§1: samples_offset is records_end rounded up to a multiple of 8, table_offset the end of the samples rounded
+    up to a multiple of 64; an offset already on a multiple stays (no padding)."""
+    sharedmap = _pkg()
+    stayed = set()
+    for n in (1, 2, 17):
+        for vlen in range(80):
+            m = {f"k{i:02d}": "x" * vlen for i in range(n)}
+            snap = Snapshot(_package_map(sharedmap, m).dump())
+            samples_end = snap.samples_offset + 16 * snap.sample_count
+            assert snap.samples_offset == (snap.records_end + 7) & ~7, (n, vlen)
+            assert snap.table_offset == (samples_end + 63) & ~63, (n, vlen)
+            if snap.records_end % 8 == 0:
+                stayed.add("samples")
+            if samples_end % 64 == 0:
+                stayed.add("table")
+    assert stayed == {"samples", "table"}
+    empty = Snapshot(sharedmap.rbtree().dump())
+    assert (empty.records_end, empty.samples_offset, empty.table_offset, empty.total_size) == (128, 128, 128, 128)
+    assert (empty.home_slots, empty.table_slots, empty.key_kind) == (0, 0, 0)
+
+
 def _writer_attempts(n):
     """The (hash_seed, M) of the writer's attempts for n > 0 entries, as §5 gives them."""
     M = n + n // 4 + 1
