@@ -220,6 +220,7 @@ XXH64_VECTORS = [
     (b"", 0, 0xEF46DB3751D8E999),
     (b"abc", 0, 0x44BC2CF5AD770999),
     (b"aaa", 0, 0xAE01F066E602375B),
+    (b"0123456789abcdefghijklmnopqrstuv", 0, 0xBF7C9DBE16B5C6E2),
     (b"0123456789abcdefghijklmnopqrstuvwxyz", 0, 0x69196C1B3AF0BFF9),
     (b"0123456789abcdefghijklmnopqrstuvwxyz", 12345, 0x0050FDEDCF288068),
     ("红".encode(), 1, 0x61A721D62FC1D507),
