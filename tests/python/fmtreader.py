@@ -189,23 +189,19 @@ class Snapshot:
         # R1: magic.
         if n < 8 or d[:8] != MAGIC:
             raise FormatError("R1", "not a sharedmap snapshot (bad magic)")
-        # R2: byte order (needs 12 bytes; fewer is a truncated header, R4).
-        if n < 12:
-            raise FormatError("R4", f"truncated header: {n} bytes")
+        # R2: 16 bytes (byte order, version and header size) present, then the byte order.
+        if n < 16:
+            raise FormatError("R2", f"truncated header: {n} bytes")
         byte_order = self._u("I", 8)
         if byte_order != BYTE_ORDER:
             if byte_order == 0x0D0C0B0A:
                 raise FormatError("R2", "snapshot written with the other byte order")
             raise FormatError("R2", f"bad byte order mark 0x{byte_order:08X}")
         # R3: version, before anything else is interpreted.
-        if n < 14:
-            raise FormatError("R4", f"truncated header: {n} bytes")
         self.version = self._u("H", 12)
         if self.version != VERSION:
             raise FormatError("R3", f"format version {self.version}, this reader knows only {VERSION}")
         # R4: header size, and the whole header is present.
-        if n < 16:
-            raise FormatError("R4", f"truncated header: {n} bytes")
         self.header_size = self._u("H", 14)
         if self.header_size != HEADER_SIZE:
             raise FormatError("R4", f"header_size {self.header_size}, expected {HEADER_SIZE}")
@@ -241,21 +237,22 @@ class Snapshot:
             self.body_checksum,
         ) = struct.unpack_from("<10Q", d, 32)
         self.superseded = self._u("Q", 120)
-        # R7: reserved bytes, key kind, hash id, sample shift.
+        # R7: reserved bytes.
         if any(self.reserved):
             raise FormatError("R7", f"reserved header bytes 27..31 are not zero: {self.reserved.hex()}")
-        if self.key_kind > KEY_STR:
-            raise FormatError("R7", f"unknown key_kind {self.key_kind}")
-        if self.key_kind == KEY_NONE and self.count != 0:
-            raise FormatError("R7", f"key_kind 0 (none) with count {self.count}")
-        if self.hash_id != 1:
-            raise FormatError("R7", f"unknown hash_id {self.hash_id}")
-        if self.sample_shift > 8:
-            raise FormatError("R7", f"sample_shift {self.sample_shift} > 8")
         # R8: total size.
         if self.total_size != n:
             raise FormatError("R8", f"total_size {self.total_size} but {n} bytes are available")
-        # R9: the layout (Python integers do not overflow, so sums would be safe here; differences anyway).
+        # R9: key kind, hash id, sample shift, then the layout (Python integers do not overflow, so sums would be
+        # safe here; differences anyway).
+        if self.key_kind > KEY_STR:
+            raise FormatError("R9", f"unknown key_kind {self.key_kind}")
+        if self.key_kind == KEY_NONE and self.count != 0:
+            raise FormatError("R9", f"key_kind 0 (none) with count {self.count}")
+        if self.hash_id != 1:
+            raise FormatError("R9", f"unknown hash_id {self.hash_id}")
+        if self.sample_shift > 8:
+            raise FormatError("R9", f"sample_shift {self.sample_shift} > 8")
         if not (HEADER_SIZE <= self.records_end <= self.samples_offset <= self.table_offset <= self.total_size):
             raise FormatError(
                 "R9",

@@ -462,7 +462,7 @@ def test_a_miss_reads_at_most_256_slots():
 
 @pytest.mark.parametrize("kind", [0, 1, 2])
 def test_empty_maps(kind):
-    """count = 0: key_kind 0 (R7 allows 1 and 2 too), M = 1; and the smallest layout R9 allows (no table)."""
+    """count = 0: key_kind 0 (R9 allows 1 and 2 too), M = 1; and the smallest layout R9 allows (no table)."""
     full = mutate(build([]), fields={"key_kind": kind})
     bare = bytearray(128)
     bare[:128] = full[:128]
@@ -582,6 +582,11 @@ CASES = [
     # §7 gives SM_EENDIAN for R2; for a mark that is neither order, the C reader says SM_EHEADER.
     Case("R2", "zero", mutate(fields={"byte_order": 0}), codes=("SM_EENDIAN", "SM_EHEADER")),
     Case("R2", "swapped_stale_checksum", mutate(patches=[(8, bytes.fromhex("0A0B0C0D"))], seal_header=False)),
+    # R2 also needs 16 bytes, before it reads the byte order (SM_ETRUNCATED).
+    Case("R2", "truncated_13", EXAMPLE[:13], codes=TRUNCATED),
+    Case("R2", "truncated_10", EXAMPLE[:10], codes=TRUNCATED),
+    Case("R2", "truncated_15_bad_byte_order", mutate(fields={"byte_order": 0})[:15], codes=TRUNCATED),
+    Case("R2", "truncated_14_version_2", mutate(fields={"version": 2})[:14], codes=TRUNCATED),
     # R3: version, checked before header_size and the checksum.
     Case("R3", "version_2", mutate(fields={"version": 2})),
     Case("R3", "version_0", mutate(fields={"version": 0})),
@@ -596,8 +601,6 @@ CASES = [
     Case("R4", "truncated_127", EXAMPLE[:127], codes=TRUNCATED),
     Case("R4", "truncated_64", EXAMPLE[:64], codes=TRUNCATED),
     Case("R4", "truncated_16", EXAMPLE[:16], codes=TRUNCATED),
-    Case("R4", "truncated_13", EXAMPLE[:13], codes=TRUNCATED),
-    Case("R4", "truncated_10", EXAMPLE[:10], codes=TRUNCATED),
     # R5: header checksum.
     Case("R5", "created_changed", mutate(fields={"created": 1}, seal_header=False)),
     Case("R5", "count_changed", mutate(fields={"count": 2}, seal_header=False)),
@@ -608,21 +611,23 @@ CASES = [
     # R6: required flags.
     Case("R6", "bit0", mutate(fields={"required_flags": 1})),
     Case("R6", "bit31", mutate(fields={"required_flags": 0x80000000})),
-    # R7: reserved bytes, key_kind, hash_id, sample_shift.
+    # R7: reserved bytes.
     Case("R7", "reserved_27", mutate(patches=[(27, b"\x01")])),
     Case("R7", "reserved_31", mutate(patches=[(31, b"\x80")])),
-    Case("R7", "key_kind_3", mutate(fields={"key_kind": 3})),
-    Case("R7", "key_kind_255", mutate(fields={"key_kind": 255})),
-    Case("R7", "key_kind_0_with_entries", mutate(fields={"key_kind": 0})),
-    Case("R7", "hash_id_0", mutate(fields={"hash_id": 0})),
-    Case("R7", "hash_id_2", mutate(fields={"hash_id": 2})),
-    Case("R7", "sample_shift_9", mutate(fields={"sample_shift": 9})),
-    Case("R7", "sample_shift_255", mutate(fields={"sample_shift": 255})),
     # R8: total_size is the size available.
     Case("R8", "extra_byte", EXAMPLE + b"\0"),
     Case("R8", "missing_byte", EXAMPLE[:-1]),
     Case("R8", "total_size_225", mutate(fields={"total_size": 225})),
     Case("R8", "total_size_max", mutate(fields={"total_size": MASK64})),
+    Case("R8", "extra_byte_and_key_kind_3", mutate(fields={"key_kind": 3}) + b"\0"),  # R8 comes before R9
+    # R9: key_kind, hash_id, sample_shift.
+    Case("R9", "key_kind_3", mutate(fields={"key_kind": 3})),
+    Case("R9", "key_kind_255", mutate(fields={"key_kind": 255})),
+    Case("R9", "key_kind_0_with_entries", mutate(fields={"key_kind": 0})),
+    Case("R9", "hash_id_0", mutate(fields={"hash_id": 0})),
+    Case("R9", "hash_id_2", mutate(fields={"hash_id": 2})),
+    Case("R9", "sample_shift_9", mutate(fields={"sample_shift": 9})),
+    Case("R9", "sample_shift_255", mutate(fields={"sample_shift": 255})),
     # R9: the layout.
     Case("R9", "records_end_127", mutate(fields={"records_end": 127})),
     Case("R9", "records_end_after_samples", mutate(fields={"records_end": 153})),
@@ -815,11 +820,11 @@ def test_R6_compat_flags_are_ignored():
 
 
 @pytest.mark.parametrize("case", cases("R7"))
-def test_R7_header_values(case):
+def test_R7_reserved_bytes(case):
     check(case)
 
 
-def test_R7_bytes_keys_read_the_same_records():
+def test_R9_bytes_keys_read_the_same_records():
     snap = Snapshot(mutate(fields={"key_kind": 1}))
     assert list(snap.items()) == [(b"aaa", "323"), (b"tes", -2), (b"zb", True)]
     assert snap.get(b"aaa") == "323" and snap.verify()
