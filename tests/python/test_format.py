@@ -984,6 +984,19 @@ def test_package_cross_check(kind, n):
         assert _homes(ours) == _homes(mine)
 
 
+def test_package_checks_R11_on_entries_it_hands_out():
+    """§7: the C reader makes R11 on the value of an entry it hands out (a lookup's hit, even for `in`; each entry
+    iterated, keys alone too), not on a record it only steps over or compares keys with while seeking."""
+    sharedmap = _pkg()
+    snap = sharedmap.loads(mutate(patches=[(137, b"\x17")]))  # "tes": type 7
+    for use in (lambda: snap.get("tes"), lambda: "tes" in snap, lambda: list(snap.keys()),
+                lambda: snap.peekitem(1)):
+        with pytest.raises(ValueError):
+            use()
+    assert snap.get("zb") is True and snap.peekitem(2) == ("zb", True)
+    assert snap.bisect_left("u") == 2  # the walk from sample 0 steps over "tes"
+
+
 def test_package_offsets_round_up():
     """§1: samples_offset is records_end rounded up to a multiple of 8, table_offset the end of the samples rounded
     up to a multiple of 64; an offset already on a multiple stays (no padding)."""
