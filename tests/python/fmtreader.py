@@ -189,23 +189,19 @@ class Snapshot:
         # R1: magic.
         if n < 8 or d[:8] != MAGIC:
             raise FormatError("R1", "not a sharedmap snapshot (bad magic)")
-        # R2: byte order (needs 12 bytes; fewer is a truncated header, R4).
-        if n < 12:
-            raise FormatError("R4", f"truncated header: {n} bytes")
+        # R2: 16 bytes (byte order, version and header size) present, then the byte order.
+        if n < 16:
+            raise FormatError("R2", f"truncated header: {n} bytes")
         byte_order = self._u("I", 8)
         if byte_order != BYTE_ORDER:
             if byte_order == 0x0D0C0B0A:
                 raise FormatError("R2", "snapshot written with the other byte order")
             raise FormatError("R2", f"bad byte order mark 0x{byte_order:08X}")
         # R3: version, before anything else is interpreted.
-        if n < 14:
-            raise FormatError("R4", f"truncated header: {n} bytes")
         self.version = self._u("H", 12)
         if self.version != VERSION:
             raise FormatError("R3", f"format version {self.version}, this reader knows only {VERSION}")
         # R4: header size, and the whole header is present.
-        if n < 16:
-            raise FormatError("R4", f"truncated header: {n} bytes")
         self.header_size = self._u("H", 14)
         if self.header_size != HEADER_SIZE:
             raise FormatError("R4", f"header_size {self.header_size}, expected {HEADER_SIZE}")
@@ -241,21 +237,22 @@ class Snapshot:
             self.body_checksum,
         ) = struct.unpack_from("<10Q", d, 32)
         self.superseded = self._u("Q", 120)
-        # R7: reserved bytes, key kind, hash id, sample shift.
+        # R7: reserved bytes.
         if any(self.reserved):
             raise FormatError("R7", f"reserved header bytes 27..31 are not zero: {self.reserved.hex()}")
-        if self.key_kind > KEY_STR:
-            raise FormatError("R7", f"unknown key_kind {self.key_kind}")
-        if self.key_kind == KEY_NONE and self.count != 0:
-            raise FormatError("R7", f"key_kind 0 (none) with count {self.count}")
-        if self.hash_id != 1:
-            raise FormatError("R7", f"unknown hash_id {self.hash_id}")
-        if self.sample_shift > 8:
-            raise FormatError("R7", f"sample_shift {self.sample_shift} > 8")
         # R8: total size.
         if self.total_size != n:
             raise FormatError("R8", f"total_size {self.total_size} but {n} bytes are available")
-        # R9: the layout (Python integers do not overflow, so sums would be safe here; differences anyway).
+        # R9: key kind, hash id, sample shift, then the layout (Python integers do not overflow, so sums would be
+        # safe here; differences anyway).
+        if self.key_kind > KEY_STR:
+            raise FormatError("R9", f"unknown key_kind {self.key_kind}")
+        if self.key_kind == KEY_NONE and self.count != 0:
+            raise FormatError("R9", f"key_kind 0 (none) with count {self.count}")
+        if self.hash_id != 1:
+            raise FormatError("R9", f"unknown hash_id {self.hash_id}")
+        if self.sample_shift > 8:
+            raise FormatError("R9", f"sample_shift {self.sample_shift} > 8")
         if not (HEADER_SIZE <= self.records_end <= self.samples_offset <= self.table_offset <= self.total_size):
             raise FormatError(
                 "R9",
@@ -484,34 +481,35 @@ class Snapshot:
         computed = xxh64(d[HEADER_SIZE : self.total_size], 0)
         if computed != self.body_checksum:
             raise FormatError("V1", f"body checksum 0x{self.body_checksum:016X} != computed 0x{computed:016X}")
-        # V2: exactly `count` records fill [128, records_end), keys strictly increasing.
+        # V2..V4 in one walk, record by record, each record's checks in the order §7 lists them: R10 (and a start
+        # below 2^48), R11, key order (V2), UTF-8 of a str key, then of a str value (V3), its sample (V4).
         recs = []
         off = HEADER_SIZE
         for i in range(self.count):
             if off >= self.records_end:
                 raise FormatError("V2", f"only {i} records in [128, {self.records_end}), count is {self.count}")
-            rec = self.record(off)
+            rec = self.record(off)  # R10, R11
+            if off > MASK48:
+                raise FormatError("V2", f"record {i} starts at {off}, where no slot can point")
             if recs and not recs[-1].key < rec.key:
                 raise FormatError(
                     "V2", f"key {rec.key!r} at {rec.offset} does not follow {recs[-1].key!r} at {recs[-1].offset}"
                 )
+            self._decode_key(rec.key)  # V3
+            if rec.type == T_STR:
+                self.value_of(rec)  # V3
+            if i & ((1 << self.sample_shift) - 1) == 0:
+                s = i >> self.sample_shift
+                soff, prefix = self.sample(s)
+                if soff != rec.offset:
+                    raise FormatError("V4", f"sample {s} points at {soff}, record {i} is at {rec.offset}")
+                if prefix != _prefix8(rec.key):
+                    raise FormatError("V4", f"sample {s} holds prefix {prefix!r}, the key is {rec.key!r}")
             recs.append(rec)
             off = rec.end
+        # V2: ... and the records fill [128, records_end), checked once every record has passed the above.
         if off != self.records_end:
             raise FormatError("V2", f"{self.count} records end at {off}, records_end is {self.records_end}")
-        # V3: str keys and str values are valid UTF-8.
-        for rec in recs:
-            self._decode_key(rec.key)
-            if rec.type == T_STR:
-                self.value_of(rec)
-        # V4: every sample points at the right record and holds its key prefix.
-        for i in range(self.sample_count):
-            soff, prefix = self.sample(i)
-            rec = recs[i << self.sample_shift]
-            if soff != rec.offset:
-                raise FormatError("V4", f"sample {i} points at {soff}, record {i << self.sample_shift} is at {rec.offset}")
-            if prefix != _prefix8(rec.key):
-                raise FormatError("V4", f"sample {i} holds prefix {prefix!r}, the key is {rec.key!r}")
         # V5: padding between regions is zero.
         samples_end = self.samples_offset + 16 * self.sample_count
         for lo, hi in ((self.records_end, self.samples_offset), (samples_end, self.table_offset)):

@@ -220,6 +220,7 @@ XXH64_VECTORS = [
     (b"", 0, 0xEF46DB3751D8E999),
     (b"abc", 0, 0x44BC2CF5AD770999),
     (b"aaa", 0, 0xAE01F066E602375B),
+    (b"0123456789abcdefghijklmnopqrstuv", 0, 0xBF7C9DBE16B5C6E2),
     (b"0123456789abcdefghijklmnopqrstuvwxyz", 0, 0x69196C1B3AF0BFF9),
     (b"0123456789abcdefghijklmnopqrstuvwxyz", 12345, 0x0050FDEDCF288068),
     ("红".encode(), 1, 0x61A721D62FC1D507),
@@ -461,7 +462,7 @@ def test_a_miss_reads_at_most_256_slots():
 
 @pytest.mark.parametrize("kind", [0, 1, 2])
 def test_empty_maps(kind):
-    """count = 0: key_kind 0 (R7 allows 1 and 2 too), M = 1; and the smallest layout R9 allows (no table)."""
+    """count = 0: key_kind 0 (R9 allows 1 and 2 too), M = 1; and the smallest layout R9 allows (no table)."""
     full = mutate(build([]), fields={"key_kind": kind})
     bare = bytearray(128)
     bare[:128] = full[:128]
@@ -581,6 +582,11 @@ CASES = [
     # §7 gives SM_EENDIAN for R2; for a mark that is neither order, the C reader says SM_EHEADER.
     Case("R2", "zero", mutate(fields={"byte_order": 0}), codes=("SM_EENDIAN", "SM_EHEADER")),
     Case("R2", "swapped_stale_checksum", mutate(patches=[(8, bytes.fromhex("0A0B0C0D"))], seal_header=False)),
+    # R2 also needs 16 bytes, before it reads the byte order (SM_ETRUNCATED).
+    Case("R2", "truncated_13", EXAMPLE[:13], codes=TRUNCATED),
+    Case("R2", "truncated_10", EXAMPLE[:10], codes=TRUNCATED),
+    Case("R2", "truncated_15_bad_byte_order", mutate(fields={"byte_order": 0})[:15], codes=TRUNCATED),
+    Case("R2", "truncated_14_version_2", mutate(fields={"version": 2})[:14], codes=TRUNCATED),
     # R3: version, checked before header_size and the checksum.
     Case("R3", "version_2", mutate(fields={"version": 2})),
     Case("R3", "version_0", mutate(fields={"version": 0})),
@@ -595,8 +601,6 @@ CASES = [
     Case("R4", "truncated_127", EXAMPLE[:127], codes=TRUNCATED),
     Case("R4", "truncated_64", EXAMPLE[:64], codes=TRUNCATED),
     Case("R4", "truncated_16", EXAMPLE[:16], codes=TRUNCATED),
-    Case("R4", "truncated_13", EXAMPLE[:13], codes=TRUNCATED),
-    Case("R4", "truncated_10", EXAMPLE[:10], codes=TRUNCATED),
     # R5: header checksum.
     Case("R5", "created_changed", mutate(fields={"created": 1}, seal_header=False)),
     Case("R5", "count_changed", mutate(fields={"count": 2}, seal_header=False)),
@@ -607,21 +611,23 @@ CASES = [
     # R6: required flags.
     Case("R6", "bit0", mutate(fields={"required_flags": 1})),
     Case("R6", "bit31", mutate(fields={"required_flags": 0x80000000})),
-    # R7: reserved bytes, key_kind, hash_id, sample_shift.
+    # R7: reserved bytes.
     Case("R7", "reserved_27", mutate(patches=[(27, b"\x01")])),
     Case("R7", "reserved_31", mutate(patches=[(31, b"\x80")])),
-    Case("R7", "key_kind_3", mutate(fields={"key_kind": 3})),
-    Case("R7", "key_kind_255", mutate(fields={"key_kind": 255})),
-    Case("R7", "key_kind_0_with_entries", mutate(fields={"key_kind": 0})),
-    Case("R7", "hash_id_0", mutate(fields={"hash_id": 0})),
-    Case("R7", "hash_id_2", mutate(fields={"hash_id": 2})),
-    Case("R7", "sample_shift_9", mutate(fields={"sample_shift": 9})),
-    Case("R7", "sample_shift_255", mutate(fields={"sample_shift": 255})),
     # R8: total_size is the size available.
     Case("R8", "extra_byte", EXAMPLE + b"\0"),
     Case("R8", "missing_byte", EXAMPLE[:-1]),
     Case("R8", "total_size_225", mutate(fields={"total_size": 225})),
     Case("R8", "total_size_max", mutate(fields={"total_size": MASK64})),
+    Case("R8", "extra_byte_and_key_kind_3", mutate(fields={"key_kind": 3}) + b"\0"),  # R8 comes before R9
+    # R9: key_kind, hash_id, sample_shift.
+    Case("R9", "key_kind_3", mutate(fields={"key_kind": 3})),
+    Case("R9", "key_kind_255", mutate(fields={"key_kind": 255})),
+    Case("R9", "key_kind_0_with_entries", mutate(fields={"key_kind": 0})),
+    Case("R9", "hash_id_0", mutate(fields={"hash_id": 0})),
+    Case("R9", "hash_id_2", mutate(fields={"hash_id": 2})),
+    Case("R9", "sample_shift_9", mutate(fields={"sample_shift": 9})),
+    Case("R9", "sample_shift_255", mutate(fields={"sample_shift": 255})),
     # R9: the layout.
     Case("R9", "records_end_127", mutate(fields={"records_end": 127})),
     Case("R9", "records_end_after_samples", mutate(fields={"records_end": 153})),
@@ -719,6 +725,32 @@ CASES = [
     Case("V6", "extra_slot_in_tail", mutate(slots={3: slot_word(136, 0x4F, 3)}), "verify"),
 ]
 
+# Records that break several of V2..V4 (§7): the first record in the walk that breaks one decides, and within a
+# record the first check in §7's list.  (name, snapshot, the rule reported, its C error code.)
+ORDER_CASES = [
+    # record 1: out of order (check 3) and its str key invalid UTF-8 (check 4)
+    ("order_before_utf8_key", build([(b"tes", 1), (b"ta\xff", 2)], key_kind=2, sort=False), "V2", "SM_ECORRUPT"),
+    # record 0: str value invalid UTF-8 (check 5) and sample 0's prefix wrong (check 6)
+    ("utf8_value_before_sample", mutate(patches=[(133, b"\xff"), (160, b"aab")]), "V3", "SM_EUTF8"),
+    # record 0: sample 0's prefix wrong; record 2: key "z\xff" invalid UTF-8 (in order)
+    ("sample_of_record_0_before_utf8_of_record_2", mutate(patches=[(160, b"aab"), (145, b"\xff")]), "V4",
+     "SM_ECORRUPT"),
+    # count 2: the two records end at 142, not at records_end (146); record 0's str value invalid UTF-8
+    ("utf8_before_records_end", mutate(patches=[(133, b"\xff")], fields={"count": 2}), "V3", "SM_EUTF8"),
+    # count 4: the walk reaches records_end after 3 records; record 2's key invalid UTF-8 first
+    ("utf8_before_running_out", mutate(patches=[(145, b"\xff")], fields={"count": 4}), "V3", "SM_EUTF8"),
+]
+
+
+@pytest.mark.parametrize("data,rule,code", [pytest.param(d, r, c, id=n) for n, d, r, c in ORDER_CASES])
+def test_verify_order_within_the_walk(data, rule, code):
+    snap = Snapshot(data)
+    with pytest.raises(FormatError) as info:
+        snap.verify()
+    assert info.value.rule == rule, str(info.value)
+    assert code in RULE_CODES[rule]
+
+
 RULES = [f"R{i}" for i in range(1, 13)] + [f"V{i}" for i in range(1, 7)]
 
 
@@ -788,11 +820,11 @@ def test_R6_compat_flags_are_ignored():
 
 
 @pytest.mark.parametrize("case", cases("R7"))
-def test_R7_header_values(case):
+def test_R7_reserved_bytes(case):
     check(case)
 
 
-def test_R7_bytes_keys_read_the_same_records():
+def test_R9_bytes_keys_read_the_same_records():
     snap = Snapshot(mutate(fields={"key_kind": 1}))
     assert list(snap.items()) == [(b"aaa", "323"), (b"tes", -2), (b"zb", True)]
     assert snap.get(b"aaa") == "323" and snap.verify()
@@ -952,12 +984,132 @@ def test_package_cross_check(kind, n):
         assert _homes(ours) == _homes(mine)
 
 
+def test_package_checks_R11_on_entries_it_hands_out():
+    """§7: the C reader makes R11 on the value of an entry it hands out (a lookup's hit, even for `in`; each entry
+    iterated, keys alone too), not on a record it only steps over or compares keys with while seeking."""
+    sharedmap = _pkg()
+    snap = sharedmap.loads(mutate(patches=[(137, b"\x17")]))  # "tes": type 7
+    for use in (lambda: snap.get("tes"), lambda: "tes" in snap, lambda: list(snap.keys()),
+                lambda: snap.peekitem(1)):
+        with pytest.raises(ValueError):
+            use()
+    assert snap.get("zb") is True and snap.peekitem(2) == ("zb", True)
+    assert snap.bisect_left("u") == 2  # the walk from sample 0 steps over "tes"
+
+
+def test_package_offsets_round_up():
+    """§1: samples_offset is records_end rounded up to a multiple of 8, table_offset the end of the samples rounded
+    up to a multiple of 64; an offset already on a multiple stays (no padding)."""
+    sharedmap = _pkg()
+    stayed = set()
+    for n in (1, 2, 17):
+        for vlen in range(80):
+            m = {f"k{i:02d}": "x" * vlen for i in range(n)}
+            snap = Snapshot(_package_map(sharedmap, m).dump())
+            samples_end = snap.samples_offset + 16 * snap.sample_count
+            assert snap.samples_offset == (snap.records_end + 7) & ~7, (n, vlen)
+            assert snap.table_offset == (samples_end + 63) & ~63, (n, vlen)
+            if snap.records_end % 8 == 0:
+                stayed.add("samples")
+            if samples_end % 64 == 0:
+                stayed.add("table")
+    assert stayed == {"samples", "table"}
+    empty = Snapshot(sharedmap.rbtree().dump())
+    assert (empty.records_end, empty.samples_offset, empty.table_offset, empty.total_size) == (128, 128, 128, 128)
+    assert (empty.home_slots, empty.table_slots, empty.key_kind) == (0, 0, 0)
+
+
+def _writer_attempts(n):
+    """The (hash_seed, M) of the writer's attempts for n > 0 entries, as §5 gives them."""
+    M = n + n // 4 + 1
+    for k in range(41):
+        if k >= 4:
+            M += M // 2
+        yield k, M
+
+
+def _key_with_hash(h, seed):
+    """The 8-byte key whose XXH64 under `seed` is h: §6 run backwards (for 8 bytes: one 8-byte step, then the
+    final mix; every step is invertible modulo 2^64)."""
+    def rotr(x, r):
+        return ((x >> r) | (x << (64 - r))) & MASK64
+
+    def unshift(y, k):  # inverse of x ^= x >> k
+        x = y
+        for _ in range(64 // k + 1):
+            x = y ^ (x >> k)
+        return x
+
+    P1, P2, P3, P4, P5 = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63,
+                          0x27D4EB2F165667C5)
+
+    def inv(a):
+        return pow(a, -1, 1 << 64)
+
+    h = unshift(h, 32) * inv(P3) & MASK64
+    h = unshift(h, 29) * inv(P2) & MASK64
+    h = unshift(h, 33)
+    r = rotr((h - P4) * inv(P1) & MASK64, 27) ^ ((seed + P5 + 8) & MASK64)  # r = round(0, w)
+    return (rotr(r * inv(P1) & MASK64, 31) * inv(P2) & MASK64).to_bytes(8, "little")
+
+
+def test_writer_attempts_as_the_document_lists_them():
+    assert list(_writer_attempts(3))[:7] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 6), (5, 9), (6, 13)]
+    rng = random.Random(8)
+    for _ in range(50):
+        h, seed = rng.getrandbits(64), rng.getrandbits(64)
+        assert xxh64(_key_with_hash(h, seed), seed) == h
+
+
+def test_package_retries_seeds_then_grows_M():
+    """§5: a displacement over 255 makes the writer try the next (hash_seed, M): seeds 1, 2, 3 with the same M,
+    then M grown by floor(M / 2) before each further seed.  257 keys share home 0 under each of the first five
+    attempts (so each of those has a displacement of 256), which leaves (5, M(5)) as the first that succeeds; the
+    package writes exactly what our writer writes with it."""
+    sharedmap = _pkg()
+    failing = 5
+    n = 257 * failing
+    attempts = list(_writer_attempts(n))
+    rng = random.Random(5)
+    keys = set()
+    for seed, M in attempts[:failing]:
+        for _ in range(257):
+            keys.add(_key_with_hash(rng.randrange(MASK64 // M + 1), seed))  # h * M < 2^64: home 0
+    assert len(keys) == n
+    entries = [(k, i) for i, k in enumerate(sorted(keys))]
+    for seed, M in attempts[:failing]:
+        with pytest.raises(ValueError, match="displacement"):
+            build(entries, seed=seed, home_slots=M)
+    seed, M = attempts[failing]
+    assert (seed, M) == (5, 3615)  # M(0..3) = 1285 + 321 + 1 = 1607, M(4) = 1607 + 803, M(5) = 2410 + 1205
+    ours = build(entries, seed=seed, home_slots=M)
+    data = _package_map(sharedmap, dict(entries)).dump()
+    snap = Snapshot(data)
+    assert (snap.hash_seed, snap.home_slots) == (seed, M)
+    # All but `created` (96..104) and the header checksum (112..120) that covers it.
+    assert data[:96] + data[104:112] + data[120:] == ours[:96] + ours[104:112] + ours[120:]
+    assert snap.verify() and sharedmap.loads(data).verify()
+    assert all(snap.get(k) == v for k, v in entries[::50])
+
+
 def _error_messages():
     """SM_E* code -> message, from the public header (the package raises ValueError(message))."""
     header = FORMAT_MD.parents[1] / "include" / "sharedmap.h"
     if not header.exists():
         return {}
     return dict(re.findall(r'XX\((SM_E\w+), -?\d+, "([^"]*)"\)', header.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("data,code", [pytest.param(d, c, id=n) for n, d, _, c in ORDER_CASES])
+def test_package_verify_order_within_the_walk(data, code):
+    """The C verification reports the error §7's order gives for records that break several rules."""
+    sharedmap = _pkg()
+    snap = sharedmap.loads(data)
+    with pytest.raises(ValueError) as info:
+        snap.verify()
+    messages = _error_messages()
+    if messages:
+        assert str(info.value) == messages[code]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.rule}-{c.name}") for c in CASES])
