@@ -22,6 +22,10 @@ BUILD  ?= build
 # independent reader's xxh64).
 PY_TEST_DEPS := pytest hypothesis mypy xxhash
 
+# The newest glibc the library may need (symbol versions; src/compat.h avoids the newer ones):
+# 2.28, for renameat2.
+GLIBC_FLOOR := 2.28
+
 # `make test` replays the fuzz corpus and regressions (gcc, ASan+UBSan), then runs libFuzzer
 # for FUZZ_SMOKE_SECONDS per target (about a minute in all; clang is installed if missing).
 # FUZZ_SMOKE=0 skips that smoke run.
@@ -61,8 +65,9 @@ PY_SRCS   := $(wildcard src/*.c src/*.h include/*.h python/sharedmap/*.c python/
 VENV_STAMP    := $(VENV)/.sharedmap-deps
 INSTALL_STAMP := $(VENV)/.sharedmap-installed
 
-.PHONY: FORCE help all lib install uninstall ctest check-exports example venv install-py pytest \
-        pytest-asan pytest-others test deps demo bench fuzz fuzz-replay golden clean distclean
+.PHONY: FORCE help all lib install uninstall ctest check-exports check-glibc example venv \
+        install-py pytest pytest-asan pytest-others test deps demo bench fuzz fuzz-replay golden \
+        clean distclean
 
 # ---------------------------------------------------------------- help
 help: ## list the targets
@@ -145,6 +150,17 @@ check-exports: $(BUILD)/libsharedmap.so ## check that the .so exports sm_* symbo
 	if [ -n "$$bad" ]; then echo "exported symbols outside sm_*:"; echo "$$bad"; exit 1; fi; \
 	echo "exports: $$(nm -D --defined-only $(BUILD)/libsharedmap.so | awk '$$2 == "T"' | wc -l) sm_* functions, nothing else"
 
+# A new glibc symbol (a function added or given a new version after GLIBC_FLOOR) would raise
+# the glibc the library and the wheel need: give it a shim in src/compat.h instead.
+check-glibc: $(BUILD)/libsharedmap.so ## check that the .so needs no glibc newer than GLIBC_FLOOR (2.28)
+	@newer=$$(objdump -T $< | sed -n 's/.*(GLIBC_\([0-9.]*\)) *\([^ ]*\)$$/\1 \2/p' | \
+	    awk -v floor=$(GLIBC_FLOOR) '{ split($$1, v, "."); split(floor, f, "."); \
+	        if (v[1] + 0 > f[1] + 0 || (v[1] + 0 == f[1] + 0 && v[2] + 0 > f[2] + 0)) \
+	            print "  " $$2 "@GLIBC_" $$1 }'); \
+	if [ -n "$$newer" ]; then echo "symbols newer than glibc $(GLIBC_FLOOR) (see src/compat.h):"; \
+	    echo "$$newer"; exit 1; fi; \
+	echo "glibc: nothing newer than $(GLIBC_FLOOR) needed"
+
 example: $(BUILD)/ctest/example $(BUILD)/ctest/example-san ## build and run the README's C example (pkg-config + shared lib, and under ASan)
 	@awk '/^<!-- example.c/ {grab=1; next} grab && /^```c$$/ {inblock=1; next} \
 	    inblock && /^```$$/ {exit} inblock {print}' README.md | diff -u tests/c/example.c - \
@@ -152,7 +168,7 @@ example: $(BUILD)/ctest/example $(BUILD)/ctest/example-san ## build and run the 
 	LD_LIBRARY_PATH=$(BUILD) $(BUILD)/ctest/example ctest-example.$$$$
 	$(BUILD)/ctest/example-san ctest-example-san.$$$$ > /dev/null
 
-ctest: $(BUILD)/ctest/runner check-exports example ## build and run the C tests under ASan+UBSan (ARGS=NAME runs one)
+ctest: $(BUILD)/ctest/runner check-exports check-glibc example ## build and run the C tests under ASan+UBSan (ARGS=NAME runs one)
 	$(BUILD)/ctest/runner $(ARGS)
 
 # Regenerates tests/golden/small.{snap,expected}: run only for an intended format change.

@@ -9,7 +9,9 @@
  *                    buffer straight to the kernel too.  Elsewhere it is plain fstat.
  *   strerrorname_np  GLIBC_2.32, as is strerrordesc_np: compat.c has the table of names
  *                    and untranslated messages they return (glibc 2.36's, checked against
- *                    them by tests/c/test-compat.c). */
+ *                    them by tests/c/test-compat.c).
+ *
+ * `make check-glibc` (part of `make ctest`) fails if libsharedmap.so needs a newer glibc. */
 #ifndef SM_COMPAT_H
 #define SM_COMPAT_H
 
