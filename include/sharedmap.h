@@ -37,8 +37,9 @@
  *     it after a reader mapped it; touching the lost pages then raises SIGBUS in
  *     the reader.  sharedmap itself never truncates or rewrites a published file:
  *     it replaces it by a new one.
- *   - Platform: Linux with glibc >= 2.32 (O_TMPFILE, renameat2, posix_fallocate on
- *     tmpfs, strerrorname_np) and a compiler with unsigned __int128 (64-bit targets).
+ *   - Platform: Linux with glibc >= 2.28 (renameat2; src/compat.h stands in for the
+ *     newer symbols) and kernel >= 3.17 (O_TMPFILE, renameat2 and posix_fallocate on
+ *     tmpfs, getrandom), and a compiler with unsigned __int128 (64-bit targets).
  */
 #ifndef SHAREDMAP_H
 #define SHAREDMAP_H

@@ -1,8 +1,6 @@
 /* errors.c: messages and names for the error codes (generated from SM_ERROR_MAP). */
 #include "internal.h"
 
-#include <string.h>
-
 const char *sm_strerror(int code) {
     switch (code) {
     case 0:
@@ -16,7 +14,7 @@ const char *sm_strerror(int code) {
         break;
     }
     if (code < 0 && code > -4096) {
-        const char *s = strerrordesc_np(-code); /* static, thread-safe (glibc >= 2.32) */
+        const char *s = smi_strerrordesc(-code); /* static, thread-safe (compat.c) */
         if (s)
             return s;
     }
@@ -36,6 +34,6 @@ const char *sm_errname(int code) {
         break;
     }
     if (code < 0 && code > -4096)
-        return strerrorname_np(-code);
+        return smi_strerrorname(-code);
     return NULL;
 }

@@ -2,6 +2,7 @@
 #ifndef SM_INTERNAL_H
 #define SM_INTERNAL_H
 
+#include "compat.h"
 #include "format.h"
 #include "sharedmap.h"
 

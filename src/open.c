@@ -107,7 +107,7 @@ int sm_reader_open_mem(sm_reader **out, const void *data, size_t size) {
 /* Map an open file read-only and validate it.  Takes no ownership of fd. */
 static int open_fd(sm_reader **out, int fd) {
     struct stat st;
-    if (fstat(fd, &st) < 0)
+    if (smi_fstat(fd, &st) < 0)
         return -errno;
     if (!S_ISREG(st.st_mode))
         return SM_ENOTSNAPSHOT;

@@ -177,7 +177,7 @@ static int mark_superseded(int dirfd, const char *name, uint64_t value) {
     int done = 0;
     struct stat st;
     unsigned char head[SMF_MAGIC_LEN + 8];
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= SMF_HEADER_SIZE &&
+    if (smi_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= SMF_HEADER_SIZE &&
         pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head &&
         memcmp(head, SMF_MAGIC, SMF_MAGIC_LEN) == 0) {
         unsigned char word[8];
@@ -378,7 +378,7 @@ int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
         struct stat st;
         if (fd < 0) {
             err = -errno;
-        } else if (fstat(fd, &st) < 0) {
+        } else if (smi_fstat(fd, &st) < 0) {
             err = -errno;
         } else if (!S_ISREG(st.st_mode)) {
             err = SM_ENOTSNAPSHOT;
