@@ -241,7 +241,10 @@ SM_API int sm_name_check(const char *name);
  *  0 means SM_DEFAULT_MODE), and then renamed to its public name in one atomic
  *  step.  Without SM_FORCE an existing map gives -EEXIST and is left alone; with
  *  it the existing map is replaced atomically: readers attached to it keep it,
- *  new readers get the new one, nobody ever sees a partial map.
+ *  new readers get the new one, nobody ever sees a partial map.  The replaced
+ *  snapshot has its superseded word set (sm_reader_superseded) before it is
+ *  unlinked, by this call or by a concurrent sm_gc() that gets to it first; one
+ *  whose mode denies its owner write access (0444) gets u+w to be marked.
  *  @return 0, SM_ENAME, -EEXIST, -ENOSPC, -EACCES / -EPERM (e.g. replacing another
  *          user's map), what sm_builder_layout() returns, other -errno. */
 SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
@@ -251,14 +254,18 @@ SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned
  *  fsync, rename, fsync of the directory), with the same flags and mode rules as
  *  sm_publish().  The final component of @p path is never followed as a symlink.
  *  A replaced snapshot file gets its superseded word set (so readers of it can
- *  refresh; other hard links to it see that too) and is unlinked, never truncated.
+ *  refresh; other hard links to it see that too, and the u+w it may need for it)
+ *  and is unlinked, never truncated.
  *  An error from the final fsync of
  *  the directory is returned although the new file is already in place. */
 SM_API int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode);
 
-/** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  Readers already attached
- *  keep working; new attaches fail with -ENOENT.  @return 0, -ENOENT if there was
- *  no such map, SM_ENAME, other -errno. */
+/** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  The map is renamed out of
+ *  its name, its superseded word set, and unlinked (like sm_publish(), by this call
+ *  or by a concurrent sm_gc()).  Readers already attached keep working, and
+ *  sm_reader_superseded() tells them; new attaches fail with -ENOENT.
+ *  @return 0 once the map has left its name, -ENOENT if there was no such map,
+ *  SM_ENAME, other -errno. */
 SM_API int sm_unpublish(const char *dir, const char *name);
 
 /* ---------------------------------------------------------------- reader */
@@ -394,10 +401,15 @@ typedef int (*sm_list_fn)(const char *name, const sm_info *info, int err, void *
  *  Reads only each header.  @return 0, the callback's non-zero value, or -errno. */
 SM_API int sm_list(const char *dir, sm_list_fn fn, void *ctx);
 
-/** Remove the debris of publishes whose writer died (temporary objects no live
- *  process holds).  Never touches a published map or a publish in progress (on a
- *  filesystem without O_TMPFILE, a temporary is created a moment before it is
- *  locked; a gc in that moment removes it and that publish fails with -ENOENT).
+/** Remove the debris of publishes whose writer died: temporary objects (regular
+ *  files named .sharedmap-tmp.*) no live process holds.  Never touches a published
+ *  map or a publish in progress (on a filesystem without O_TMPFILE, a temporary is
+ *  created a moment before it is locked; a gc in that moment removes it and that
+ *  publish fails with -ENOENT).  A snapshot that sm_publish(SM_FORCE) or
+ *  sm_unpublish() has just taken out of its public name is unlocked too, and may be
+ *  removed here first: like them, gc sets the superseded word of every snapshot
+ *  before it unlinks it, so its readers always learn that it is gone, and it leaves
+ *  one it may not write (another user's) for its owner's gc.
  *  @p removed (may be NULL) receives the count.  @return 0 or -errno. */
 SM_API int sm_gc(const char *dir, unsigned *removed);
 

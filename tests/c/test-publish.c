@@ -5,10 +5,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A builder of n random str->any entries and its model. */
@@ -799,4 +803,250 @@ TEST_TIMEOUT(publish_race_every_replaced_is_flagged, 120) {
     unsigned removed = 0;
     ASSERT_OK(sm_gc(dir, &removed)); /* nothing may linger either */
     ASSERT_EQ(removed, 0);
+}
+
+/* Findings 1-2: sm_gc racing a forced publish or an unpublish.  Between the rename
+ * that takes a snapshot out of the public name (RENAME_EXCHANGE, or unpublish's
+ * rename) and its unlink, it sits unlocked under a temporary name; a gc that
+ * unlinked it there without setting its superseded word stranded every reader of it,
+ * and an unpublish whose temporary gc had unlinked said -ENOENT for a map it had
+ * removed.  Real processes for a few seconds: a gc loop, one publisher (the only
+ * one, so every step it takes displaces exactly the snapshot the step before put
+ * there), and readers that attach and then wait for the next two steps. */
+struct gc_race {
+    uint64_t steps; /* publishes and unpublishes the publisher has finished */
+    int done;
+    uint64_t checked, stranded, false_enoent, unpublished, gc_removed;
+};
+
+enum { GC_RACE_MS = 3000 };
+
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void child_gc_loop(void *arg) {
+    struct gc_race *s = arg;
+    while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
+        unsigned n = 0;
+        ASSERT_OK(sm_gc(test_dir(), &n));
+        __atomic_add_fetch(&s->gc_removed, n, __ATOMIC_RELAXED);
+    }
+}
+
+static void child_race_publisher(void *arg) {
+    struct gc_race *s = arg;
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+    uint64_t end = monotonic_ms() + GC_RACE_MS;
+    sm_reader *last = NULL; /* attached to what the step before published */
+    /* publish, replace, unpublish: both windows in turn */
+    for (unsigned i = 0; monotonic_ms() < end; i++) {
+        if (i % 3 == 2) {
+            int rc = sm_unpublish(test_dir(), "m");
+            if (rc == -ENOENT)
+                __atomic_add_fetch(&s->false_enoent, 1, __ATOMIC_RELAXED);
+            else
+                ASSERT_OK(rc);
+            __atomic_add_fetch(&s->unpublished, 1, __ATOMIC_RELAXED);
+        } else {
+            ASSERT_OK(sm_publish(b, test_dir(), "m", SM_FORCE, 0));
+        }
+        if (last) {
+            __atomic_add_fetch(&s->checked, 1, __ATOMIC_RELAXED);
+            if (!sm_reader_superseded(last))
+                __atomic_add_fetch(&s->stranded, 1, __ATOMIC_RELAXED);
+            sm_reader_close(last);
+            last = NULL;
+        }
+        __atomic_add_fetch(&s->steps, 1, __ATOMIC_RELEASE);
+        if (i % 3 != 2) /* the name holds what we just published: gc never touches it */
+            ASSERT_OK(sm_reader_open_shm(&last, test_dir(), "m"));
+    }
+    sm_reader_close(last);
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    sm_builder_free(b);
+}
+
+static void child_race_reader(void *arg) {
+    struct gc_race *s = arg;
+    while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
+        sm_reader *r = NULL;
+        if (sm_reader_open_shm(&r, test_dir(), "m") != 0)
+            continue; /* between an unpublish and the next publish */
+        /* The snapshot was put under the name by step `seen + 1` at the latest (it may
+         * be in progress), so step `seen + 2` displaced or removed it. */
+        uint64_t seen = __atomic_load_n(&s->steps, __ATOMIC_ACQUIRE);
+        while (__atomic_load_n(&s->steps, __ATOMIC_ACQUIRE) < seen + 2 &&
+               !__atomic_load_n(&s->done, __ATOMIC_ACQUIRE))
+            nanosleep(&(struct timespec){0, 20000}, NULL); /* leave the cores to gc and publisher */
+        if (__atomic_load_n(&s->steps, __ATOMIC_ACQUIRE) >= seen + 2) {
+            __atomic_add_fetch(&s->checked, 1, __ATOMIC_RELAXED);
+            if (!sm_reader_superseded(r))
+                __atomic_add_fetch(&s->stranded, 1, __ATOMIC_RELAXED);
+        }
+        sm_reader_close(r);
+    }
+}
+
+TEST_TIMEOUT(gc_race_publish_unpublish, 60) {
+    struct gc_race *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT(s != MAP_FAILED);
+    memset(s, 0, sizeof *s);
+    test_dir();
+    enum { NREADERS = 2 };
+    pid_t readers[NREADERS];
+    pid_t gc = test_spawn(child_gc_loop, s);
+    for (int i = 0; i < NREADERS; i++)
+        readers[i] = test_spawn(child_race_reader, s);
+    pid_t pub = test_spawn(child_race_publisher, s);
+    ASSERT_CHILD_OK(pub);
+    for (int i = 0; i < NREADERS; i++)
+        ASSERT_CHILD_OK(readers[i]);
+    ASSERT_CHILD_OK(gc);
+    if (s->checked < 100 || s->stranded || s->false_enoent)
+        test_fail(__FILE__, __LINE__,
+                  "%" PRIu64 " steps, %" PRIu64 " attaches checked (want >= 100), %" PRIu64
+                  " stranded (want 0), %" PRIu64 " of %" PRIu64
+                  " unpublishes said ENOENT (want 0), gc removed %" PRIu64,
+                  s->steps, s->checked, s->stranded, s->false_enoent, s->unpublished,
+                  s->gc_removed);
+    /* nothing is left behind but the map itself */
+    ASSERT_OK(sm_gc(test_dir(), NULL));
+    const char *left = dir_listing(test_dir());
+    ASSERT(strcmp(left, "") == 0 || strcmp(left, "sharedmap.m") == 0);
+    munmap(s, sizeof *s);
+}
+
+/* A publisher killed between its RENAME_EXCHANGE and the retiring of what it
+ * displaced, or an unpublisher killed after its rename, leaves a complete snapshot
+ * unlocked under a temporary name: gc marks it before it removes it. */
+TEST(gc_marks_what_a_killed_publisher_displaced) {
+    const char *dir = test_dir();
+    model m1, m2;
+    sm_builder *b1 = versioned_builder(&m1, 20, 1);
+    sm_builder *b2 = versioned_builder(&m2, 30, 2);
+    ASSERT_OK(sm_publish(b1, dir, "m", 0, 0));
+    sm_reader *r1 = NULL, *r2 = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r1, dir, "m"));
+    /* steps 1-4a and the exchange of a publish, and then nothing */
+    const char *tmp = test_path(".sharedmap-tmp.1.00000000000000ff.m");
+    ASSERT_OK(sm_save(b2, tmp, 0, 0));
+    ASSERT_OK(renameat2(AT_FDCWD, tmp, AT_FDCWD, shm_path(dir, "m"), RENAME_EXCHANGE));
+    ASSERT_EQ(sm_reader_superseded(r1), 0);
+    unsigned removed = 0;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(sm_reader_superseded(r1), 1);
+    check_reader(r1, &m1, 1, 20); /* still readable */
+    ASSERT_STR_EQ(dir_listing(dir), "sharedmap.m");
+
+    /* an unpublish's rename, and then nothing */
+    ASSERT_OK(sm_reader_open_shm(&r2, dir, "m"));
+    check_reader(r2, &m2, 2, 20);
+    ASSERT_OK(rename(shm_path(dir, "m"), tmp));
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(sm_reader_superseded(r2), 1);
+    ASSERT_STR_EQ(dir_listing(dir), "");
+    sm_reader_close(r1);
+    sm_reader_close(r2);
+    sm_builder_free(b1);
+    sm_builder_free(b2);
+    model_free(&m1);
+    model_free(&m2);
+}
+
+/* As another user: the directory of the test is root's. */
+static void become_nobody(void) {
+    struct passwd *pw = getpwnam("nobody");
+    ASSERT(pw != NULL);
+    ASSERT_OK(setgid(pw->pw_gid));
+    ASSERT_OK(setuid(pw->pw_uid));
+}
+
+static void child_gc_as_nobody(void *arg) {
+    const char *dir = arg;
+    become_nobody();
+    unsigned removed = 99;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+}
+
+/* A map published read-only (0444) is still marked by its owner, when replaced, when
+ * removed, and when a killed publisher left it to gc. */
+static void child_readonly_maps(void *arg) {
+    const char *dir = arg;
+    become_nobody();
+    model m;
+    sm_builder *b = versioned_builder(&m, 10, 1);
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_publish(b, dir, "ro", 0, 0444));
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "ro"));
+    ASSERT_OK(sm_publish(b, dir, "ro", SM_FORCE, 0444));
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader_close(r);
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "ro"));
+    ASSERT_OK(sm_unpublish(dir, "ro"));
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader_close(r);
+
+    ASSERT_OK(sm_publish(b, dir, "ro", 0, 0444));
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "ro"));
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/.sharedmap-tmp.1.00000000000000ee.ro", dir);
+    ASSERT_OK(rename(shm_path(dir, "ro"), tmp));
+    unsigned removed = 0;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader_close(r);
+
+    /* a live writer's read-only temporary: gc leaves it, and its mode */
+    snprintf(tmp, sizeof tmp, "%s/.sharedmap-tmp.1.00000000000000dd.ro", dir);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    ASSERT(fd >= 0);
+    ASSERT_OK(fchmod(fd, 0444));
+    ASSERT_OK(flock(fd, LOCK_EX));
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+    ASSERT_EQ(file_mode(tmp), 0444);
+    ASSERT_OK(unlink(tmp));
+    close(fd);
+    sm_builder_free(b);
+    model_free(&m);
+}
+
+TEST(gc_and_snapshots_it_may_not_write) {
+    if (geteuid() != 0) {
+        printf("    skipped: needs root, to act as nobody\n");
+        return;
+    }
+    /* a directory anyone may write, without the sticky bit: nobody may unlink root's
+     * files in it, but cannot write them */
+    ASSERT_OK(chmod(test_dir(), 0711));
+    const char *shared = test_path("shared");
+    ASSERT_OK(mkdir(shared, 0777));
+    ASSERT_OK(chmod(shared, 0777));
+    model m;
+    sm_builder *b = versioned_builder(&m, 10, 1);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/.sharedmap-tmp.1.00000000000000aa.m", shared);
+    ASSERT_OK(sm_save(b, tmp, 0, 0644));
+    /* gc cannot mark it, so it leaves it: unlinking it unmarked would strand its readers */
+    ASSERT_CHILD_OK(test_spawn(child_gc_as_nobody, (void *)shared));
+    ASSERT(exists(tmp));
+    /* root's gc can */
+    unsigned removed = 0;
+    ASSERT_OK(sm_gc(shared, &removed));
+    ASSERT_EQ(removed, 1);
+
+    ASSERT_CHILD_OK(test_spawn(child_readonly_maps, (void *)shared));
+    ASSERT_STR_EQ(dir_listing(shared), "");
+    sm_builder_free(b);
+    model_free(&m);
 }
