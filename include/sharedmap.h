@@ -83,7 +83,8 @@ extern "C" {
     XX(SM_ENAME, -30711, "invalid map name (empty, too long, or contains '/' or NUL)")         \
     XX(SM_ETOOBIG, -30712, "key, value or snapshot too large for the format")                  \
     XX(SM_ETYPE, -30713, "invalid value type")                                                 \
-    XX(SM_ENOTSNAPSHOT, -30714, "file is not a regular file")
+    XX(SM_ENOTSNAPSHOT, -30714, "file is not a regular file")                                  \
+    XX(SM_ESYMLINK, -30715, "file is a symbolic link; sharedmap never follows symlinks")
 
 enum {
 #define SM_XX_ENUM(name, value, msg) name = value,
@@ -284,11 +285,14 @@ typedef struct sm_info {
 
 /** Attach to the map published as @p name in @p dir (NULL: SM_DEFAULT_DIR).
  *  The map is mapped read-only (no write access is needed or used); the header is
- *  validated in O(1).  @return 0, -ENOENT, -EACCES, SM_ENAME, SM_EBADMAGIC, ... */
+ *  validated in O(1).  A symlink under the name is never followed.
+ *  @return 0, -ENOENT, -EACCES, SM_ENAME, SM_ESYMLINK (a symlink under the name),
+ *  SM_ENOTSNAPSHOT (a directory, FIFO, ... under the name), SM_EBADMAGIC, ... */
 SM_API int sm_reader_open_shm(sm_reader **out, const char *dir, const char *name);
 
 /** Open a snapshot file read-only by mmap.  The last path component is not
- *  followed if it is a symlink (-ELOOP).  Same checks as sm_reader_open_shm(). */
+ *  followed if it is a symlink (SM_ESYMLINK; -ELOOP only for too many symlinks in
+ *  the directories of @p path).  Same checks as sm_reader_open_shm(). */
 SM_API int sm_reader_open_file(sm_reader **out, const char *path);
 
 /** Open a snapshot held in memory, without copying it.  The caller keeps

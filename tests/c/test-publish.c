@@ -443,13 +443,21 @@ TEST(nofollow) {
     const char *target = test_path("target.snap");
     ASSERT_OK(sm_save(b, target, 0, 0));
 
-    /* a symlink to a valid snapshot is refused, as a file and as a map name */
+    /* a symlink to a valid snapshot is refused, as a file and as a map name, with an
+     * error that says why (not ELOOP's "too many levels of symbolic links") */
     const char *link = test_path("link.snap");
     ASSERT_OK(symlink(target, link));
     sm_reader *r = NULL;
-    ASSERT_ERR(sm_reader_open_file(&r, link), -ELOOP);
+    ASSERT_ERR(sm_reader_open_file(&r, link), SM_ESYMLINK);
     ASSERT_OK(symlink(target, shm_path(test_dir(), "evil")));
-    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "evil"), -ELOOP);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "evil"), SM_ESYMLINK);
+    ASSERT_OK(symlink(test_dir(), test_path("dir.snap")));
+    ASSERT_ERR(sm_reader_open_file(&r, test_path("dir.snap")), SM_ESYMLINK);
+    /* a real ELOOP, in the directories of the path, stays one */
+    ASSERT_OK(symlink("loop", test_path("loop")));
+    ASSERT_ERR(sm_reader_open_file(&r, test_path("loop/x.snap")), -ELOOP);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_path("loop"), "x"), -ELOOP);
+    ASSERT_STR_EQ(sm_errname(SM_ESYMLINK), "SM_ESYMLINK");
 
     /* saving or publishing onto a symlink never writes through it */
     sm_builder *b2 = NULL;
@@ -473,7 +481,7 @@ TEST(nofollow) {
 
     /* a dangling symlink under a map name: refused, and unpublish removes the link only */
     ASSERT_OK(symlink(test_path("absent"), shm_path(test_dir(), "dangling")));
-    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "dangling"), -ELOOP);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "dangling"), SM_ESYMLINK);
     ASSERT_ERR(sm_publish(b2, test_dir(), "dangling", 0, 0), -EEXIST);
     ASSERT(!exists(test_path("absent")));
 
