@@ -245,15 +245,21 @@ SM_API int sm_name_check(const char *name);
  *  new readers get the new one, nobody ever sees a partial map.  The replaced
  *  snapshot has its superseded word set (sm_reader_superseded) before it is
  *  unlinked, by this call or by a concurrent sm_gc() that gets to it first; one
- *  whose mode denies its owner write access (0444) gets u+w to be marked.
+ *  whose mode denies its owner write access (0444) gets u+w to be marked.  Only a
+ *  regular file is ever replaced: a directory, symlink or other object under the
+ *  name is refused and left as it is.
  *  @return 0, SM_ENAME, -EEXIST, -ENOSPC, -EACCES / -EPERM (e.g. replacing another
- *          user's map), what sm_builder_layout() returns, other -errno. */
+ *          user's map), with SM_FORCE -EISDIR (a directory under the name),
+ *          SM_ESYMLINK (a symlink), SM_ENOTSNAPSHOT (a FIFO, socket, device), what
+ *          sm_builder_layout() returns, other -errno. */
 SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
                       unsigned mode);
 
 /** Write the builder's snapshot to the file @p path, atomically (temporary file,
  *  fsync, rename, fsync of the directory), with the same flags and mode rules as
- *  sm_publish().  The final component of @p path is never followed as a symlink.
+ *  sm_publish().  The final component of @p path is never followed as a symlink,
+ *  and, as with sm_publish(), only a regular file there is replaced (-EISDIR,
+ *  SM_ESYMLINK, SM_ENOTSNAPSHOT otherwise).
  *  A replaced snapshot file gets its superseded word set (so readers of it can
  *  refresh; other hard links to it see that too, and the u+w it may need for it)
  *  and is unlinked, never truncated.
@@ -264,9 +270,11 @@ SM_API int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mod
 /** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  The map is renamed out of
  *  its name, its superseded word set, and unlinked (like sm_publish(), by this call
  *  or by a concurrent sm_gc()).  Readers already attached keep working, and
- *  sm_reader_superseded() tells them; new attaches fail with -ENOENT.
+ *  sm_reader_superseded() tells them; new attaches fail with -ENOENT.  Only a
+ *  regular file is removed: anything else under the name is left as it is.
  *  @return 0 once the map has left its name, -ENOENT if there was no such map,
- *  SM_ENAME, other -errno. */
+ *  -EISDIR / SM_ESYMLINK / SM_ENOTSNAPSHOT (a directory / symlink / other object
+ *  under the name), SM_ENAME, other -errno. */
 SM_API int sm_unpublish(const char *dir, const char *name);
 
 /* ---------------------------------------------------------------- reader */

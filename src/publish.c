@@ -15,6 +15,10 @@
  *      renameat2(RENAME_EXCHANGE), after which the temporary name holds exactly the
  *      snapshot we displaced; retire it: set its "superseded" word (so its readers
  *      learn with one memory load that a newer version exists), then unlink it.
+ *      Only a regular file is ever displaced: what is under the name is checked
+ *      before the exchange, what came out is checked after it (and put back if it
+ *      is a directory, symlink, ... swapped in between), so nothing else ever
+ *      ends up hidden under a temporary name.
  *
  * sm_unpublish() renames the map out of its name to a temporary one and retires it
  * the same way.  Who removes what, so that no reader is ever stranded:
@@ -182,6 +186,19 @@ static int link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t
     return -EEXIST;
 }
 
+/* What sharedmap may replace or remove under a name: a regular file (a snapshot,
+ * or junk), nothing else.  A directory, a symlink, a FIFO ... is refused and never
+ * moved: exchanged away, it would hide under a temporary name that sm_gc() (rightly)
+ * leaves alone.  Returns 0, -ENOENT, -EISDIR, SM_ESYMLINK, SM_ENOTSNAPSHOT or -errno. */
+static int check_replaceable(int dirfd, const char *name) {
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode))
+        return 0;
+    return S_ISDIR(st.st_mode) ? -EISDIR : S_ISLNK(st.st_mode) ? SM_ESYMLINK : SM_ENOTSNAPSHOT;
+}
+
 /* What mark_fd() found and did. */
 typedef enum mark_result {
     MARK_NOT_OURS, /* not a snapshot (not a regular file, too short, other magic): untouched */
@@ -260,9 +277,9 @@ static void mark_superseded(int dirfd, const char *name) {
  * (another user's, in a directory without the sticky bit) is unlinked unmarked:
  * leaving it would pile up a copy of the map per publish until its owner's gc. */
 static void retire(int dirfd, const char *tmpname) {
+    if (check_replaceable(dirfd, tmpname) != 0)
+        return; /* gone, or (install()'s put-back) not a file of ours */
     int fd = open_temp(dirfd, tmpname);
-    if (fd == -ENOENT)
-        return;
     if (fd >= 0) {
         int w = writable_fd(dirfd, tmpname, fd);
         mark_fd(w);
@@ -283,10 +300,28 @@ static int install(int dirfd, const char *tmpname, const char *name, int force) 
         if (errno == EEXIST) {
             if (!force)
                 return -EEXIST;
+            int rc = check_replaceable(dirfd, name);
+            if (rc == -ENOENT)
+                continue; /* the name went away in between: try again */
+            if (rc)
+                return rc;
             if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0) {
-                /* tmpname now names the snapshot we displaced, and nobody else's */
-                retire(dirfd, tmpname);
-                return 0;
+                /* tmpname now names what we displaced, and nobody else's (or nothing:
+                 * sm_gc() was first, and marked it) */
+                rc = check_replaceable(dirfd, tmpname);
+                if (rc == 0 || rc == -ENOENT) {
+                    retire(dirfd, tmpname);
+                    return 0;
+                }
+                /* Not a regular file: it was put under the name after the check.  Put
+                 * it back, and retire what comes out, our snapshot (or a later
+                 * publisher's), which was public for that moment; if the name was
+                 * emptied meanwhile, move it back alone. */
+                if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0)
+                    retire(dirfd, tmpname);
+                else
+                    renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE);
+                return rc;
             }
             if (errno == ENOENT)
                 continue; /* the name went away in between: try again */
@@ -298,6 +333,9 @@ static int install(int dirfd, const char *tmpname, const char *name, int force) 
          * in between that is replaced unmarked), or link(), which fails atomically on
          * EEXIST. */
         if (force) {
+            int rc = check_replaceable(dirfd, name);
+            if (rc && rc != -ENOENT)
+                return rc;
             mark_superseded(dirfd, name);
             return renameat(dirfd, tmpname, dirfd, name) < 0 ? -errno : 0;
         }
@@ -307,6 +345,15 @@ static int install(int dirfd, const char *tmpname, const char *name, int force) 
         return 0;
     }
     return -EAGAIN;
+}
+
+/* Unlink tmpname if it still names the file open as fd: after a failed install()
+ * it may name what could not be put back under the public name instead. */
+static void unlink_own(int dirfd, const char *tmpname, int fd) {
+    struct stat ours, there;
+    if (fstat(fd, &ours) == 0 && fstatat(dirfd, tmpname, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+        ours.st_dev == there.st_dev && ours.st_ino == there.st_ino)
+        unlinkat(dirfd, tmpname, 0);
 }
 
 /* The whole publish into dirfd under final name `name`; `label` names temporaries. */
@@ -350,7 +397,7 @@ again:
     return 0;
 fail:
     if (named)
-        unlinkat(dirfd, tmpname, 0);
+        unlink_own(dirfd, tmpname, fd);
     close(fd);
     return rc;
 }
@@ -417,6 +464,11 @@ int sm_unpublish(const char *dir, const char *name) {
     int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
     if (dirfd < 0)
         return dirfd;
+    /* Only a regular file is removed: a directory, a symlink, a FIFO ... under the
+     * name is refused, and stays where it is. */
+    rc = check_replaceable(dirfd, pub);
+    if (rc)
+        goto done;
     /* Move exactly one snapshot out of the public name (a publisher racing us may put
      * another there, which then stays), then retire it.  Once it has left the name the
      * map is removed, whoever unlinks it in the end (sm_gc() may be first), and a
@@ -424,10 +476,21 @@ int sm_unpublish(const char *dir, const char *name) {
     char tmpname[NAME_MAX + 1];
     temp_name(tmpname, sizeof tmpname, name);
     if (renameat2(dirfd, pub, dirfd, tmpname, RENAME_NOREPLACE) < 0 &&
-        (errno != EINVAL || renameat(dirfd, pub, dirfd, tmpname) < 0))
+        (errno != EINVAL || renameat(dirfd, pub, dirfd, tmpname) < 0)) {
         rc = -errno;
-    else
-        retire(dirfd, tmpname);
+        goto done;
+    }
+    rc = check_replaceable(dirfd, tmpname);
+    if (rc && rc != -ENOENT) {
+        /* put under the name after the check: back it goes (unless a publisher has
+         * taken the name meanwhile; then it stays under the temporary name, which gc
+         * leaves alone as it is not a regular file) */
+        renameat2(dirfd, tmpname, dirfd, pub, RENAME_NOREPLACE);
+        goto done;
+    }
+    rc = 0;
+    retire(dirfd, tmpname);
+done:
     close(dirfd);
     return rc;
 }

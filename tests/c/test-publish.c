@@ -46,6 +46,12 @@ static int exists(const char *path) {
     return lstat(path, &st) == 0;
 }
 
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static const char *shm_path(const char *dir, const char *name) {
     static char bufs[4][600];
     static unsigned next;
@@ -459,31 +465,39 @@ TEST(nofollow) {
     ASSERT_ERR(sm_reader_open_shm(&r, test_path("loop"), "x"), -ELOOP);
     ASSERT_STR_EQ(sm_errname(SM_ESYMLINK), "SM_ESYMLINK");
 
-    /* saving or publishing onto a symlink never writes through it */
+    /* saving, publishing or unpublishing onto a symlink never writes through it,
+     * nor replaces or removes the link: it is refused */
     sm_builder *b2 = NULL;
     ASSERT_OK(sm_builder_new(&b2));
     sm_value v2 = sm_value_int(6);
     ASSERT_OK(sm_builder_put(b2, SM_KEYS_STR, "k", 1, &v2));
     ASSERT_ERR(sm_save(b2, link, 0, 0), -EEXIST);
     ASSERT_ERR(sm_publish(b2, test_dir(), "evil", 0, 0), -EEXIST);
-    ASSERT_OK(sm_save(b2, link, SM_FORCE, 0));
-    ASSERT_OK(sm_publish(b2, test_dir(), "evil", SM_FORCE, 0));
+    ASSERT_ERR(sm_save(b2, link, SM_FORCE, 0), SM_ESYMLINK);
+    ASSERT_ERR(sm_publish(b2, test_dir(), "evil", SM_FORCE, 0), SM_ESYMLINK);
+    ASSERT_ERR(sm_unpublish(test_dir(), "evil"), SM_ESYMLINK);
     struct stat st;
     ASSERT_OK(lstat(link, &st));
-    ASSERT(S_ISREG(st.st_mode)); /* the link itself was replaced */
+    ASSERT(S_ISLNK(st.st_mode));
     ASSERT_OK(lstat(shm_path(test_dir(), "evil"), &st));
-    ASSERT(S_ISREG(st.st_mode));
+    ASSERT(S_ISLNK(st.st_mode));
     ASSERT_OK(sm_reader_open_file(&r, target)); /* the target is untouched */
     sm_value got;
     ASSERT_OK(sm_get(r, "k", 1, &got));
     ASSERT_EQ(got.as.i, 5);
+    ASSERT_EQ(sm_reader_superseded(r), 0);
     sm_reader_close(r);
 
-    /* a dangling symlink under a map name: refused, and unpublish removes the link only */
+    /* a dangling symlink under a map name: refused, never created through */
     ASSERT_OK(symlink(test_path("absent"), shm_path(test_dir(), "dangling")));
     ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "dangling"), SM_ESYMLINK);
     ASSERT_ERR(sm_publish(b2, test_dir(), "dangling", 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b2, test_dir(), "dangling", SM_FORCE, 0), SM_ESYMLINK);
+    ASSERT_ERR(sm_unpublish(test_dir(), "dangling"), SM_ESYMLINK);
     ASSERT(!exists(test_path("absent")));
+    ASSERT_OK(lstat(shm_path(test_dir(), "dangling"), &st));
+    ASSERT(S_ISLNK(st.st_mode));
+    ASSERT(strstr(dir_listing(test_dir()), ".sharedmap-tmp") == NULL);
 
     /* a symlink to a directory of maps is fine for the directory itself */
     char dirlink[600];
@@ -515,6 +529,91 @@ TEST(not_regular_files) {
     memset(junk, 'j', sizeof junk);
     write_file(shm_path(dir, "junk"), junk, sizeof junk);
     ASSERT_ERR(sm_reader_open_shm(&r, dir, "junk"), SM_EBADMAGIC);
+}
+
+/* Finding 3: a directory, FIFO (or anything but a regular file) under the target
+ * name of a forced publish or save, or of an unpublish, is refused and left where
+ * it is.  RENAME_EXCHANGE used to swap it away under a temporary name that gc does
+ * not remove, and say 0. */
+TEST(replace_only_regular_files) {
+    const char *dir = test_dir();
+    model m;
+    sm_builder *b = versioned_builder(&m, 10, 1);
+    ASSERT_OK(mkdir(shm_path(dir, "d"), 0700));
+    ASSERT_OK(mkfifo(shm_path(dir, "f"), 0600));
+    ASSERT_OK(mkdir(test_path("d.snap"), 0700));
+    ASSERT_OK(mkfifo(test_path("f.snap"), 0600));
+    const char *before = "d.snap f.snap sharedmap.d sharedmap.f";
+
+    ASSERT_ERR(sm_publish(b, dir, "d", 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b, dir, "d", SM_FORCE, 0), -EISDIR);
+    ASSERT_ERR(sm_unpublish(dir, "d"), -EISDIR);
+    ASSERT_ERR(sm_publish(b, dir, "f", 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b, dir, "f", SM_FORCE, 0), SM_ENOTSNAPSHOT);
+    ASSERT_ERR(sm_unpublish(dir, "f"), SM_ENOTSNAPSHOT);
+    ASSERT_ERR(sm_save(b, test_path("d.snap"), 0, 0), -EEXIST);
+    ASSERT_ERR(sm_save(b, test_path("d.snap"), SM_FORCE, 0), -EISDIR);
+    ASSERT_ERR(sm_save(b, test_path("f.snap"), SM_FORCE, 0), SM_ENOTSNAPSHOT);
+    /* nothing moved, nothing hidden */
+    ASSERT_STR_EQ(dir_listing(dir), before);
+    struct stat st;
+    ASSERT_OK(lstat(shm_path(dir, "d"), &st));
+    ASSERT(S_ISDIR(st.st_mode));
+    ASSERT_OK(lstat(test_path("f.snap"), &st));
+    ASSERT(S_ISFIFO(st.st_mode));
+    unsigned removed = 9;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+
+    /* a regular file that is no snapshot is replaced, and removed, as before */
+    write_file(shm_path(dir, "junk"), "junk", 4);
+    ASSERT_OK(sm_publish(b, dir, "junk", SM_FORCE, 0));
+    ASSERT_OK(sm_unpublish(dir, "junk"));
+    write_file(shm_path(dir, "junk"), "junk", 4);
+    ASSERT_OK(sm_unpublish(dir, "junk"));
+    ASSERT_STR_EQ(dir_listing(dir), before);
+    sm_builder_free(b);
+    model_free(&m);
+}
+
+/* The name flips between a regular file and a directory (RENAME_EXCHANGE with
+ * "other") while we publish and unpublish over it: whatever the timing, the
+ * directory is never swapped away, or left under a temporary name. */
+static void child_flip_dir(void *arg) {
+    const char *dir = arg;
+    char name[600], other[600];
+    snprintf(name, sizeof name, "%s/sharedmap.x", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    uint64_t end = monotonic_ms() + 1000;
+    while (monotonic_ms() < end)
+        renameat2(AT_FDCWD, name, AT_FDCWD, other, RENAME_EXCHANGE);
+}
+
+TEST(replace_only_regular_files_race) {
+    const char *dir = test_dir();
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+    ASSERT_OK(mkdir(test_path("other"), 0700));
+    write_file(test_path("other/marker"), "m", 1);
+    ASSERT_OK(sm_publish(b, dir, "x", 0, 0));
+    pid_t pid = test_spawn(child_flip_dir, (void *)dir);
+    unsigned ok = 0;
+    for (unsigned i = 0; waitpid(pid, NULL, WNOHANG) == 0; i++) {
+        int rc = i % 4 == 3 ? sm_unpublish(dir, "x") : sm_publish(b, dir, "x", SM_FORCE, 0);
+        if (rc != -EISDIR)
+            ASSERT_OK(rc);
+        ok += rc == 0;
+    }
+    ASSERT(ok > 0);
+    /* the directory is under one of its two names, with what it holds */
+    ASSERT(exists(test_path("other/marker")) || exists(shm_path(dir, "x/marker")));
+    ASSERT(strstr(dir_listing(dir), ".sharedmap-tmp") == NULL);
+    unsigned removed = 9;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+    sm_builder_free(b);
 }
 
 struct list_seen {
@@ -828,12 +927,6 @@ struct gc_race {
 };
 
 enum { GC_RACE_MS = 3000 };
-
-static uint64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void child_gc_loop(void *arg) {
     struct gc_race *s = arg;
