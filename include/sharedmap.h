@@ -80,7 +80,7 @@ extern "C" {
     XX(SM_ECHECKSUM, -30708, "snapshot checksum mismatch")                                     \
     XX(SM_EKEYKIND, -30709, "key kind mismatch (str and bytes keys cannot be mixed)")          \
     XX(SM_EUTF8, -30710, "invalid UTF-8 in a str key or value")                                \
-    XX(SM_ENAME, -30711, "invalid map name (empty, too long, or contains '/' or NUL)")         \
+    XX(SM_ENAME, -30711, "invalid map name (empty, too long, '/' or a control character)")     \
     XX(SM_ETOOBIG, -30712, "key, value or snapshot too large for the format")                  \
     XX(SM_ETYPE, -30713, "invalid value type")                                                 \
     XX(SM_ENOTSNAPSHOT, -30714, "file is not a regular file")                                  \
@@ -223,7 +223,9 @@ SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t cr
  *  A map named NAME is the file SM_DEFAULT_DIR "/" SM_NAME_PREFIX NAME. */
 #define SM_DEFAULT_DIR "/dev/shm"
 #define SM_NAME_PREFIX "sharedmap."
-/** Longest map name, in bytes (UTF-8).  Names may not be empty or contain '/' or NUL. */
+/** Longest map name, in bytes.  Names may not be empty or contain '/', NUL or a
+ *  control character (bytes 0x01-0x1f and 0x7f, which could spoof what `ls` shows);
+ *  any other bytes are allowed, UTF-8 or not. */
 #define SM_NAME_MAX 200
 
 /* flags for sm_publish / sm_save */
@@ -232,7 +234,7 @@ SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t cr
 /** Default permission bits of a new map or file: owner read/write only. */
 #define SM_DEFAULT_MODE 0600u
 
-/** Check a map name.  @return 0 or SM_ENAME. */
+/** Check a map name (see SM_NAME_MAX).  @return 0 or SM_ENAME. */
 SM_API int sm_name_check(const char *name);
 
 /** Publish the builder's snapshot under @p name in directory @p dir (NULL means

@@ -60,8 +60,16 @@ int sm_name_check(const char *name) {
     if (!name)
         return SM_ENAME;
     size_t n = strlen(name);
-    if (n == 0 || n > SM_NAME_MAX || memchr(name, '/', n))
+    if (n == 0 || n > SM_NAME_MAX)
         return SM_ENAME;
+    /* '/' would leave the directory; a control character (a newline, an escape
+     * sequence) could make `ls` or sm_list() output show a map that is not there.
+     * Bytes >= 0x80 pass, UTF-8 or not: names are bytes. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c < 0x20 || c == 0x7f)
+            return SM_ENAME;
+    }
     return 0;
 }
 

@@ -281,7 +281,9 @@ TEST(names) {
     char long_name[256];
     memset(long_name, 'n', sizeof long_name);
     long_name[SM_NAME_MAX + 1] = 0; /* 201 bytes */
-    const char *bad[] = {"", "a/b", "/", "/abs", "a/", long_name};
+    /* control characters could spoof what `ls` shows: "ok\nsharedmap.fake", escapes */
+    const char *bad[] = {"", "a/b", "/", "/abs", "a/", long_name, "a\nb", "\x01", "x\x1f",
+                         "\x7f", "tab\there", "\x1b[31mred", "cr\r"};
     sm_builder *b = NULL;
     ASSERT_OK(sm_builder_new(&b));
     sm_value v = sm_value_str("v", 1);
@@ -304,7 +306,7 @@ TEST(names) {
     memcpy(max_name, prefix, strlen(prefix));
     max_name[SM_NAME_MAX] = 0;
     const char *good[] = {max_name, "test:3325", "\xe7\xba\xa2", "with space", "..", ".hidden",
-                          "a\\b", "x"};
+                          "a\\b", "x", " ", "~", "\x80\xff", "\xc3\x28" /* not UTF-8: names are bytes */};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         ASSERT_OK(sm_name_check(good[i]));
         ASSERT_OK(sm_publish(b, test_dir(), good[i], 0, 0));
