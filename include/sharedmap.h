@@ -240,8 +240,9 @@ SM_API int sm_name_check(const char *name);
 /** Publish the builder's snapshot under @p name in directory @p dir (NULL means
  *  SM_DEFAULT_DIR).  The snapshot is written completely into a new object under a
  *  temporary name (space reserved first, so a full filesystem is -ENOSPC here and
- *  never a SIGBUS later), given mode @p mode exactly (the umask does not apply;
- *  0 means SM_DEFAULT_MODE), and then renamed to its public name in one atomic
+ *  never a SIGBUS later), given the permission bits @p mode exactly (0 to 0777;
+ *  the umask does not apply; 0 means SM_DEFAULT_MODE; setuid, setgid, sticky or
+ *  any other bit is -EINVAL), and then renamed to its public name in one atomic
  *  step.  Without SM_FORCE an existing map gives -EEXIST and is left alone; with
  *  it the existing map is replaced atomically: readers attached to it keep it,
  *  new readers get the new one, nobody ever sees a partial map.  The replaced
@@ -250,8 +251,8 @@ SM_API int sm_name_check(const char *name);
  *  whose mode denies its owner write access (0444) gets u+w to be marked.  Only a
  *  regular file is ever replaced: a directory, symlink or other object under the
  *  name is refused and left as it is.
- *  @return 0, SM_ENAME, -EEXIST, -ENOSPC, -EACCES / -EPERM (e.g. replacing another
- *          user's map), with SM_FORCE -EISDIR (a directory under the name),
+ *  @return 0, SM_ENAME, -EINVAL (a bad mode), -EEXIST, -ENOSPC, -EACCES / -EPERM
+ *          (e.g. replacing another user's map), with SM_FORCE -EISDIR (a directory under the name),
  *          SM_ESYMLINK (a symlink), SM_ENOTSNAPSHOT (a FIFO, socket, device), what
  *          sm_builder_layout() returns, other -errno. */
 SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,

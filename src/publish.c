@@ -367,6 +367,10 @@ static void unlink_own(int dirfd, const char *tmpname, int fd) {
 /* The whole publish into dirfd under final name `name`; `label` names temporaries. */
 static int publish_at(sm_builder *b, int dirfd, const char *name, const char *label,
                       unsigned flags, unsigned mode, int durable) {
+    /* permission bits only: fchmod would take setuid, setgid and sticky too, and
+     * quietly drop any higher bit */
+    if (mode & ~0777u)
+        return -EINVAL;
     uint64_t size;
     int rc = sm_builder_layout(b, &size);
     if (rc)

@@ -384,6 +384,33 @@ TEST(publish_modes) {
     ASSERT_CHILD_OK(test_spawn(child_modes_027, NULL));
 }
 
+/* Finding 6: a mode is permission bits, 0 to 0777; setuid, setgid, sticky or any
+ * higher bit is -EINVAL (fchmod took the first three and dropped the rest). */
+TEST(publish_bad_modes) {
+    const char *dir = test_dir();
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+    const unsigned bad[] = {04600, 02600, 01600, 07777, 010000, 010600, 0x80000000u, 0xFFFFFFFFu};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_ERR(sm_publish(b, dir, "m", 0, bad[i]), -EINVAL);
+        ASSERT_ERR(sm_publish(b, dir, "m", SM_FORCE, bad[i]), -EINVAL);
+        ASSERT_ERR(sm_save(b, test_path("m.snap"), 0, bad[i]), -EINVAL);
+    }
+    ASSERT_STR_EQ(dir_listing(dir), "");
+    /* nor does a bad mode replace anything */
+    ASSERT_OK(sm_publish(b, dir, "m", 0, 0640));
+    ASSERT_ERR(sm_publish(b, dir, "m", SM_FORCE, 04640), -EINVAL);
+    ASSERT_ERR(sm_save(b, shm_path(dir, "m"), SM_FORCE, 02640), -EINVAL);
+    ASSERT_EQ(file_mode(shm_path(dir, "m")), 0640);
+    /* every permission bit is fine */
+    ASSERT_OK(sm_publish(b, dir, "m", SM_FORCE, 0777));
+    ASSERT_EQ(file_mode(shm_path(dir, "m")), 0777);
+    ASSERT_OK(sm_unpublish(dir, "m"));
+    sm_builder_free(b);
+}
+
 TEST(save_open_file) {
     model m1, m2;
     sm_builder *b1 = random_builder(&m1, 400, 21);
