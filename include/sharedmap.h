@@ -81,10 +81,11 @@ extern "C" {
     XX(SM_ECHECKSUM, -30708, "snapshot checksum mismatch")                                     \
     XX(SM_EKEYKIND, -30709, "key kind mismatch (str and bytes keys cannot be mixed)")          \
     XX(SM_EUTF8, -30710, "invalid UTF-8 in a str key or value")                                \
-    XX(SM_ENAME, -30711, "invalid map name (empty, too long, or contains '/' or NUL)")         \
+    XX(SM_ENAME, -30711, "invalid map name (empty, too long, '/' or a control character)")     \
     XX(SM_ETOOBIG, -30712, "key, value or snapshot too large for the format")                  \
     XX(SM_ETYPE, -30713, "invalid value type")                                                 \
-    XX(SM_ENOTSNAPSHOT, -30714, "file is not a regular file")
+    XX(SM_ENOTSNAPSHOT, -30714, "file is not a regular file")                                  \
+    XX(SM_ESYMLINK, -30715, "file is a symbolic link; sharedmap never follows symlinks")
 
 enum {
 #define SM_XX_ENUM(name, value, msg) name = value,
@@ -223,7 +224,9 @@ SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t cr
  *  A map named NAME is the file SM_DEFAULT_DIR "/" SM_NAME_PREFIX NAME. */
 #define SM_DEFAULT_DIR "/dev/shm"
 #define SM_NAME_PREFIX "sharedmap."
-/** Longest map name, in bytes (UTF-8).  Names may not be empty or contain '/' or NUL. */
+/** Longest map name, in bytes.  Names may not be empty or contain '/', NUL or a
+ *  control character (bytes 0x01-0x1f and 0x7f, which could spoof what `ls` shows);
+ *  any other bytes are allowed, UTF-8 or not. */
 #define SM_NAME_MAX 200
 
 /* flags for sm_publish / sm_save */
@@ -232,34 +235,50 @@ SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t cr
 /** Default permission bits of a new map or file: owner read/write only. */
 #define SM_DEFAULT_MODE 0600u
 
-/** Check a map name.  @return 0 or SM_ENAME. */
+/** Check a map name (see SM_NAME_MAX).  @return 0 or SM_ENAME. */
 SM_API int sm_name_check(const char *name);
 
 /** Publish the builder's snapshot under @p name in directory @p dir (NULL means
  *  SM_DEFAULT_DIR).  The snapshot is written completely into a new object under a
  *  temporary name (space reserved first, so a full filesystem is -ENOSPC here and
- *  never a SIGBUS later), given mode @p mode exactly (the umask does not apply;
- *  0 means SM_DEFAULT_MODE), and then renamed to its public name in one atomic
+ *  never a SIGBUS later), given the permission bits @p mode exactly (0 to 0777;
+ *  the umask does not apply; 0 means SM_DEFAULT_MODE; setuid, setgid, sticky or
+ *  any other bit is -EINVAL), and then renamed to its public name in one atomic
  *  step.  Without SM_FORCE an existing map gives -EEXIST and is left alone; with
  *  it the existing map is replaced atomically: readers attached to it keep it,
- *  new readers get the new one, nobody ever sees a partial map.
- *  @return 0, SM_ENAME, -EEXIST, -ENOSPC, -EACCES / -EPERM (e.g. replacing another
- *          user's map), what sm_builder_layout() returns, other -errno. */
+ *  new readers get the new one, nobody ever sees a partial map.  The replaced
+ *  snapshot has its superseded word set (sm_reader_superseded) before it is
+ *  unlinked, by this call or by a concurrent sm_gc() that gets to it first; one
+ *  whose mode denies its owner write access (0444) gets u+w to be marked.  Only a
+ *  regular file is ever replaced: a directory, symlink or other object under the
+ *  name is refused and left as it is.
+ *  @return 0, SM_ENAME, -EINVAL (a bad mode), -EEXIST, -ENOSPC, -EACCES / -EPERM
+ *          (e.g. replacing another user's map), with SM_FORCE -EISDIR (a directory under the name),
+ *          SM_ESYMLINK (a symlink), SM_ENOTSNAPSHOT (a FIFO, socket, device), what
+ *          sm_builder_layout() returns, other -errno. */
 SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
                       unsigned mode);
 
 /** Write the builder's snapshot to the file @p path, atomically (temporary file,
  *  fsync, rename, fsync of the directory), with the same flags and mode rules as
- *  sm_publish().  The final component of @p path is never followed as a symlink.
+ *  sm_publish().  The final component of @p path is never followed as a symlink,
+ *  and, as with sm_publish(), only a regular file there is replaced (-EISDIR,
+ *  SM_ESYMLINK, SM_ENOTSNAPSHOT otherwise).
  *  A replaced snapshot file gets its superseded word set (so readers of it can
- *  refresh; other hard links to it see that too) and is unlinked, never truncated.
+ *  refresh; other hard links to it see that too, and the u+w it may need for it)
+ *  and is unlinked, never truncated.
  *  An error from the final fsync of
  *  the directory is returned although the new file is already in place. */
 SM_API int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode);
 
-/** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  Readers already attached
- *  keep working; new attaches fail with -ENOENT.  @return 0, -ENOENT if there was
- *  no such map, SM_ENAME, other -errno. */
+/** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  The map is renamed out of
+ *  its name, its superseded word set, and unlinked (like sm_publish(), by this call
+ *  or by a concurrent sm_gc()).  Readers already attached keep working, and
+ *  sm_reader_superseded() tells them; new attaches fail with -ENOENT.  Only a
+ *  regular file is removed: anything else under the name is left as it is.
+ *  @return 0 once the map has left its name, -ENOENT if there was no such map,
+ *  -EISDIR / SM_ESYMLINK / SM_ENOTSNAPSHOT (a directory / symlink / other object
+ *  under the name), SM_ENAME, other -errno. */
 SM_API int sm_unpublish(const char *dir, const char *name);
 
 /* ---------------------------------------------------------------- reader */
@@ -278,11 +297,14 @@ typedef struct sm_info {
 
 /** Attach to the map published as @p name in @p dir (NULL: SM_DEFAULT_DIR).
  *  The map is mapped read-only (no write access is needed or used); the header is
- *  validated in O(1).  @return 0, -ENOENT, -EACCES, SM_ENAME, SM_EBADMAGIC, ... */
+ *  validated in O(1).  A symlink under the name is never followed.
+ *  @return 0, -ENOENT, -EACCES, SM_ENAME, SM_ESYMLINK (a symlink under the name),
+ *  SM_ENOTSNAPSHOT (a directory, FIFO, ... under the name), SM_EBADMAGIC, ... */
 SM_API int sm_reader_open_shm(sm_reader **out, const char *dir, const char *name);
 
 /** Open a snapshot file read-only by mmap.  The last path component is not
- *  followed if it is a symlink (-ELOOP).  Same checks as sm_reader_open_shm(). */
+ *  followed if it is a symlink (SM_ESYMLINK; -ELOOP only for too many symlinks in
+ *  the directories of @p path).  Same checks as sm_reader_open_shm(). */
 SM_API int sm_reader_open_file(sm_reader **out, const char *path);
 
 /** Open a snapshot held in memory, without copying it.  The caller keeps
@@ -395,10 +417,15 @@ typedef int (*sm_list_fn)(const char *name, const sm_info *info, int err, void *
  *  Reads only each header.  @return 0, the callback's non-zero value, or -errno. */
 SM_API int sm_list(const char *dir, sm_list_fn fn, void *ctx);
 
-/** Remove the debris of publishes whose writer died (temporary objects no live
- *  process holds).  Never touches a published map or a publish in progress (on a
- *  filesystem without O_TMPFILE, a temporary is created a moment before it is
- *  locked; a gc in that moment removes it and that publish fails with -ENOENT).
+/** Remove the debris of publishes whose writer died: temporary objects (regular
+ *  files named .sharedmap-tmp.*) no live process holds.  Never touches a published
+ *  map or a publish in progress (on a filesystem without O_TMPFILE, a temporary is
+ *  created a moment before it is locked; a gc in that moment removes it and that
+ *  publish fails with -ENOENT).  A snapshot that sm_publish(SM_FORCE) or
+ *  sm_unpublish() has just taken out of its public name is unlocked too, and may be
+ *  removed here first: like them, gc sets the superseded word of every snapshot
+ *  before it unlinks it, so its readers always learn that it is gone, and it leaves
+ *  one it may not write (another user's) for its owner's gc.
  *  @p removed (may be NULL) receives the count.  @return 0 or -errno. */
 SM_API int sm_gc(const char *dir, unsigned *removed);
 

@@ -150,8 +150,16 @@ static int open_path(sm_reader **out, const char *path) {
     /* O_NONBLOCK: a FIFO planted under the name must not hang us (it is then
      * refused as not a regular file). */
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) {
+        /* O_NOFOLLOW's ELOOP means a symlink as the final component, or too many of
+         * them in the directories on the way: say which */
+        int e = errno;
+        struct stat st;
+        if (e == ELOOP && smi_fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(st.st_mode))
+            return SM_ESYMLINK;
+        return -e;
+    }
     int rc = open_fd(out, fd);
     close(fd);
     return rc;

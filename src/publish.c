@@ -13,12 +13,30 @@
  *   4. give it the temporary name (linkat), then move it to the public name:
  *      renameat2(RENAME_NOREPLACE), and with SM_FORCE, if the name exists,
  *      renameat2(RENAME_EXCHANGE), after which the temporary name holds exactly the
- *      snapshot we displaced: set its "superseded" word (so its readers learn with
- *      one memory load that a newer version exists) and unlink it.
+ *      snapshot we displaced; retire it: set its "superseded" word (so its readers
+ *      learn with one memory load that a newer version exists), then unlink it.
+ *      Only a regular file is ever displaced: what is under the name is checked
+ *      before the exchange, what came out is checked after it (and put back if it
+ *      is a directory, symlink, ... swapped in between), so nothing else ever
+ *      ends up hidden under a temporary name.
+ *
+ * sm_unpublish() renames the map out of its name to a temporary one and retires it
+ * the same way.  Who removes what, so that no reader is ever stranded:
+ *
+ *   - a temporary is debris only when nobody holds its lock.  A snapshot that has
+ *     just left the public name (displaced, or unpublished) is unlocked, so sm_gc()
+ *     may meet it before its remover retires it;
+ *   - whoever unlinks a temporary that holds a snapshot (publisher, unpublisher or
+ *     gc) first sets its superseded word: no snapshot leaves the namespace unmarked,
+ *     whichever of them wins.  gc leaves alone a snapshot it may not write (another
+ *     user's), for its owner's gc; a publisher or unpublisher allowed to move a
+ *     snapshot it may not write (only in a directory without the sticky bit) still
+ *     unlinks it, unmarked: the one hole in the hint (docs/FORMAT.md, section 8).
  *
  * A writer killed before step 4 leaves nothing (or a locked-then-orphaned temporary
- * that sm_gc() removes); killed after it, the new map is complete (and at worst the
- * displaced one lingers, unlocked, under a temporary name until sm_gc()).
+ * that sm_gc() removes); killed after it, the new map is complete, and at worst the
+ * displaced one lingers, unlocked, under a temporary name until sm_gc() marks and
+ * removes it.
  */
 #include "internal.h"
 
@@ -42,8 +60,16 @@ int sm_name_check(const char *name) {
     if (!name)
         return SM_ENAME;
     size_t n = strlen(name);
-    if (n == 0 || n > SM_NAME_MAX || memchr(name, '/', n))
+    if (n == 0 || n > SM_NAME_MAX)
         return SM_ENAME;
+    /* '/' would leave the directory; a control character (a newline, an escape
+     * sequence) could make `ls` or sm_list() output show a map that is not there.
+     * Bytes >= 0x80 pass, UTF-8 or not: names are bytes. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c < 0x20 || c == 0x7f)
+            return SM_ENAME;
+    }
     return 0;
 }
 
@@ -168,42 +194,142 @@ static int link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t
     return -EEXIST;
 }
 
-/* Set (value 1) or clear (0) the superseded word of the snapshot under name, if it
- * is one of ours and we may write it.  Returns whether it did. */
-static int mark_superseded(int dirfd, const char *name, uint64_t value) {
+/* What sharedmap may replace or remove under a name: a regular file (a snapshot,
+ * or junk), nothing else.  A directory, a symlink, a FIFO ... is refused and never
+ * moved: exchanged away, it would hide under a temporary name that sm_gc() (rightly)
+ * leaves alone.  Returns 0, -ENOENT, -EISDIR, SM_ESYMLINK, SM_ENOTSNAPSHOT or -errno. */
+static int check_replaceable(int dirfd, const char *name) {
+    struct stat st;
+    if (smi_fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode))
+        return 0;
+    return S_ISDIR(st.st_mode) ? -EISDIR : S_ISLNK(st.st_mode) ? SM_ESYMLINK : SM_ENOTSNAPSHOT;
+}
+
+/* What mark_fd() found and did. */
+typedef enum mark_result {
+    MARK_NOT_OURS, /* not a snapshot (not a regular file, too short, other magic): untouched */
+    MARK_DONE,     /* a snapshot, and its superseded word is set */
+    MARK_FAILED    /* a snapshot (or unreadable), and the word could not be written */
+} mark_result;
+
+/* Set the superseded word of the snapshot open as fd (with pwrite: the readers'
+ * mappings share the page).  A read-only fd can still tell a snapshot, which it
+ * then fails to mark, from anything else. */
+static mark_result mark_fd(int fd) {
+    struct stat st;
+    unsigned char magic[SMF_MAGIC_LEN];
+    if (smi_fstat(fd, &st) < 0)
+        return MARK_FAILED;
+    if (!S_ISREG(st.st_mode) || st.st_size < SMF_HEADER_SIZE)
+        return MARK_NOT_OURS;
+    ssize_t n = pread(fd, magic, sizeof magic, 0);
+    if (n < 0)
+        return MARK_FAILED;
+    if (n != (ssize_t)sizeof magic || memcmp(magic, SMF_MAGIC, SMF_MAGIC_LEN) != 0)
+        return MARK_NOT_OURS;
+    unsigned char one[8];
+    smf_put64(one, 1);
+    return pwrite(fd, one, 8, SMF_OFF_SUPERSEDED) == 8 ? MARK_DONE : MARK_FAILED;
+}
+
+/* Open the temporary `name` (never following a symlink, never blocking on a FIFO):
+ * read-write if we may, else read-only (enough to lock it and to tell a snapshot);
+ * or -errno. */
+static int open_temp(int dirfd, const char *name) {
+    const int flags = O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+    int fd = openat(dirfd, name, O_RDWR | flags);
+    if (fd < 0 && (errno == EACCES || errno == EPERM))
+        fd = openat(dirfd, name, O_RDONLY | flags);
+    return fd < 0 ? -errno : fd;
+}
+
+/* A descriptor that can write the superseded word of the temporary `name`, open as
+ * fd: fd itself if it is writable or cannot be made so, else a new one (the caller
+ * closes it too; fd stays open, as it may hold a lock).  A file of ours whose mode
+ * withholds write from its owner (a map published 0444) gets u+w: it has left the
+ * public name for good, so the bit guards nothing now (its readers map it
+ * read-only), and without it nobody but root could ever tell them. */
+static int writable_fd(int dirfd, const char *name, int fd) {
+    struct stat st, st2;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_ACCMODE) != O_RDONLY || smi_fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != geteuid() || (st.st_mode & S_IWUSR) ||
+        fchmod(fd, (st.st_mode & 07777) | S_IWUSR) < 0)
+        return fd;
+    int rw = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (rw >= 0 && smi_fstat(rw, &st2) == 0 && st2.st_dev == st.st_dev && st2.st_ino == st.st_ino)
+        return rw;
+    if (rw >= 0)
+        close(rw);
+    return fd;
+}
+
+/* Set the superseded word of the snapshot under the public name, if it is one of
+ * ours and we may write it as it is (the fallback of install(), which marks what is
+ * about to be replaced: it is still public, so its mode is not ours to change). */
+static void mark_superseded(int dirfd, const char *name) {
     int fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
-        return 0;
-    int done = 0;
-    struct stat st;
-    unsigned char head[SMF_MAGIC_LEN + 8];
-    if (smi_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= SMF_HEADER_SIZE &&
-        pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head &&
-        memcmp(head, SMF_MAGIC, SMF_MAGIC_LEN) == 0) {
-        unsigned char word[8];
-        smf_put64(word, value);
-        done = pwrite(fd, word, 8, SMF_OFF_SUPERSEDED) == 8;
-    }
+        return;
+    mark_fd(fd);
     close(fd);
-    return done;
+}
+
+/* Remove tmpname, which holds a snapshot just taken out of the public name (the one
+ * RENAME_EXCHANGE displaced, or the one sm_unpublish renamed away), by the rule of
+ * the top of this file: its superseded word first, then the unlink.  sm_gc() may be
+ * doing the same at the same moment (it marks before it unlinks too), so a name
+ * that is already gone means it is done.  A snapshot we may replace but not write
+ * (another user's, in a directory without the sticky bit) is unlinked unmarked:
+ * leaving it would pile up a copy of the map per publish until its owner's gc. */
+static void retire(int dirfd, const char *tmpname) {
+    if (check_replaceable(dirfd, tmpname) != 0)
+        return; /* gone, or (install()'s put-back) not a file of ours */
+    int fd = open_temp(dirfd, tmpname);
+    if (fd >= 0) {
+        int w = writable_fd(dirfd, tmpname, fd);
+        mark_fd(w);
+        if (w != fd)
+            close(w);
+        close(fd);
+    }
+    unlinkat(dirfd, tmpname, 0);
 }
 
 /* Step 4b: move the complete temporary to its final name.  With force, the
- * snapshot it displaces is flagged superseded (if mark) and unlinked; RENAME_EXCHANGE
+ * snapshot it displaces is retired (flagged superseded and unlinked); RENAME_EXCHANGE
  * makes that exactly the displaced one, even with concurrent publishers. */
-static int install(int dirfd, const char *tmpname, const char *name, int force, int mark) {
+static int install(int dirfd, const char *tmpname, const char *name, int force) {
     for (int tries = 0; tries < 64; tries++) {
         if (renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE) == 0)
             return 0;
         if (errno == EEXIST) {
             if (!force)
                 return -EEXIST;
+            int rc = check_replaceable(dirfd, name);
+            if (rc == -ENOENT)
+                continue; /* the name went away in between: try again */
+            if (rc)
+                return rc;
             if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0) {
-                /* tmpname now names the snapshot we displaced, and nobody else's */
-                if (mark)
-                    mark_superseded(dirfd, tmpname, 1);
-                unlinkat(dirfd, tmpname, 0);
-                return 0;
+                /* tmpname now names what we displaced, and nobody else's (or nothing:
+                 * sm_gc() was first, and marked it) */
+                rc = check_replaceable(dirfd, tmpname);
+                if (rc == 0 || rc == -ENOENT) {
+                    retire(dirfd, tmpname);
+                    return 0;
+                }
+                /* Not a regular file: it was put under the name after the check.  Put
+                 * it back, and retire what comes out, our snapshot (or a later
+                 * publisher's), which was public for that moment; if the name was
+                 * emptied meanwhile, move it back alone. */
+                if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0)
+                    retire(dirfd, tmpname);
+                else
+                    renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE);
+                return rc;
             }
             if (errno == ENOENT)
                 continue; /* the name went away in between: try again */
@@ -215,8 +341,10 @@ static int install(int dirfd, const char *tmpname, const char *name, int force, 
          * in between that is replaced unmarked), or link(), which fails atomically on
          * EEXIST. */
         if (force) {
-            if (mark)
-                mark_superseded(dirfd, name, 1);
+            int rc = check_replaceable(dirfd, name);
+            if (rc && rc != -ENOENT)
+                return rc;
+            mark_superseded(dirfd, name);
             return renameat(dirfd, tmpname, dirfd, name) < 0 ? -errno : 0;
         }
         if (linkat(dirfd, tmpname, dirfd, name, 0) < 0)
@@ -227,10 +355,22 @@ static int install(int dirfd, const char *tmpname, const char *name, int force, 
     return -EAGAIN;
 }
 
-/* The whole publish into dirfd under final name `name`; `label` names temporaries;
- * mark: flag the replaced snapshot superseded. */
+/* Unlink tmpname if it still names the file open as fd: after a failed install()
+ * it may name what could not be put back under the public name instead. */
+static void unlink_own(int dirfd, const char *tmpname, int fd) {
+    struct stat ours, there;
+    if (smi_fstat(fd, &ours) == 0 && smi_fstatat(dirfd, tmpname, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+        ours.st_dev == there.st_dev && ours.st_ino == there.st_ino)
+        unlinkat(dirfd, tmpname, 0);
+}
+
+/* The whole publish into dirfd under final name `name`; `label` names temporaries. */
 static int publish_at(sm_builder *b, int dirfd, const char *name, const char *label,
-                      unsigned flags, unsigned mode, int durable, int mark) {
+                      unsigned flags, unsigned mode, int durable) {
+    /* permission bits only: fchmod would take setuid, setgid and sticky too, and
+     * quietly drop any higher bit */
+    if (mode & ~0777u)
+        return -EINVAL;
     uint64_t size;
     int rc = sm_builder_layout(b, &size);
     if (rc)
@@ -257,7 +397,7 @@ again:
         }
     }
     if (!rc)
-        rc = install(dirfd, tmpname, name, (flags & SM_FORCE) != 0, mark);
+        rc = install(dirfd, tmpname, name, (flags & SM_FORCE) != 0);
     if (rc)
         goto fail;
     if (durable && fsync(dirfd) < 0 && errno != EINVAL && errno != EROFS) {
@@ -269,7 +409,7 @@ again:
     return 0;
 fail:
     if (named)
-        unlinkat(dirfd, tmpname, 0);
+        unlink_own(dirfd, tmpname, fd);
     close(fd);
     return rc;
 }
@@ -295,7 +435,7 @@ int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
     int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
     if (dirfd < 0)
         return dirfd;
-    rc = publish_at(b, dirfd, pub, name, flags, mode, 0, 1);
+    rc = publish_at(b, dirfd, pub, name, flags, mode, 0);
     close(dirfd);
     return rc;
 }
@@ -323,7 +463,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
     }
     if (dirfd < 0)
         return dirfd;
-    int rc = publish_at(b, dirfd, base, base, flags, mode, 1, 1);
+    int rc = publish_at(b, dirfd, base, base, flags, mode, 1);
     close(dirfd);
     return rc;
 }
@@ -336,19 +476,33 @@ int sm_unpublish(const char *dir, const char *name) {
     int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
     if (dirfd < 0)
         return dirfd;
+    /* Only a regular file is removed: a directory, a symlink, a FIFO ... under the
+     * name is refused, and stays where it is. */
+    rc = check_replaceable(dirfd, pub);
+    if (rc)
+        goto done;
     /* Move exactly one snapshot out of the public name (a publisher racing us may put
-     * another there, which then stays), flag it, and unlink it.  A crash in between
-     * leaves an unlocked temporary that sm_gc() removes. */
+     * another there, which then stays), then retire it.  Once it has left the name the
+     * map is removed, whoever unlinks it in the end (sm_gc() may be first), and a
+     * crash in between leaves an unlocked temporary that sm_gc() marks and removes. */
     char tmpname[NAME_MAX + 1];
     temp_name(tmpname, sizeof tmpname, name);
     if (renameat2(dirfd, pub, dirfd, tmpname, RENAME_NOREPLACE) < 0 &&
         (errno != EINVAL || renameat(dirfd, pub, dirfd, tmpname) < 0)) {
         rc = -errno;
-    } else {
-        mark_superseded(dirfd, tmpname, 1);
-        if (unlinkat(dirfd, tmpname, 0) < 0)
-            rc = -errno;
+        goto done;
     }
+    rc = check_replaceable(dirfd, tmpname);
+    if (rc && rc != -ENOENT) {
+        /* put under the name after the check: back it goes (unless a publisher has
+         * taken the name meanwhile; then it stays under the temporary name, which gc
+         * leaves alone as it is not a regular file) */
+        renameat2(dirfd, tmpname, dirfd, pub, RENAME_NOREPLACE);
+        goto done;
+    }
+    rc = 0;
+    retire(dirfd, tmpname);
+done:
     close(dirfd);
     return rc;
 }
@@ -424,13 +578,28 @@ int sm_gc(const char *dir, unsigned *removed) {
     while ((de = readdir(d)) != NULL) {
         if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
             continue;
-        int fd = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        /* Only a regular file can be ours: anything else under the prefix is left
+         * alone, and never opened (it may be a device). */
+        struct stat st;
+        if (smi_fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        int fd = open_temp(dirfd, de->d_name);
         if (fd < 0)
             continue;
-        /* A live writer holds the lock until its rename; getting it means the
-         * writer died (or just finished, and then the name is already gone). */
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && unlinkat(dirfd, de->d_name, 0) == 0)
-            count++;
+        /* A live writer holds the lock until its rename.  Getting it means the writer
+         * died (or just finished, and then the name is already gone), or that this is a
+         * snapshot a publisher or unpublisher has just taken out of the public name
+         * (those are never locked): so it is marked before it goes, as its remover
+         * would have marked it, or its readers would never learn.  One we cannot mark
+         * (another user's that we may not write) stays, for its owner's gc.  The mode
+         * is touched (writable_fd) only under the lock: a live writer's is its own. */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            int w = writable_fd(dirfd, de->d_name, fd);
+            if (mark_fd(w) != MARK_FAILED && unlinkat(dirfd, de->d_name, 0) == 0)
+                count++;
+            if (w != fd)
+                close(w);
+        }
         close(fd);
     }
     closedir(d);

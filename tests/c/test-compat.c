@@ -57,3 +57,29 @@ TEST(compat_fstat) {
     ASSERT_EQ(errno, EBADF);
     unlink(path);
 }
+
+TEST(compat_fstatat) {
+    const char *path = test_path("compat-fstatat");
+    const char *link = test_path("compat-fstatat-link");
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, "seven b", 7), 7);
+    ASSERT_EQ(close(fd), 0);
+    ASSERT_EQ(symlink(path, link), 0);
+    struct stat a, b;
+    memset(&a, 0xa5, sizeof a);
+    ASSERT_EQ(smi_fstatat(AT_FDCWD, path, &a, AT_SYMLINK_NOFOLLOW), 0);
+    ASSERT_EQ(fstatat(AT_FDCWD, path, &b, AT_SYMLINK_NOFOLLOW), 0);
+    ASSERT_EQ(a.st_ino, b.st_ino);
+    ASSERT_EQ(a.st_size, 7);
+    ASSERT(S_ISREG(a.st_mode));
+    ASSERT_EQ(smi_fstatat(AT_FDCWD, link, &a, AT_SYMLINK_NOFOLLOW), 0);
+    ASSERT(S_ISLNK(a.st_mode)); /* the link itself, not followed */
+    ASSERT_EQ(smi_fstatat(AT_FDCWD, link, &a, 0), 0);
+    ASSERT_EQ(a.st_ino, b.st_ino); /* followed */
+    errno = 0;
+    ASSERT_EQ(smi_fstatat(AT_FDCWD, test_path("compat-fstatat-none"), &a, 0), -1);
+    ASSERT_EQ(errno, ENOENT);
+    unlink(link);
+    unlink(path);
+}

@@ -5,10 +5,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A builder of n random str->any entries and its model. */
@@ -40,6 +44,12 @@ static int file_mode(const char *path) {
 static int exists(const char *path) {
     struct stat st;
     return lstat(path, &st) == 0;
+}
+
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static const char *shm_path(const char *dir, const char *name) {
@@ -271,7 +281,9 @@ TEST(names) {
     char long_name[256];
     memset(long_name, 'n', sizeof long_name);
     long_name[SM_NAME_MAX + 1] = 0; /* 201 bytes */
-    const char *bad[] = {"", "a/b", "/", "/abs", "a/", long_name};
+    /* control characters could spoof what `ls` shows: "ok\nsharedmap.fake", escapes */
+    const char *bad[] = {"", "a/b", "/", "/abs", "a/", long_name, "a\nb", "\x01", "x\x1f",
+                         "\x7f", "tab\there", "\x1b[31mred", "cr\r"};
     sm_builder *b = NULL;
     ASSERT_OK(sm_builder_new(&b));
     sm_value v = sm_value_str("v", 1);
@@ -294,7 +306,7 @@ TEST(names) {
     memcpy(max_name, prefix, strlen(prefix));
     max_name[SM_NAME_MAX] = 0;
     const char *good[] = {max_name, "test:3325", "\xe7\xba\xa2", "with space", "..", ".hidden",
-                          "a\\b", "x"};
+                          "a\\b", "x", " ", "~", "\x80\xff", "\xc3\x28" /* not UTF-8: names are bytes */};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         ASSERT_OK(sm_name_check(good[i]));
         ASSERT_OK(sm_publish(b, test_dir(), good[i], 0, 0));
@@ -372,6 +384,33 @@ TEST(publish_modes) {
     ASSERT_CHILD_OK(test_spawn(child_modes_027, NULL));
 }
 
+/* Finding 6: a mode is permission bits, 0 to 0777; setuid, setgid, sticky or any
+ * higher bit is -EINVAL (fchmod took the first three and dropped the rest). */
+TEST(publish_bad_modes) {
+    const char *dir = test_dir();
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+    const unsigned bad[] = {04600, 02600, 01600, 07777, 010000, 010600, 0x80000000u, 0xFFFFFFFFu};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_ERR(sm_publish(b, dir, "m", 0, bad[i]), -EINVAL);
+        ASSERT_ERR(sm_publish(b, dir, "m", SM_FORCE, bad[i]), -EINVAL);
+        ASSERT_ERR(sm_save(b, test_path("m.snap"), 0, bad[i]), -EINVAL);
+    }
+    ASSERT_STR_EQ(dir_listing(dir), "");
+    /* nor does a bad mode replace anything */
+    ASSERT_OK(sm_publish(b, dir, "m", 0, 0640));
+    ASSERT_ERR(sm_publish(b, dir, "m", SM_FORCE, 04640), -EINVAL);
+    ASSERT_ERR(sm_save(b, shm_path(dir, "m"), SM_FORCE, 02640), -EINVAL);
+    ASSERT_EQ(file_mode(shm_path(dir, "m")), 0640);
+    /* every permission bit is fine */
+    ASSERT_OK(sm_publish(b, dir, "m", SM_FORCE, 0777));
+    ASSERT_EQ(file_mode(shm_path(dir, "m")), 0777);
+    ASSERT_OK(sm_unpublish(dir, "m"));
+    sm_builder_free(b);
+}
+
 TEST(save_open_file) {
     model m1, m2;
     sm_builder *b1 = random_builder(&m1, 400, 21);
@@ -439,39 +478,55 @@ TEST(nofollow) {
     const char *target = test_path("target.snap");
     ASSERT_OK(sm_save(b, target, 0, 0));
 
-    /* a symlink to a valid snapshot is refused, as a file and as a map name */
+    /* a symlink to a valid snapshot is refused, as a file and as a map name, with an
+     * error that says why (not ELOOP's "too many levels of symbolic links") */
     const char *link = test_path("link.snap");
     ASSERT_OK(symlink(target, link));
     sm_reader *r = NULL;
-    ASSERT_ERR(sm_reader_open_file(&r, link), -ELOOP);
+    ASSERT_ERR(sm_reader_open_file(&r, link), SM_ESYMLINK);
     ASSERT_OK(symlink(target, shm_path(test_dir(), "evil")));
-    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "evil"), -ELOOP);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "evil"), SM_ESYMLINK);
+    ASSERT_OK(symlink(test_dir(), test_path("dir.snap")));
+    ASSERT_ERR(sm_reader_open_file(&r, test_path("dir.snap")), SM_ESYMLINK);
+    /* a real ELOOP, in the directories of the path, stays one */
+    ASSERT_OK(symlink("loop", test_path("loop")));
+    ASSERT_ERR(sm_reader_open_file(&r, test_path("loop/x.snap")), -ELOOP);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_path("loop"), "x"), -ELOOP);
+    ASSERT_STR_EQ(sm_errname(SM_ESYMLINK), "SM_ESYMLINK");
 
-    /* saving or publishing onto a symlink never writes through it */
+    /* saving, publishing or unpublishing onto a symlink never writes through it,
+     * nor replaces or removes the link: it is refused */
     sm_builder *b2 = NULL;
     ASSERT_OK(sm_builder_new(&b2));
     sm_value v2 = sm_value_int(6);
     ASSERT_OK(sm_builder_put(b2, SM_KEYS_STR, "k", 1, &v2));
     ASSERT_ERR(sm_save(b2, link, 0, 0), -EEXIST);
     ASSERT_ERR(sm_publish(b2, test_dir(), "evil", 0, 0), -EEXIST);
-    ASSERT_OK(sm_save(b2, link, SM_FORCE, 0));
-    ASSERT_OK(sm_publish(b2, test_dir(), "evil", SM_FORCE, 0));
+    ASSERT_ERR(sm_save(b2, link, SM_FORCE, 0), SM_ESYMLINK);
+    ASSERT_ERR(sm_publish(b2, test_dir(), "evil", SM_FORCE, 0), SM_ESYMLINK);
+    ASSERT_ERR(sm_unpublish(test_dir(), "evil"), SM_ESYMLINK);
     struct stat st;
     ASSERT_OK(lstat(link, &st));
-    ASSERT(S_ISREG(st.st_mode)); /* the link itself was replaced */
+    ASSERT(S_ISLNK(st.st_mode));
     ASSERT_OK(lstat(shm_path(test_dir(), "evil"), &st));
-    ASSERT(S_ISREG(st.st_mode));
+    ASSERT(S_ISLNK(st.st_mode));
     ASSERT_OK(sm_reader_open_file(&r, target)); /* the target is untouched */
     sm_value got;
     ASSERT_OK(sm_get(r, "k", 1, &got));
     ASSERT_EQ(got.as.i, 5);
+    ASSERT_EQ(sm_reader_superseded(r), 0);
     sm_reader_close(r);
 
-    /* a dangling symlink under a map name: refused, and unpublish removes the link only */
+    /* a dangling symlink under a map name: refused, never created through */
     ASSERT_OK(symlink(test_path("absent"), shm_path(test_dir(), "dangling")));
-    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "dangling"), -ELOOP);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "dangling"), SM_ESYMLINK);
     ASSERT_ERR(sm_publish(b2, test_dir(), "dangling", 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b2, test_dir(), "dangling", SM_FORCE, 0), SM_ESYMLINK);
+    ASSERT_ERR(sm_unpublish(test_dir(), "dangling"), SM_ESYMLINK);
     ASSERT(!exists(test_path("absent")));
+    ASSERT_OK(lstat(shm_path(test_dir(), "dangling"), &st));
+    ASSERT(S_ISLNK(st.st_mode));
+    ASSERT(strstr(dir_listing(test_dir()), ".sharedmap-tmp") == NULL);
 
     /* a symlink to a directory of maps is fine for the directory itself */
     char dirlink[600];
@@ -503,6 +558,91 @@ TEST(not_regular_files) {
     memset(junk, 'j', sizeof junk);
     write_file(shm_path(dir, "junk"), junk, sizeof junk);
     ASSERT_ERR(sm_reader_open_shm(&r, dir, "junk"), SM_EBADMAGIC);
+}
+
+/* Finding 3: a directory, FIFO (or anything but a regular file) under the target
+ * name of a forced publish or save, or of an unpublish, is refused and left where
+ * it is.  RENAME_EXCHANGE used to swap it away under a temporary name that gc does
+ * not remove, and say 0. */
+TEST(replace_only_regular_files) {
+    const char *dir = test_dir();
+    model m;
+    sm_builder *b = versioned_builder(&m, 10, 1);
+    ASSERT_OK(mkdir(shm_path(dir, "d"), 0700));
+    ASSERT_OK(mkfifo(shm_path(dir, "f"), 0600));
+    ASSERT_OK(mkdir(test_path("d.snap"), 0700));
+    ASSERT_OK(mkfifo(test_path("f.snap"), 0600));
+    const char *before = "d.snap f.snap sharedmap.d sharedmap.f";
+
+    ASSERT_ERR(sm_publish(b, dir, "d", 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b, dir, "d", SM_FORCE, 0), -EISDIR);
+    ASSERT_ERR(sm_unpublish(dir, "d"), -EISDIR);
+    ASSERT_ERR(sm_publish(b, dir, "f", 0, 0), -EEXIST);
+    ASSERT_ERR(sm_publish(b, dir, "f", SM_FORCE, 0), SM_ENOTSNAPSHOT);
+    ASSERT_ERR(sm_unpublish(dir, "f"), SM_ENOTSNAPSHOT);
+    ASSERT_ERR(sm_save(b, test_path("d.snap"), 0, 0), -EEXIST);
+    ASSERT_ERR(sm_save(b, test_path("d.snap"), SM_FORCE, 0), -EISDIR);
+    ASSERT_ERR(sm_save(b, test_path("f.snap"), SM_FORCE, 0), SM_ENOTSNAPSHOT);
+    /* nothing moved, nothing hidden */
+    ASSERT_STR_EQ(dir_listing(dir), before);
+    struct stat st;
+    ASSERT_OK(lstat(shm_path(dir, "d"), &st));
+    ASSERT(S_ISDIR(st.st_mode));
+    ASSERT_OK(lstat(test_path("f.snap"), &st));
+    ASSERT(S_ISFIFO(st.st_mode));
+    unsigned removed = 9;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+
+    /* a regular file that is no snapshot is replaced, and removed, as before */
+    write_file(shm_path(dir, "junk"), "junk", 4);
+    ASSERT_OK(sm_publish(b, dir, "junk", SM_FORCE, 0));
+    ASSERT_OK(sm_unpublish(dir, "junk"));
+    write_file(shm_path(dir, "junk"), "junk", 4);
+    ASSERT_OK(sm_unpublish(dir, "junk"));
+    ASSERT_STR_EQ(dir_listing(dir), before);
+    sm_builder_free(b);
+    model_free(&m);
+}
+
+/* The name flips between a regular file and a directory (RENAME_EXCHANGE with
+ * "other") while we publish and unpublish over it: whatever the timing, the
+ * directory is never swapped away, or left under a temporary name. */
+static void child_flip_dir(void *arg) {
+    const char *dir = arg;
+    char name[600], other[600];
+    snprintf(name, sizeof name, "%s/sharedmap.x", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    uint64_t end = monotonic_ms() + 1000;
+    while (monotonic_ms() < end)
+        renameat2(AT_FDCWD, name, AT_FDCWD, other, RENAME_EXCHANGE);
+}
+
+TEST(replace_only_regular_files_race) {
+    const char *dir = test_dir();
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+    ASSERT_OK(mkdir(test_path("other"), 0700));
+    write_file(test_path("other/marker"), "m", 1);
+    ASSERT_OK(sm_publish(b, dir, "x", 0, 0));
+    pid_t pid = test_spawn(child_flip_dir, (void *)dir);
+    unsigned ok = 0;
+    for (unsigned i = 0; waitpid(pid, NULL, WNOHANG) == 0; i++) {
+        int rc = i % 4 == 3 ? sm_unpublish(dir, "x") : sm_publish(b, dir, "x", SM_FORCE, 0);
+        if (rc != -EISDIR)
+            ASSERT_OK(rc);
+        ok += rc == 0;
+    }
+    ASSERT(ok > 0);
+    /* the directory is under one of its two names, with what it holds */
+    ASSERT(exists(test_path("other/marker")) || exists(shm_path(dir, "x/marker")));
+    ASSERT(strstr(dir_listing(dir), ".sharedmap-tmp") == NULL);
+    unsigned removed = 9;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+    sm_builder_free(b);
 }
 
 struct list_seen {
@@ -799,4 +939,244 @@ TEST_TIMEOUT(publish_race_every_replaced_is_flagged, 120) {
     unsigned removed = 0;
     ASSERT_OK(sm_gc(dir, &removed)); /* nothing may linger either */
     ASSERT_EQ(removed, 0);
+}
+
+/* Findings 1-2: sm_gc racing a forced publish or an unpublish.  Between the rename
+ * that takes a snapshot out of the public name (RENAME_EXCHANGE, or unpublish's
+ * rename) and its unlink, it sits unlocked under a temporary name; a gc that
+ * unlinked it there without setting its superseded word stranded every reader of it,
+ * and an unpublish whose temporary gc had unlinked said -ENOENT for a map it had
+ * removed.  Real processes for a few seconds: a gc loop, one publisher (the only
+ * one, so every step it takes displaces exactly the snapshot the step before put
+ * there), and readers that attach and then wait for the next two steps. */
+struct gc_race {
+    uint64_t steps; /* publishes and unpublishes the publisher has finished */
+    int done;
+    uint64_t checked, stranded, false_enoent, unpublished, gc_removed;
+};
+
+enum { GC_RACE_MS = 3000 };
+
+static void child_gc_loop(void *arg) {
+    struct gc_race *s = arg;
+    while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
+        unsigned n = 0;
+        ASSERT_OK(sm_gc(test_dir(), &n));
+        __atomic_add_fetch(&s->gc_removed, n, __ATOMIC_RELAXED);
+    }
+}
+
+static void child_race_publisher(void *arg) {
+    struct gc_race *s = arg;
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
+    uint64_t end = monotonic_ms() + GC_RACE_MS;
+    sm_reader *last = NULL; /* attached to what the step before published */
+    /* publish, replace, unpublish: both windows in turn */
+    for (unsigned i = 0; monotonic_ms() < end; i++) {
+        if (i % 3 == 2) {
+            int rc = sm_unpublish(test_dir(), "m");
+            if (rc == -ENOENT)
+                __atomic_add_fetch(&s->false_enoent, 1, __ATOMIC_RELAXED);
+            else
+                ASSERT_OK(rc);
+            __atomic_add_fetch(&s->unpublished, 1, __ATOMIC_RELAXED);
+        } else {
+            ASSERT_OK(sm_publish(b, test_dir(), "m", SM_FORCE, 0));
+        }
+        if (last) {
+            __atomic_add_fetch(&s->checked, 1, __ATOMIC_RELAXED);
+            if (!sm_reader_superseded(last))
+                __atomic_add_fetch(&s->stranded, 1, __ATOMIC_RELAXED);
+            sm_reader_close(last);
+            last = NULL;
+        }
+        __atomic_add_fetch(&s->steps, 1, __ATOMIC_RELEASE);
+        if (i % 3 != 2) /* the name holds what we just published: gc never touches it */
+            ASSERT_OK(sm_reader_open_shm(&last, test_dir(), "m"));
+    }
+    sm_reader_close(last);
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    sm_builder_free(b);
+}
+
+static void child_race_reader(void *arg) {
+    struct gc_race *s = arg;
+    while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
+        sm_reader *r = NULL;
+        if (sm_reader_open_shm(&r, test_dir(), "m") != 0)
+            continue; /* between an unpublish and the next publish */
+        /* The snapshot was put under the name by step `seen + 1` at the latest (it may
+         * be in progress), so step `seen + 2` displaced or removed it. */
+        uint64_t seen = __atomic_load_n(&s->steps, __ATOMIC_ACQUIRE);
+        while (__atomic_load_n(&s->steps, __ATOMIC_ACQUIRE) < seen + 2 &&
+               !__atomic_load_n(&s->done, __ATOMIC_ACQUIRE))
+            nanosleep(&(struct timespec){0, 20000}, NULL); /* leave the cores to gc and publisher */
+        if (__atomic_load_n(&s->steps, __ATOMIC_ACQUIRE) >= seen + 2) {
+            __atomic_add_fetch(&s->checked, 1, __ATOMIC_RELAXED);
+            if (!sm_reader_superseded(r))
+                __atomic_add_fetch(&s->stranded, 1, __ATOMIC_RELAXED);
+        }
+        sm_reader_close(r);
+    }
+}
+
+TEST_TIMEOUT(gc_race_publish_unpublish, 60) {
+    struct gc_race *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT(s != MAP_FAILED);
+    memset(s, 0, sizeof *s);
+    test_dir();
+    enum { NREADERS = 2 };
+    pid_t readers[NREADERS];
+    pid_t gc = test_spawn(child_gc_loop, s);
+    for (int i = 0; i < NREADERS; i++)
+        readers[i] = test_spawn(child_race_reader, s);
+    pid_t pub = test_spawn(child_race_publisher, s);
+    ASSERT_CHILD_OK(pub);
+    for (int i = 0; i < NREADERS; i++)
+        ASSERT_CHILD_OK(readers[i]);
+    ASSERT_CHILD_OK(gc);
+    if (s->checked < 100 || s->stranded || s->false_enoent)
+        test_fail(__FILE__, __LINE__,
+                  "%" PRIu64 " steps, %" PRIu64 " attaches checked (want >= 100), %" PRIu64
+                  " stranded (want 0), %" PRIu64 " of %" PRIu64
+                  " unpublishes said ENOENT (want 0), gc removed %" PRIu64,
+                  s->steps, s->checked, s->stranded, s->false_enoent, s->unpublished,
+                  s->gc_removed);
+    /* nothing is left behind but the map itself */
+    ASSERT_OK(sm_gc(test_dir(), NULL));
+    const char *left = dir_listing(test_dir());
+    ASSERT(strcmp(left, "") == 0 || strcmp(left, "sharedmap.m") == 0);
+    munmap(s, sizeof *s);
+}
+
+/* A publisher killed between its RENAME_EXCHANGE and the retiring of what it
+ * displaced, or an unpublisher killed after its rename, leaves a complete snapshot
+ * unlocked under a temporary name: gc marks it before it removes it. */
+TEST(gc_marks_what_a_killed_publisher_displaced) {
+    const char *dir = test_dir();
+    model m1, m2;
+    sm_builder *b1 = versioned_builder(&m1, 20, 1);
+    sm_builder *b2 = versioned_builder(&m2, 30, 2);
+    ASSERT_OK(sm_publish(b1, dir, "m", 0, 0));
+    sm_reader *r1 = NULL, *r2 = NULL;
+    ASSERT_OK(sm_reader_open_shm(&r1, dir, "m"));
+    /* steps 1-4a and the exchange of a publish, and then nothing */
+    const char *tmp = test_path(".sharedmap-tmp.1.00000000000000ff.m");
+    ASSERT_OK(sm_save(b2, tmp, 0, 0));
+    ASSERT_OK(renameat2(AT_FDCWD, tmp, AT_FDCWD, shm_path(dir, "m"), RENAME_EXCHANGE));
+    ASSERT_EQ(sm_reader_superseded(r1), 0);
+    unsigned removed = 0;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(sm_reader_superseded(r1), 1);
+    check_reader(r1, &m1, 1, 20); /* still readable */
+    ASSERT_STR_EQ(dir_listing(dir), "sharedmap.m");
+
+    /* an unpublish's rename, and then nothing */
+    ASSERT_OK(sm_reader_open_shm(&r2, dir, "m"));
+    check_reader(r2, &m2, 2, 20);
+    ASSERT_OK(rename(shm_path(dir, "m"), tmp));
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(sm_reader_superseded(r2), 1);
+    ASSERT_STR_EQ(dir_listing(dir), "");
+    sm_reader_close(r1);
+    sm_reader_close(r2);
+    sm_builder_free(b1);
+    sm_builder_free(b2);
+    model_free(&m1);
+    model_free(&m2);
+}
+
+/* As another user: the directory of the test is root's. */
+static void become_nobody(void) {
+    struct passwd *pw = getpwnam("nobody");
+    ASSERT(pw != NULL);
+    ASSERT_OK(setgid(pw->pw_gid));
+    ASSERT_OK(setuid(pw->pw_uid));
+}
+
+static void child_gc_as_nobody(void *arg) {
+    const char *dir = arg;
+    become_nobody();
+    unsigned removed = 99;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+}
+
+/* A map published read-only (0444) is still marked by its owner, when replaced, when
+ * removed, and when a killed publisher left it to gc. */
+static void child_readonly_maps(void *arg) {
+    const char *dir = arg;
+    become_nobody();
+    model m;
+    sm_builder *b = versioned_builder(&m, 10, 1);
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_publish(b, dir, "ro", 0, 0444));
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "ro"));
+    ASSERT_OK(sm_publish(b, dir, "ro", SM_FORCE, 0444));
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader_close(r);
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "ro"));
+    ASSERT_OK(sm_unpublish(dir, "ro"));
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader_close(r);
+
+    ASSERT_OK(sm_publish(b, dir, "ro", 0, 0444));
+    ASSERT_OK(sm_reader_open_shm(&r, dir, "ro"));
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/.sharedmap-tmp.1.00000000000000ee.ro", dir);
+    ASSERT_OK(rename(shm_path(dir, "ro"), tmp));
+    unsigned removed = 0;
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(sm_reader_superseded(r), 1);
+    sm_reader_close(r);
+
+    /* a live writer's read-only temporary: gc leaves it, and its mode */
+    snprintf(tmp, sizeof tmp, "%s/.sharedmap-tmp.1.00000000000000dd.ro", dir);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    ASSERT(fd >= 0);
+    ASSERT_OK(fchmod(fd, 0444));
+    ASSERT_OK(flock(fd, LOCK_EX));
+    ASSERT_OK(sm_gc(dir, &removed));
+    ASSERT_EQ(removed, 0);
+    ASSERT_EQ(file_mode(tmp), 0444);
+    ASSERT_OK(unlink(tmp));
+    close(fd);
+    sm_builder_free(b);
+    model_free(&m);
+}
+
+TEST(gc_and_snapshots_it_may_not_write) {
+    if (geteuid() != 0) {
+        printf("    skipped: needs root, to act as nobody\n");
+        return;
+    }
+    /* a directory anyone may write, without the sticky bit: nobody may unlink root's
+     * files in it, but cannot write them */
+    ASSERT_OK(chmod(test_dir(), 0711));
+    const char *shared = test_path("shared");
+    ASSERT_OK(mkdir(shared, 0777));
+    ASSERT_OK(chmod(shared, 0777));
+    model m;
+    sm_builder *b = versioned_builder(&m, 10, 1);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/.sharedmap-tmp.1.00000000000000aa.m", shared);
+    ASSERT_OK(sm_save(b, tmp, 0, 0644));
+    /* gc cannot mark it, so it leaves it: unlinking it unmarked would strand its readers */
+    ASSERT_CHILD_OK(test_spawn(child_gc_as_nobody, (void *)shared));
+    ASSERT(exists(tmp));
+    /* root's gc can */
+    unsigned removed = 0;
+    ASSERT_OK(sm_gc(shared, &removed));
+    ASSERT_EQ(removed, 1);
+
+    ASSERT_CHILD_OK(test_spawn(child_readonly_maps, (void *)shared));
+    ASSERT_STR_EQ(dir_listing(shared), "");
+    sm_builder_free(b);
+    model_free(&m);
 }

@@ -319,14 +319,17 @@ def test_symlinks_are_never_followed(name, new_name, tmp_path):
     target = new_name()
     sharedmap.rbtree({"a": "b"}).share(target)
     os.symlink(shm_path(target), shm_path(name))
-    with pytest.raises(OSError) as e:
-        sharedmap.sharedmap(name)
-    assert e.value.errno == errno.ELOOP
-    link = tmp_path / "link.snap"
-    link.symlink_to(shm_path(target))
-    with pytest.raises(OSError) as e:
-        sharedmap.open(link)
-    assert e.value.errno == errno.ELOOP
+    try:
+        with pytest.raises(OSError) as e:
+            sharedmap.sharedmap(name)
+        assert e.value.errno == errno.ELOOP
+        link = tmp_path / "link.snap"
+        link.symlink_to(shm_path(target))
+        with pytest.raises(OSError) as e:
+            sharedmap.open(link)
+        assert e.value.errno == errno.ELOOP
+    finally:
+        os.unlink(shm_path(name))  # remove() refuses a symlink under a map name (src/publish.c)
 
 
 AS_NOBODY = r"""
