@@ -63,7 +63,7 @@ LIB_OBJS  := $(LIB_SRCS:src/%.c=$(BUILD)/lib/%.o)
 SAN_OBJS  := $(LIB_SRCS:src/%.c=$(BUILD)/san/src/%.o)
 TEST_SRCS := $(filter-out tests/c/example.c,$(sort $(wildcard tests/c/*.c)))
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/san/%.o)
-PY_SRCS   := $(wildcard src/*.c src/*.h include/*.h python/sharedmap/*.c python/sharedmap/*.h \
+PY_SRCS   := $(wildcard src/*.c src/*.h include/*.h python/binding/*.c python/binding/*.h \
                python/sharedmap/*.py python/sharedmap/*.pyi python/sharedmap/py.typed) \
              setup.py pyproject.toml README.md
 
@@ -300,7 +300,7 @@ pytest-asan: venv ## the Python tests again, against an ASan+UBSan build of the 
 	SHAREDMAP_SANITIZE=1 bash tests/build-ext.sh $(VENV)/bin/python $(BUILD)/asan
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=$(ASAN_OPTIONS):detect_leaks=0 \
 	    PYTHONMALLOC=malloc PYTHONPATH=$(BUILD)/asan/lib \
-	    $(VENV)/bin/python -m pytest -q --capture=sys -p no:cacheprovider tests/python
+	    $(VENV)/bin/python -m pytest -q --capture=sys -p no:cacheprovider -m "not heavy" tests/python
 
 pytest-others: ## build and run the Python tests with every other CPython 3.9-3.13 installed
 	PYTHON=$(PYTHON) BUILD=$(BUILD) bash tests/other-pythons.sh

@@ -18,10 +18,10 @@ def flag(name):
     return os.environ.get(name, "") not in ("", "0")
 
 
-def src_files(pattern):
-    """The files of src/ that match, relative to this directory: the sdist takes only relative
+def files(folder, pattern):
+    """The files of folder that match, relative to this directory: the sdist takes only relative
     paths from sources and depends (an absolute one was left out, and the headers with it)."""
-    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "src", pattern)))
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, folder, pattern)))
 
 
 cflags = [
@@ -48,18 +48,19 @@ if flag("SHAREDMAP_SANITIZE"):
     cflags += san
     ldflags += san
 
-sources = ["python/sharedmap/_sharedmap.c"] + src_files("*.c")
+# the binding (python/binding/, one file per job) and the core library (src/)
+sources = files("python/binding", "*.c") + files("src", "*.c")
 
 setup(
     ext_modules=[
         Extension(
             "sharedmap._sharedmap",
             sources=sources,
-            include_dirs=["include", "src"],
+            include_dirs=["include", "src", "python/binding"],
             define_macros=[("SM_STATIC", "1")],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-            depends=src_files("*.h") + ["include/sharedmap.h"],
+            depends=files("python/binding", "*.h") + files("src", "*.h") + ["include/sharedmap.h"],
         )
     ]
 )

@@ -67,28 +67,47 @@ extern "C" {
 
 /* ---------------------------------------------------------------- errors */
 
-/* The library's own error codes: XX(name, value, message).  Values sit in a
- * reserved negative block far from any -errno. */
-#define SM_ERROR_MAP(XX)                                                                        \
-    XX(SM_NOTFOUND, -30700, "not found")                                                       \
-    XX(SM_EBADMAGIC, -30701, "not a sharedmap snapshot (bad magic)")                           \
-    XX(SM_EENDIAN, -30702, "snapshot has the wrong byte order")                                \
-    XX(SM_EVERSION, -30703, "unsupported snapshot format version")                             \
-    XX(SM_EFEATURE, -30704, "snapshot requires a feature this library does not support")       \
-    XX(SM_EHEADER, -30705, "snapshot header is corrupt")                                       \
-    XX(SM_ETRUNCATED, -30706, "snapshot size does not match its header (truncated or padded)") \
-    XX(SM_ECORRUPT, -30707, "snapshot data is corrupt")                                        \
-    XX(SM_ECHECKSUM, -30708, "snapshot checksum mismatch")                                     \
-    XX(SM_EKEYKIND, -30709, "key kind mismatch (str and bytes keys cannot be mixed)")          \
-    XX(SM_EUTF8, -30710, "invalid UTF-8 in a str key or value")                                \
-    XX(SM_ENAME, -30711, "invalid map name (empty, too long, '/' or a control character)")     \
-    XX(SM_ETOOBIG, -30712, "key, value or snapshot too large for the format")                  \
-    XX(SM_ETYPE, -30713, "invalid value type")                                                 \
-    XX(SM_ENOTSNAPSHOT, -30714, "file is not a regular file")                                  \
-    XX(SM_ESYMLINK, -30715, "file is a symbolic link; sharedmap never follows symlinks")
+/* The library's own error codes, the one list of them:
+ * XX(name, value, python_class, message).  Values sit in a reserved negative block
+ * far from any -errno.  python_class names the exception the Python binding raises
+ * for the code (sharedmap.NotASnapshotError, ...: see the binding's errors.c; KeyError
+ * is Python's own); C callers ignore it. */
+#define SM_ERROR_MAP(XX)                                                                           \
+    XX(SM_NOTFOUND, -30700, KeyError,                                                              \
+       "not found")                                                                                \
+    XX(SM_EBADMAGIC, -30701, NotASnapshotError,                                                    \
+       "not a sharedmap snapshot (bad magic)")                                                     \
+    XX(SM_EENDIAN, -30702, CorruptSnapshotError,                                                   \
+       "snapshot has the wrong byte order")                                                        \
+    XX(SM_EVERSION, -30703, UnsupportedVersionError,                                               \
+       "unsupported snapshot format version")                                                      \
+    XX(SM_EFEATURE, -30704, UnsupportedVersionError,                                               \
+       "snapshot requires a feature this library does not support")                                \
+    XX(SM_EHEADER, -30705, CorruptSnapshotError,                                                   \
+       "snapshot header is corrupt")                                                               \
+    XX(SM_ETRUNCATED, -30706, CorruptSnapshotError,                                                \
+       "snapshot size does not match its header (truncated or padded)")                            \
+    XX(SM_ECORRUPT, -30707, CorruptSnapshotError,                                                  \
+       "snapshot data is corrupt")                                                                 \
+    XX(SM_ECHECKSUM, -30708, CorruptSnapshotError,                                                 \
+       "snapshot checksum mismatch")                                                               \
+    XX(SM_EKEYKIND, -30709, KeyKindError,                                                          \
+       "key kind mismatch (str and bytes keys cannot be mixed)")                                   \
+    XX(SM_EUTF8, -30710, CorruptSnapshotError,                                                     \
+       "invalid UTF-8 in a str key or value")                                                      \
+    XX(SM_ENAME, -30711, InvalidNameError,                                                         \
+       "invalid map name (empty, too long, '/' or a control character)")                           \
+    XX(SM_ETOOBIG, -30712, TooLargeError,                                                          \
+       "key, value or snapshot too large for the format")                                          \
+    XX(SM_ETYPE, -30713, CorruptSnapshotError,                                                     \
+       "invalid value type")                                                                       \
+    XX(SM_ENOTSNAPSHOT, -30714, NotASnapshotError,                                                 \
+       "file is not a regular file")                                                               \
+    XX(SM_ESYMLINK, -30715, SymlinkError,                                                          \
+       "file is a symbolic link; sharedmap never follows symlinks")
 
 enum {
-#define SM_XX_ENUM(name, value, msg) name = value,
+#define SM_XX_ENUM(name, value, pyclass, msg) name = value,
     SM_ERROR_MAP(SM_XX_ENUM)
 #undef SM_XX_ENUM
     SM_OK = 0

@@ -5,7 +5,7 @@ const char *sm_strerror(int code) {
     switch (code) {
     case 0:
         return "success";
-#define SM_XX_MSG(name, value, msg) \
+#define SM_XX_MSG(name, value, pyclass, msg) \
     case name:                      \
         return msg;
         SM_ERROR_MAP(SM_XX_MSG)
@@ -25,7 +25,7 @@ const char *sm_errname(int code) {
     switch (code) {
     case 0:
         return "SM_OK";
-#define SM_XX_NAME(name, value, msg) \
+#define SM_XX_NAME(name, value, pyclass, msg) \
     case name:                       \
         return #name;
         SM_ERROR_MAP(SM_XX_NAME)

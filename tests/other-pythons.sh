@@ -28,7 +28,7 @@ for v in 3.9 3.10 3.11 3.12 3.13; do
     [ -x "$dir/venv/bin/python" ] || "$py" -m venv "$dir/venv"
     "$dir/venv/bin/python" -m pip install -q --disable-pip-version-check pytest hypothesis
     bash tests/build-ext.sh "$dir/venv/bin/python" "$dir"
-    PYTHONPATH="$dir/lib" "$dir/venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+    PYTHONPATH="$dir/lib" "$dir/venv/bin/python" -m pytest -q -p no:cacheprovider -m "not heavy" tests/python
     tested+=("$v")
 done
 echo "other Pythons tested: ${tested[*]:-none}${missing:+; not on this machine: ${missing[*]}}"

@@ -19,11 +19,36 @@ carried as bytes (``w.dump()`` / ``sharedmap.loads(data)``).
 from collections import abc as _abc
 
 from . import _sharedmap
-from ._sharedmap import FORMAT_VERSION, NAME_MAX, __version__, gc, loads, open, rbtree, sharedmap
+from ._sharedmap import (
+    FORMAT_VERSION,
+    NAME_MAX,
+    CorruptSnapshotError,
+    Error,
+    InvalidNameError,
+    KeyKindError,
+    NotASnapshotError,
+    SymlinkError,
+    TooLargeError,
+    UnsupportedVersionError,
+    __version__,
+    gc,
+    loads,
+    open,
+    rbtree,
+    sharedmap,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "NAME_MAX",
+    "CorruptSnapshotError",
+    "Error",
+    "InvalidNameError",
+    "KeyKindError",
+    "NotASnapshotError",
+    "SymlinkError",
+    "TooLargeError",
+    "UnsupportedVersionError",
     "__version__",
     "gc",
     "list_maps",

@@ -6,6 +6,14 @@ from . import _sharedmap as _sharedmap
 from ._sharedmap import (
     FORMAT_VERSION as FORMAT_VERSION,
     NAME_MAX as NAME_MAX,
+    CorruptSnapshotError as CorruptSnapshotError,
+    Error as Error,
+    InvalidNameError as InvalidNameError,
+    KeyKindError as KeyKindError,
+    NotASnapshotError as NotASnapshotError,
+    SymlinkError as SymlinkError,
+    TooLargeError as TooLargeError,
+    UnsupportedVersionError as UnsupportedVersionError,
     __version__ as __version__,
     gc as gc,
     loads as loads,
@@ -14,7 +22,24 @@ from ._sharedmap import (
     sharedmap as sharedmap,
 )
 
-__all__ = ["FORMAT_VERSION", "NAME_MAX", "__version__", "gc", "list_maps", "loads", "rbtree", "sharedmap"]
+__all__ = [
+    "FORMAT_VERSION",
+    "NAME_MAX",
+    "CorruptSnapshotError",
+    "Error",
+    "InvalidNameError",
+    "KeyKindError",
+    "NotASnapshotError",
+    "SymlinkError",
+    "TooLargeError",
+    "UnsupportedVersionError",
+    "__version__",
+    "gc",
+    "list_maps",
+    "loads",
+    "rbtree",
+    "sharedmap",
+]
 
 class _MapListing(TypedDict):
     """One element of list_maps().  entries, created and key_kind are None (and error says why) for a map
