@@ -13,7 +13,8 @@
  *     errors.c    library error codes -> Python exceptions
  *     convert.c   the conversions that are not on a hot path (values in, names)
  *     snapshot.c  _Snapshot: one opened snapshot, its mapping and buffer export
- *     reader.c    sharedmap: lookups, ordered queries, refresh, info, verify
+ *     reader.c    sharedmap: lookups, iteration, views, refresh, info, verify
+ *     ordered.c   sharedmap's ordered queries and zero-copy getbuffer()
  *     builder.c   rbtree, the builder: edits, update, share, save, dump
  *     iter.c      both iterators, and the objects they recycle
  *     views.c     keys(), values(), items() of both, through an operations table
@@ -261,6 +262,20 @@ PyObject *snapshot_subview(SnapshotObject *s, const void *p, size_t n);
 /* reader.c */
 ReaderObject *reader_alloc(PyTypeObject *type, module_state *st, sm_reader *r, Py_buffer *source);
 SnapshotObject *reader_hold(ReaderObject *self);
+
+/* ordered.c: methods of the reader type, and their docstrings */
+#define SMPY_DOC(name, text) const char name[] = PyDoc_STR(text)
+PyObject *reader_irange(ReaderObject *self, PyObject *args, PyObject *kwds);
+PyObject *reader_bisect_left(ReaderObject *self, PyObject *key);
+PyObject *reader_bisect_right(ReaderObject *self, PyObject *key);
+PyObject *reader_index(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *reader_peekitem(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *reader_prefix(ReaderObject *self, PyObject *p);
+PyObject *reader_prefix_items(ReaderObject *self, PyObject *p);
+PyObject *reader_getbuffer(ReaderObject *self, PyObject *key);
+extern const char reader_irange_doc[], reader_bisect_left_doc[], reader_bisect_right_doc[],
+    reader_index_doc[], reader_peekitem_doc[], reader_prefix_doc[], reader_prefix_items_doc[],
+    reader_getbuffer_doc[];
 
 /* builder.c */
 Py_ssize_t builder_len(BuilderObject *self);

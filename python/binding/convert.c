@@ -4,6 +4,27 @@
 
 #include <stdio.h>
 
+key_ref key_parse_other(PyObject *key) {
+    key_ref k = {NULL, 0, SM_KEYS_NONE};
+    if (PyUnicode_Check(key)) {
+        Py_ssize_t n;
+        const char *p = PyUnicode_AsUTF8AndSize(key, &n);
+        if (p != NULL) {
+            k.data = p;
+            k.size = n;
+            k.kind = SM_KEYS_STR;
+        }
+    } else if (PyBytes_Check(key)) {
+        k.data = PyBytes_AS_STRING(key);
+        k.size = PyBytes_GET_SIZE(key);
+        k.kind = SM_KEYS_BYTES;
+    } else {
+        PyErr_Format(PyExc_TypeError, "keys must be str or bytes, not %.200s",
+                     Py_TYPE(key)->tp_name);
+    }
+    return k;
+}
+
 int value_from_py(PyObject *o, py_value *out) {
     out->has_view = 0;
     if (PyUnicode_Check(o)) {

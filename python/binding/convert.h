@@ -13,6 +13,12 @@ typedef struct {
     sm_key_kind kind;
 } key_ref;
 
+/* key_parse for every key but an exact compact ASCII str or an exact bytes (str and
+ * bytes subclasses, non-ASCII str): kind SM_KEYS_NONE with an exception set if the
+ * key is neither str nor bytes (TypeError) or cannot be encoded.  Returned by value,
+ * so that the key_ref of the fast paths never needs to be in memory. */
+key_ref key_parse_other(PyObject *key);
+
 static inline int key_parse(PyObject *key, key_ref *k) {
     if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
         k->data = (const char *)PyUnicode_DATA(key);
@@ -26,19 +32,8 @@ static inline int key_parse(PyObject *key, key_ref *k) {
         k->kind = SM_KEYS_BYTES;
         return 0;
     }
-    if (PyUnicode_Check(key)) {
-        k->data = PyUnicode_AsUTF8AndSize(key, &k->size);
-        k->kind = SM_KEYS_STR;
-        return k->data == NULL ? -1 : 0;
-    }
-    if (PyBytes_Check(key)) {
-        k->data = PyBytes_AS_STRING(key);
-        k->size = PyBytes_GET_SIZE(key);
-        k->kind = SM_KEYS_BYTES;
-        return 0;
-    }
-    PyErr_Format(PyExc_TypeError, "keys must be str or bytes, not %.200s", Py_TYPE(key)->tp_name);
-    return -1;
+    *k = key_parse_other(key);
+    return k->kind == SM_KEYS_NONE ? -1 : 0;
 }
 
 /* How a key relates to a map with keys of kind @p map. */
@@ -55,13 +50,12 @@ static inline key_fit key_fit_map(PyObject *key, sm_key_kind map, int strict, ke
         }
         return KEY_ERROR;
     }
-    if (k->kind != map) {
-        if (map == SM_KEYS_NONE || !strict)
-            return KEY_CANNOT_BE_IN;
-        set_kind_error(map, k->kind);
-        return KEY_ERROR;
-    }
-    return KEY_USABLE;
+    if (__builtin_expect(k->kind == map, 1))
+        return KEY_USABLE;
+    if (map == SM_KEYS_NONE || !strict)
+        return KEY_CANNOT_BE_IN;
+    set_kind_error(map, k->kind);
+    return KEY_ERROR;
 }
 
 /* Most keys and values are short and ASCII: for those, a check of the bytes and a
@@ -180,6 +174,28 @@ static inline PyObject *value_to_py(const sm_value *v) {
         Py_RETURN_NONE;
     }
     return set_error(SM_ECORRUPT);
+}
+
+/* Strict or soft point lookup in a snapshot; *out points into it. */
+static inline lookup_result snap_lookup(SnapshotObject *s, PyObject *key, int strict,
+                                        sm_value *out) {
+    key_ref k;
+    int rc;
+    switch (key_fit_map(key, s->kind, strict, &k)) {
+    case KEY_ERROR:
+        return LOOKUP_ERROR;
+    case KEY_CANNOT_BE_IN:
+        return LOOKUP_MISSING;
+    case KEY_USABLE:
+        break;
+    }
+    rc = sm_get(s->r, k.data, (size_t)k.size, out);
+    if (rc == 0)
+        return LOOKUP_FOUND;
+    if (rc == SM_NOTFOUND)
+        return LOOKUP_MISSING;
+    set_error(rc);
+    return LOOKUP_ERROR;
 }
 
 /* A value as the C API wants it.  Its bytes belong to the Python object, or to

@@ -135,6 +135,24 @@ static int set_attr(PyObject *exc, const char *attr, PyObject *value) {
     return value == NULL ? 0 : PyObject_SetAttrString(exc, attr, value);
 }
 
+/* Raise exc (a new instance of type, or NULL if making it failed) with .code, .name
+ * and .path set (not on a KeyError); both references are consumed. */
+static void raise_instance(PyObject *type, PyObject *exc, int code, PyObject *name,
+                           PyObject *path) {
+    if (exc != NULL && !PyErr_GivenExceptionMatches(type, PyExc_KeyError)) {
+        PyObject *c = PyLong_FromLong(code);
+        if (c == NULL || set_attr(exc, "code", c) < 0 || set_attr(exc, "name", name) < 0 ||
+            set_attr(exc, "path", path) < 0)
+            Py_CLEAR(exc);
+        Py_XDECREF(c);
+    }
+    if (exc != NULL) {
+        PyErr_SetObject(type, exc);
+        Py_DECREF(exc);
+    }
+    Py_DECREF(type);
+}
+
 PyObject *raise_code(int code, PyObject *name, PyObject *path) {
     PyObject *context = name != NULL ? name : path, *type, *exc;
     int cls;
@@ -156,29 +174,14 @@ PyObject *raise_code(int code, PyObject *name, PyObject *path) {
     }
     cls = class_of(code);
     type = class_object(cls);
-    if (cls == SMPY_EXC_SymlinkError) {
-        /* an OSError: errno ELOOP and the name or path as its filename */
+    if (cls == SMPY_EXC_SymlinkError) /* an OSError: errno ELOOP, the name or path its filename */
         exc = context ? PyObject_CallFunction(type, "isO", ELOOP, sm_strerror(code), context)
                       : PyObject_CallFunction(type, "is", ELOOP, sm_strerror(code));
-    } else if (context != NULL) {
-        exc = PyUnicode_FromFormat("%s: %R", sm_strerror(code), context);
-        if (exc != NULL)
-            Py_SETREF(exc, PyObject_CallOneArg(type, exc));
-    } else {
+    else if (context != NULL)
+        exc = PyObject_CallFunction(type, "N", PyUnicode_FromFormat("%s: %R", sm_strerror(code), context));
+    else
         exc = PyObject_CallFunction(type, "s", sm_strerror(code));
-    }
-    if (exc != NULL && cls != SMPY_EXC_KEYERROR) {
-        PyObject *c = PyLong_FromLong(code);
-        if (c == NULL || set_attr(exc, "code", c) < 0 || set_attr(exc, "name", name) < 0 ||
-            set_attr(exc, "path", path) < 0)
-            Py_CLEAR(exc);
-        Py_XDECREF(c);
-    }
-    if (exc != NULL) {
-        PyErr_SetObject(type, exc);
-        Py_DECREF(exc);
-    }
-    Py_DECREF(type);
+    raise_instance(type, exc, code, name, path);
     return NULL;
 }
 
@@ -193,18 +196,11 @@ const char *kind_name(sm_key_kind kind) {
 }
 
 void set_kind_error(sm_key_kind map, sm_key_kind key) {
-    PyObject *type = class_object(SMPY_EXC_KeyKindError), *exc, *c = NULL;
-    exc = PyObject_CallFunction(type, "N",
-                                PyUnicode_FromFormat("this map has %s keys, got %s",
-                                                     kind_name(map), kind_name(key)));
-    if (exc != NULL && ((c = PyLong_FromLong(SM_EKEYKIND)) == NULL || set_attr(exc, "code", c) < 0))
-        Py_CLEAR(exc);
-    Py_XDECREF(c);
-    if (exc != NULL) {
-        PyErr_SetObject(type, exc);
-        Py_DECREF(exc);
-    }
-    Py_DECREF(type);
+    PyObject *type = class_object(SMPY_EXC_KeyKindError);
+    PyObject *exc = PyObject_CallFunction(type, "N",
+                                          PyUnicode_FromFormat("this map has %s keys, got %s",
+                                                               kind_name(map), kind_name(key)));
+    raise_instance(type, exc, SM_EKEYKIND, NULL, NULL);
 }
 
 PyObject *closed_error(void) {
