@@ -380,6 +380,20 @@ def test_load_existing_needs_force(tmp_path, new_name):
     assert ok("get", name, "k").stdout == b"new\n"
 
 
+def test_load_onto_a_damaged_map_needs_force(tmp_path, new_name):
+    """A damaged map under NAME is a map that exists, whatever the words of the binding's message (the old
+    code searched it for "name", and so took a damaged map whose name holds "name" for a bad name)."""
+    name = new_name("-name")
+    with open(shm_path(name), "wb") as f:
+        f.write(b"not a snapshot at all" * 10)
+    src = tmp_path / "in.tsv"
+    src.write_bytes(b"k\tv\n")
+    r, err = fails(EXIT_ERROR, "load", name, src)
+    assert f"map exists: {name}" in err and "--force" in err
+    ok("load", name, src, "--force")
+    assert ok("get", name, "k").stdout == b"v\n"
+
+
 def test_load_mode(tmp_path, new_name):
     name = new_name()
     src = tmp_path / "in.tsv"

@@ -15,7 +15,7 @@ import sharedmap as sm
 
 from . import formats
 from .display import entries_text, format_created, human_size, out_line, shown, write_out
-from .errors import EXIT_ERROR, EXIT_OK, CliError, Step, complain, explain, reason, reporting
+from .errors import EXIT_ERROR, EXIT_OK, CliError, Step, complain, explain, reporting
 from .files import open_input, open_output
 from .formats import Key, Put
 from .progress import Progress
@@ -215,17 +215,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- load
 
 
+def check_map_name(name: str) -> None:
+    """CliError unless name can name a map (include/sharedmap.h: 1 to NAME_MAX bytes, no '/' or NUL): said
+    before the input is read, not after."""
+    raw = os.fsencode(name)
+    if not raw or len(raw) > sm.NAME_MAX or b"/" in raw or b"\0" in raw:
+        raise CliError(f"{shown(name)}: invalid map name (empty, too long, or contains '/' or NUL)")
+
+
 def map_exists(name: str) -> bool:
+    """Whether name is published, readable or not (name is a valid map name)."""
     try:
         reader = sm.sharedmap(name)
     except FileNotFoundError:
         return False
-    except ValueError as e:
-        if "name" in str(e).lower():  # an invalid name: say so now, not after reading the whole input
-            raise CliError(f"{shown(name)}: {reason(e, name)}") from None
-        return True  # a damaged map is still there
-    except OSError:
-        return True
+    except UnicodeEncodeError:  # a name this binding cannot pass on: a failure, not a map that is there
+        with reporting(Step.OPEN_MAP, name):
+            raise
+    except (OSError, ValueError):
+        return True  # there, but unreadable or damaged
     reader.close()
     return True
 
@@ -243,6 +251,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         parser.error("--header applies to --format csv only")
     if args.bytes_keys and fmt == "jsonl":
         parser.error("--bytes-keys applies to tsv and csv (JSON Lines gives each key's type)")
+    check_map_name(args.name)
     if not args.force and map_exists(args.name):
         raise CliError(f"map exists: {args.name} (use --force to replace it)")
 
