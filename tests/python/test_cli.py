@@ -195,6 +195,24 @@ def test_tsv_load_from_stdin_gzip_and_crlf(tmp_path, new_name):
     assert ok("export", name).stdout == data
 
 
+@pytest.mark.parametrize("bytes_keys", [False, True])
+def test_tsv_load_strips_a_byte_order_mark(tmp_path, new_name, bytes_keys):
+    """A UTF-8 BOM at the start of the file is not part of the first key (as for CSV and JSON Lines); a
+    U+FEFF anywhere else is data."""
+    data = "\ufeffapple\t1\n\ufeffpear\t2\n".encode()
+    extra = ["--bytes-keys"] if bytes_keys else []
+    as_key = (lambda k: k.encode()) if bytes_keys else (lambda k: k)
+    src = tmp_path / "bom.tsv"
+    src.write_bytes(data)
+    gz = tmp_path / "bom.tsv.gz"
+    gz.write_bytes(gzip.compress(data))
+    for source, stdin in ((src, None), (gz, None), ("-", data)):
+        name = new_name()
+        ok("load", name, source, "--format", "tsv", *extra, input=stdin)
+        with sharedmap.sharedmap(name) as m:
+            assert list(m.items()) == [(as_key("apple"), "1"), (as_key("\ufeffpear"), "2")], source
+
+
 def test_tsv_round_trip_large_with_a_few_escapes(tmp_path, new_name):
     """Many entries (several export chunks), mostly plain, some needing escapes, some None."""
     mapping = {f"key{i:06d}": f"value {i}" for i in range(20_000)}

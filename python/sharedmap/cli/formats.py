@@ -35,7 +35,8 @@ file formats (UTF-8; a FILE ending in .gz is gzip-compressed, and gzip input is 
          return are written \\\\ \\t \\n \\r, so any text round-trips exactly; a value that is exactly \\N is None.
          Values load as str (or None for \\N).  On export, int, float and bool values are written as text
          (42, 1.5, nan, true, false) and so load back as str; bytes keys and values are written as their
-         UTF-8 text (an error if they are not UTF-8; use jsonl).  A CR LF line end is accepted on load.
+         UTF-8 text (an error if they are not UTF-8; use jsonl).  On load a CR LF line end is accepted,
+         and a byte order mark at the start of the file skipped (as for jsonl and csv).
   jsonl  one JSON object per line: {"key": KEY, "value": VALUE}.  Types are kept: strings, integers (64-bit),
          floats, true/false, null; bytes keys and values are {"$bytes": "<base64>"}; the non-finite floats are
          {"$float": "nan"}, {"$float": "inf"}, {"$float": "-inf"} (so every line is strict JSON).
@@ -232,6 +233,8 @@ def load_tsv(stream: BinaryIO, put: Put, bytes_keys: bool) -> Iterator[int]:
     """Insert every TSV line of stream with put(); yield the running count after each block."""
     count = 0
     for first, lines in line_blocks(stream):
+        if first == 1 and lines and lines[0].startswith("\ufeff"):
+            lines[0] = lines[0][1:]  # a byte order mark
         for lineno, line in enumerate(lines, first):
             if "\r" in line and line.endswith("\r"):  # CR LF; a CR that is data is always escaped
                 line = line[:-1]
