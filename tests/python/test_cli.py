@@ -596,6 +596,60 @@ def test_gc():
     assert r.stdout.decode().strip().isdigit()
 
 
+def test_options_before_between_or_after_positionals(tmp_path, new_name):
+    """Every command takes its options anywhere among its positionals (argparse alone filled an optional
+    NAME from the first run of positionals only, so `get NAME --hex KEY` was a usage error), and after '--'
+    everything is a positional, wherever the '--' is."""
+    name = new_name()
+    publish(name, {"apple": "1", "-dash": "d", "--": "dd", "--hex": "hh"})
+    snap = tmp_path / "snap.smap"
+    sharedmap.rbtree({"apple": "1"}).save(str(snap))
+
+    def same_output(*orders):
+        first = ok(*orders[0]).stdout
+        for args in orders[1:]:
+            assert ok(*args).stdout == first, args
+        return first
+
+    assert same_output(
+        ["get", name, "--hex", "6170706c65"],
+        ["get", "--hex", name, "6170706c65"],
+        ["get", name, "6170706c65", "--hex"],
+    ) == b"1\n"
+    assert same_output(["get", "--json", name, "-n", "apple"], ["get", name, "--json", "apple", "-n"]) == b'"1"'
+    assert same_output(["get", "--path", snap, "apple"], ["get", "apple", "--path", snap]) == b"1\n"
+    assert same_output(["get", name, "--", "-dash"], ["get", "--", name, "-dash"]) == b"d\n"
+    assert same_output(["get", name, "--", "--"], ["get", "--", name, "--"]) == b"dd\n"
+    assert same_output(["get", "--", name, "--hex"], ["get", name, "--", "--hex"]) == b"hh\n"
+    assert same_output(["info", "--json", name], ["info", name, "--json"]).startswith(b"{")
+    assert same_output(["verify", name], ["verify", "--path", snap], ["verify", "--", name]) == b"OK\n"
+
+    out = tmp_path / "out.jsonl"
+    ok("export", "-o", out, name, "--format", "jsonl")
+    assert out.read_bytes() == ok("export", name, "--format", "jsonl").stdout
+
+    src = tmp_path / "in.tsv"
+    src.write_bytes(b"k\tv\n")
+    loaded = new_name()
+    ok("load", loaded, "--format", "tsv", src, "--mode", "0640")
+    ok("load", "--force", loaded, src)
+    ok("load", "--no-progress", loaded, "--force", src)
+    assert ok("get", loaded, "k").stdout == b"v\n"
+
+    gone, never = new_name(), new_name()
+    publish(gone, {"k": "v"})
+    ok("rm", gone, "-f", never)
+    with pytest.raises(FileNotFoundError):
+        sharedmap.sharedmap(gone)
+    r, err = fails(EXIT_ERROR, "rm", "--", f"-{never}")
+    assert f"no such map: -{never}" in err
+
+    # Too many positionals is still a usage error, wherever the options are.
+    for args in (["get", name, "--hex", "61", "62"], ["info", name, "--json", "other"], ["get", "--", name, "a", "b"]):
+        r, err = fails(EXIT_USAGE, *args)
+        assert "usage: sharedmap" in err
+
+
 # ---------------------------------------------------------------- verify
 
 

@@ -3,7 +3,8 @@ documents."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import sharedmap as sm
 
@@ -32,6 +33,49 @@ def parse_mode(text: str) -> int:
     return mode
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one command: its options may come before, between or after its positionals
+    (`get NAME --hex KEY`), and every argument after a '--' is a positional (`get NAME -- -KEY`).
+
+    Plain argparse fills positionals one run at a time between options, so that in `get NAME --hex KEY` the
+    optional NAME was skipped, NAME taken for the KEY and KEY left over; parse_known_intermixed_args()
+    takes the options first and then all positionals.  What it does with '--' differs between Python
+    versions (it was rewritten in 3.12.8 and 3.13.1, and before that it dropped a leading '--'), so '--' never
+    reaches it: the arguments after '--' go in as stand-ins that cannot look like options (argv strings hold
+    no NUL) and are put back in the result.
+    """
+
+    _parsing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
+    ) -> Tuple[argparse.Namespace, List[str]]:
+        if self._parsing:  # parse_known_intermixed_args() calls back here (before Python 3.12.8)
+            return super().parse_known_args(args, namespace)
+        given = list(sys.argv[1:] if args is None else args)
+        after: List[str] = []
+        if "--" in given:
+            cut = given.index("--")
+            given, after = given[:cut], given[cut + 1 :]
+        stand_ins: Dict[str, str] = {f"\0{i}\0": arg for i, arg in enumerate(after)}
+        self._parsing = True
+        try:
+            ns, extras = self.parse_known_intermixed_args(given + list(stand_ins), namespace)
+        finally:
+            self._parsing = False
+
+        def back(value: Any) -> Any:
+            if isinstance(value, str):
+                return stand_ins.get(value, value)
+            if isinstance(value, list):
+                return [back(v) for v in value]
+            return value
+
+        for dest, value in vars(ns).items():
+            setattr(ns, dest, back(value))
+        return ns, back(extras)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -42,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     parser.add_argument("--version", action="version", version=f"sharedmap {getattr(sm, '__version__', '?')}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=CommandParser)
     sub.required = True
 
     def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int], epilog: str = "") -> Any:
