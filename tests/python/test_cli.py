@@ -4,6 +4,7 @@ import gzip
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 
@@ -707,6 +708,88 @@ def test_export_to_an_unwritable_place(tmp_path, new_name):
     publish(name, {"k": "v"})
     r, err = fails(EXIT_ERROR, "export", name, "-o", tmp_path / "no" / "such" / "dir.tsv")
     assert "dir.tsv" in err
+
+
+def cli_with_file_size_limit(limit, *args):
+    """cli() in a process that may not write past `limit` bytes of any file (RLIMIT_FSIZE; SIGXFSZ ignored,
+    so a write past it fails with EFBIG): a full disk, as far as the writer can tell."""
+    code = (
+        "import resource, runpy, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "sys.argv[0] = 'sharedmap'\n"
+        "runpy.run_module('sharedmap', run_name='__main__', alter_sys=True)\n"
+    )
+    env = dict(child_env(), PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, timeout=120, env=env)
+
+
+MANY = {f"k{i:06d}": "v" * 50 for i in range(20_000)}  # about 1.2 MB of TSV: many writes before the end
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new FILE", "existing FILE"])
+@pytest.mark.parametrize("failure", ["value not UTF-8", "disk full", "corrupt map", "gzip, value not UTF-8"])
+def test_export_failure_leaves_nothing(tmp_path, new_name, failure, existing):
+    """export -o FILE writes a temporary beside FILE and renames it into place at the end: when it fails, there
+    is neither a partial FILE nor a temporary, and a FILE that was there is as it was."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    out = outdir / ("out.tsv.gz" if failure.startswith("gzip") else "out.tsv")
+    if existing:
+        out.write_bytes(b"precious\n")
+    target = ["--path", tmp_path / "bad.smap"]
+    if failure == "corrupt map":  # a str value late in the map that is not UTF-8 (open checks the header only)
+        sharedmap.rbtree(MANY).save(str(tmp_path / "good.smap"))
+        data = bytearray((tmp_path / "good.smap").read_bytes())
+        data[data.rindex(b"v" * 50)] = 0xFF
+        (tmp_path / "bad.smap").write_bytes(bytes(data))
+    else:
+        sharedmap.rbtree(dict(MANY, zzz=b"\xff not UTF-8")).save(str(tmp_path / "bad.smap"))
+    if failure == "disk full":
+        target = ["--path", tmp_path / "good.smap"]
+        sharedmap.rbtree(MANY).save(str(tmp_path / "good.smap"))
+        r = cli_with_file_size_limit(100_000, "export", *target, "-o", out)
+        err = r.stderr.decode(errors="replace")
+        assert r.returncode == EXIT_ERROR and "Traceback" not in err and "too large" in err, err
+    else:
+        r, err = fails(EXIT_ERROR, "export", *target, "-o", out)
+        assert ("UTF-8" in err) and err.count("\n") == 1, err
+    assert os.listdir(outdir) == (["out.tsv.gz" if failure.startswith("gzip") else "out.tsv"] if existing else [])
+    if existing:
+        assert out.read_bytes() == b"precious\n"
+
+
+def test_export_replaces_file_keeps_its_mode_and_writes_special_files_in_place(tmp_path, new_name):
+    name = new_name()
+    publish(name, {"a": "1", "b": "2"})
+    expected = b"a\t1\nb\t2\n"
+    out = tmp_path / "out.tsv"
+    out.write_bytes(b"old content, longer than the new one\n")
+    out.chmod(0o640)
+    ok("export", name, "-o", out)
+    assert out.read_bytes() == expected and out.stat().st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["out.tsv"]
+
+    fresh = tmp_path / "fresh.tsv"
+    ok("export", name, "-o", fresh)
+    made_by_open = tmp_path / "by-open"
+    made_by_open.write_bytes(b"")
+    assert fresh.stat().st_mode & 0o777 == made_by_open.stat().st_mode & 0o777  # 0666 less the umask
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        ok("export", name, "-o", fifo)
+        assert os.read(rd, 1 << 16) == expected
+    finally:
+        os.close(rd)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+    link = tmp_path / "link.tsv"
+    link.symlink_to("out.tsv")
+    ok("export", name, "-o", link, "--format", "jsonl")
+    assert link.is_symlink() and out.read_bytes() == jsonl_bytes([("a", "1"), ("b", "2")])
 
 
 def test_export_from_path_and_broken_pipe(tmp_path, new_name):

@@ -16,7 +16,7 @@ import sharedmap as sm
 from . import formats
 from .display import entries_text, format_created, human_size, out_line, shown, write_out
 from .errors import EXIT_ERROR, EXIT_OK, CliError, Step, complain, explain, reporting
-from .files import open_input, open_output
+from .files import open_input, output_file
 from .formats import Key, Put
 from .progress import Progress
 
@@ -190,25 +190,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         guessed = formats.format_from_name(args.output) if args.output not in (None, "-") else None
         fmt = guessed if guessed in formats.EXPORT_FORMATS else "tsv"
     encode = formats.jsonl_chunk if fmt == "jsonl" else formats.tsv_chunk
-    reader, _ = opened(args)
-    with reader:
-        with reporting(Step.WRITE_OUTPUT):
-            out, ours = open_output(args.output)
-        try:
-            with reporting(Step.WRITE_OUTPUT):
-                items = iter(reader.items())
-                while True:
-                    chunk = list(itertools.islice(items, 4096))
-                    if not chunk:
-                        break
-                    out.write(encode(chunk))
-                out.flush()
-        finally:
-            if ours:
-                try:
-                    out.close()
-                except OSError:
-                    pass
+    reader, target = opened(args)
+    with reader, reporting(Step.WRITE_OUTPUT), output_file(args.output) as out:
+        with reporting(Step.READ, target):
+            items = iter(reader.items())
+        while True:
+            with reporting(Step.READ, target):
+                chunk = list(itertools.islice(items, 4096))
+            if not chunk:
+                break
+            out.write(encode(chunk))
     return EXIT_OK
 
 

@@ -104,6 +104,7 @@ RULES: Tuple[Rule, ...] = (
     Rule(frozenset({Step.READ_INPUT}), EOFError, lambda e, t: f"{t}: {e}"),  # truncated gzip
     # The binding raises ValueError for bad bytes (a corrupt snapshot) and bad names.
     Rule(frozenset({Step.VERIFY}), ValueError, lambda e, t: f"{t}: corrupt: {reason(e, t)}"),
+    Rule(frozenset({Step.READ}), UnicodeDecodeError, lambda e, t: f"{t}: corrupt: a str key or value is not UTF-8"),
     Rule(_BY_NAME_OR_PATH | {Step.READ}, ValueError, lambda e, t: f"{shown(t)}: {reason(e, t)}"),
     Rule(frozenset({Step.READ}), TypeError, lambda e, t: f"{t}: {reason(e, t)}"),
 )

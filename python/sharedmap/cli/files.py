@@ -1,14 +1,16 @@
 """files.py: the input of `load` and the output of `export`: '-' for stdin or stdout, gzip by name (and, for
-input, by content), and the count of bytes read that the progress report shows.  OSError goes up to the
-caller, which reports it (errors.py)."""
+input, by content), the count of bytes read that the progress report shows, and an output FILE that appears
+complete or not at all.  OSError goes up to the caller, which reports it (errors.py)."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
+import secrets
 import stat
 import sys
-from typing import Any, BinaryIO, Callable, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Tuple
 
 from .errors import CliError
 from .progress import Progress
@@ -61,11 +63,70 @@ def open_input(path: str, progress: Optional[Progress]) -> BinaryIO:
     return buffered
 
 
-def open_output(path: Optional[str]) -> Tuple[BinaryIO, bool]:
-    """The stream to export to, and whether it is ours to close (stdout is not)."""
+@contextlib.contextmanager
+def output_file(path: Optional[str]) -> Iterator[BinaryIO]:
+    """The stream to export to, for the block: stdout for None or '-'; else FILE, gzip-compressed if its name
+    ends in .gz.  FILE is written under a temporary name beside it and renamed over it only once the block
+    has ended without an error, so that a failed export leaves nothing behind and an existing FILE as it was.
+    A FILE that is a symbolic link, a device or a FIFO (/dev/stdout, /dev/null) is written in place: there
+    is no file of ours to replace."""
     if path is None or path == "-":
         sys.stdout.flush()
-        return sys.stdout.buffer, False
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    try:
+        st: Optional[os.stat_result] = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with _streams(open(path, "wb", buffering=1 << 16), path) as out:
+            yield out
+        return
+    raw, temporary = _create_beside(path)
+    try:
+        if st is not None:
+            os.fchmod(raw.fileno(), stat.S_IMODE(st.st_mode))  # FILE's mode, not the umask's
+        with _streams(raw, path) as out:
+            yield out
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            raw.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _create_beside(path: str) -> Tuple[BinaryIO, str]:
+    """A new file in path's directory with a name of its own, .NAME.RANDOM.tmp, as a new file at path would
+    be made (mode 0666 less the umask): (the file, its path).  An error names path, the file asked for."""
+    directory, base = os.path.split(path)
+    while True:
+        temporary = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            return open(temporary, "xb", buffering=1 << 16), temporary
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, path) from None
+
+
+@contextlib.contextmanager
+def _streams(raw: BinaryIO, path: str) -> Iterator[BinaryIO]:
+    """raw, or a gzip stream onto it if path ends in .gz, for the block; closed at its end, where the error
+    of a last write still counts; after a failure, closed without a word."""
+    out: BinaryIO = raw
     if path.endswith(".gz"):
-        return gzip.open(path, "wb"), True  # type: ignore[return-value]
-    return open(path, "wb", buffering=1 << 16), True
+        out = gzip.GzipFile(filename=path, mode="wb", fileobj=raw)  # type: ignore[assignment]
+    try:
+        yield out
+    except BaseException:
+        for stream in (out, raw):
+            with contextlib.suppress(OSError):
+                stream.close()
+        raise
+    try:
+        out.close()
+    finally:
+        raw.close()

@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         "Write every entry, in key order, as TSV or JSON Lines.",
         commands.cmd_export,
-        epilog=EPILOG_FORMATS + "\n",
+        epilog="With -o, FILE is written under a temporary name in its directory and renamed into place once\n"
+        "complete: if the export fails, FILE is as it was (or still absent) and nothing else is left.  A FILE\n"
+        "that is a symbolic link, a device or a FIFO (/dev/stdout) is written in place.\n\n" + EPILOG_FORMATS + "\n",
     )
     target_args(p)
     p.add_argument("--format", choices=EXPORT_FORMATS, help="output format (default: from -o's extension, else tsv)")
