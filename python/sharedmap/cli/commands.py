@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 
 import sharedmap as sm
 
-from . import formats
+from . import formats, interrupts
 from .display import entries_text, format_created, human_size, out_line, shown, write_out
 from .errors import EXIT_ERROR, EXIT_OK, CliError, Step, complain, explain, reporting
 from .files import open_input, output_file
@@ -271,7 +271,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 progress.finish()
 
     start = time.monotonic()
-    with reporting(Step.PUBLISH, args.name):
+    with reporting(Step.PUBLISH, args.name), interrupts.final_step():
         builder.share(args.name, force=args.force, mode=args.mode)
     if progress is not None:
         elapsed = time.monotonic() - start

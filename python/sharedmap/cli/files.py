@@ -12,6 +12,7 @@ import stat
 import sys
 from typing import Any, BinaryIO, Callable, Iterator, Optional, Tuple
 
+from . import interrupts
 from .errors import CliError
 from .progress import Progress
 
@@ -89,7 +90,8 @@ def output_file(path: Optional[str]) -> Iterator[BinaryIO]:
             os.fchmod(raw.fileno(), stat.S_IMODE(st.st_mode))  # FILE's mode, not the umask's
         with _streams(raw, path) as out:
             yield out
-        os.replace(temporary, path)
+        with interrupts.final_step():
+            os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             raw.close()

@@ -148,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Build a map from a TSV, JSON Lines or CSV file and publish it as NAME.",
         commands.cmd_load,
         epilog="The map is published only once the whole file has been read, in one atomic step: on any error\n"
-        "nothing is published.  A progress line is shown on stderr when stderr is a terminal (or with\n"
-        "--progress).\n\n" + EPILOG_FORMATS + "\n",
+        "nothing is published.  A Ctrl-C (or SIGTERM) that comes while it publishes waits until the publish\n"
+        "is over, so that exit status 0 means published and 130 (interrupted) means not.  A progress line is\n"
+        "shown on stderr when stderr is a terminal (or with --progress).\n\n" + EPILOG_FORMATS + "\n",
     )
     p.add_argument("name", metavar="NAME", help="the name to publish the map under")
     p.add_argument("file", metavar="FILE", help="the input file, '-' for stdin")
