@@ -14,7 +14,7 @@ from typing import Any, Optional, Tuple
 import sharedmap as sm
 
 from . import formats, interrupts
-from .display import entries_text, format_created, human_size, out_line, shown, write_out
+from .display import entries_text, format_created, human_size, json_text, out_line, readable, shown, write_out
 from .errors import EXIT_ERROR, EXIT_OK, CliError, Step, complain, explain, reporting
 from .files import open_input, output_file
 from .formats import Key, Put
@@ -60,7 +60,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with reporting(Step.LIST):
         maps = sorted(sm.list_maps(), key=lambda m: str(m["name"]))
     if args.json:
-        out_line(json.dumps(maps, ensure_ascii=False))
+        out_line(json_text(maps))
         return EXIT_OK
     if not maps:
         return EXIT_OK
@@ -89,7 +89,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     with reader:
         info = dict(reader.info())
     if args.json:
-        out_line(json.dumps(info, ensure_ascii=False))
+        out_line(json_text(info))
         return EXIT_OK
     size = info.get("size")
     checksum = info.get("checksum")
@@ -275,5 +275,5 @@ def cmd_load(args: argparse.Namespace) -> int:
         builder.share(args.name, force=args.force, mode=args.mode)
     if progress is not None:
         elapsed = time.monotonic() - start
-        print(f"published {args.name}: {entries_text(len(builder))} in {elapsed:.1f} s", file=sys.stderr)
+        print(f"published {readable(args.name)}: {entries_text(len(builder))} in {elapsed:.1f} s", file=sys.stderr)
     return EXIT_OK

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Callable, FrozenSet, Iterator, NamedTuple, Optional, Tuple, Type, Union
 
-from .display import shown
+from .display import readable, shown
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -53,7 +53,7 @@ class Step(enum.Enum):
 
 def complain(message: str) -> None:
     """One line on stderr."""
-    print(f"sharedmap: {message}", file=sys.stderr)
+    print(f"sharedmap: {readable(message)}", file=sys.stderr)
 
 
 def os_message(e: OSError) -> str:

@@ -100,7 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("map", nargs="?", metavar="NAME", help="a published map (a NAME with a '/' is a file path)")
         p.add_argument("--path", metavar="PATH", help="a snapshot file (written by rbtree.save) instead of a NAME")
 
-    p = command("ls", "List the published maps: name, entries, size, creation time.", commands.cmd_ls)
+    p = command(
+        "ls",
+        "List the published maps: name, entries, size, creation time.",
+        commands.cmd_ls,
+        epilog="A name that is not UTF-8 is printed as its own bytes, so that it can be passed to the other\n"
+        "commands; --json writes each such byte as \\udcXX (surrogateescape, as os.fsdecode() gives it).\n\n",
+    )
     p.add_argument(
         "--json",
         action="store_true",
