@@ -64,7 +64,8 @@ SAN_OBJS  := $(LIB_SRCS:src/%.c=$(BUILD)/san/src/%.o)
 TEST_SRCS := $(filter-out tests/c/example.c,$(sort $(wildcard tests/c/*.c)))
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/san/%.o)
 PY_SRCS   := $(wildcard src/*.c src/*.h include/*.h python/binding/*.c python/binding/*.h \
-               python/sharedmap/*.py python/sharedmap/*.pyi python/sharedmap/py.typed) \
+               python/sharedmap/*.py python/sharedmap/cli/*.py python/sharedmap/*.pyi \
+               python/sharedmap/py.typed) \
              setup.py pyproject.toml README.md
 
 VENV_STAMP    := $(VENV)/.sharedmap-deps

@@ -286,7 +286,7 @@ def test_reveal_types(tmp_path):
 
 
 def test_package_is_strictly_typed(tmp_path):
-    """The stubs themselves and the pure-Python modules (cli.py, __main__.py) pass mypy --strict."""
+    """The stubs themselves and the pure-Python modules (cli/, __main__.py) pass mypy --strict."""
     stdout, stderr, status = mypy_api.run(
         [
             "--strict",

@@ -1,0 +1,279 @@
+"""commands.py: the commands, one function `cmd_<name>(args) -> exit status` each, and how they find and open
+the map they work on.  A failure raises CliError (errors.py), which main() reports.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from typing import Any, Optional, Tuple
+
+import sharedmap as sm
+
+from . import formats, interrupts
+from .display import entries_text, format_created, human_size, json_text, out_line, readable, shown, write_out
+from .errors import EXIT_ERROR, EXIT_OK, CliError, Step, complain, explain, reporting
+from .files import open_input, output_file
+from .formats import Key, Put
+from .progress import Progress
+
+# ---------------------------------------------------------------------------- opening maps
+
+
+def resolve_target(args: argparse.Namespace) -> Tuple[bool, str]:
+    """(is_path, NAME or PATH) from the optional MAP positional and --path; a usage error unless exactly one."""
+    parser: argparse.ArgumentParser = args.parser
+    name: Optional[str] = args.map
+    path: Optional[str] = args.path
+    if name is not None and path is not None:
+        parser.error("give either a map NAME or --path PATH, not both")
+    if path is not None:
+        return True, path
+    if name is None:
+        parser.error("give a map NAME or --path PATH")
+    if "/" in name:  # map names never contain '/': this is a file
+        return True, name
+    return False, name
+
+
+def open_reader(is_path: bool, target: str) -> Any:
+    """Attach to a published map or open a snapshot file; CliError with a clear message otherwise."""
+    if is_path:
+        with reporting(Step.OPEN_FILE, target):
+            return sm.open(target)
+    with reporting(Step.OPEN_MAP, target):
+        return sm.sharedmap(target)
+
+
+def opened(args: argparse.Namespace) -> Tuple[Any, str]:
+    is_path, target = resolve_target(args)
+    return open_reader(is_path, target), target
+
+
+# ---------------------------------------------------------------------------- ls, info, get, rm, gc, verify
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with reporting(Step.LIST):
+        maps = sorted(sm.list_maps(), key=lambda m: str(m["name"]))
+    if args.json:
+        out_line(json_text(maps))
+        return EXIT_OK
+    if not maps:
+        return EXIT_OK
+    table = [("NAME", "ENTRIES", "SIZE", "CREATED")]
+    for m in maps:
+        entries = m.get("entries")
+        error = m.get("error")
+        table.append(
+            (
+                str(m["name"]),
+                "-" if entries is None else str(entries),
+                human_size(m["size"]),
+                f"unreadable: {error}" if error else format_created(m.get("created")),
+            )
+        )
+    widths = [max(len(cells[i]) for cells in table) for i in range(4)]
+    for cells in table:
+        out_line(
+            f"{cells[0]:<{widths[0]}}  {cells[1]:>{widths[1]}}  {cells[2]:>{widths[2]}}  {cells[3]}".rstrip()
+        )
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    reader, _ = opened(args)
+    with reader:
+        info = dict(reader.info())
+    if args.json:
+        out_line(json_text(info))
+        return EXIT_OK
+    size = info.get("size")
+    checksum = info.get("checksum")
+    lines = [
+        ("name", info.get("name") or "-"),
+        ("path", info.get("path") or "-"),
+        ("entries", info.get("entries")),
+        ("size", f"{size} bytes ({human_size(size)})" if isinstance(size, int) else size),
+        ("format version", info.get("format_version")),
+        ("created", format_created(info.get("created"))),
+        ("key kind", info.get("key_kind") or "-"),
+        ("checksum", f"{checksum:#018x}" if isinstance(checksum, int) else checksum),
+    ]
+    for label, value in lines:
+        out_line(f"{label + ':':<16}{value}")
+    return EXIT_OK
+
+
+def key_for(reader: Any, raw: bytes) -> Optional[Key]:
+    """The key to look up, in the map's key kind; None when no key of that kind can match."""
+    kind = reader.info().get("key_kind")
+    if kind == "bytes":
+        return raw
+    if kind == "str":
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # a str map holds only valid UTF-8 keys
+    return None  # an empty map has no key kind and no keys
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    if args.hex:
+        try:
+            raw = bytes.fromhex(args.key)
+        except ValueError:
+            args.parser.error(f"--hex: not a hexadecimal string: {args.key!r}")
+    else:
+        raw = os.fsencode(args.key)  # undoes the surrogateescape of argv bytes that are not UTF-8
+    reader, target = opened(args)
+    with reader:
+        key = key_for(reader, raw)
+        if key is None:
+            raise CliError(f"key not found: {args.key}")
+        try:
+            with reporting(Step.READ, target):
+                value = reader[key]
+        except KeyError:
+            raise CliError(f"key not found: {args.key}") from None
+    if args.json:
+        data = json.dumps(formats.to_json(value), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    else:
+        data = formats.plain_value(value)
+    write_out(data if args.no_newline else data + b"\n")
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Every NAME is tried: each failure is reported on its own line, and the status is 1 if any failed."""
+    status = EXIT_OK
+    for name in args.names:
+        try:
+            removed = sm.rbtree.remove(name)
+        except Exception as e:
+            error = explain(e, Step.REMOVE, name)
+            if error is None:
+                raise
+            complain(error.message)
+            status = EXIT_ERROR
+            continue
+        if not removed and not args.force:
+            complain(f"no such map: {name}")
+            status = EXIT_ERROR
+    return status
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    with reporting(Step.GC):
+        removed = sm.gc()
+    out_line(str(removed))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    reader, target = opened(args)
+    with reader, reporting(Step.VERIFY, target):
+        reader.verify()
+    out_line("OK")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    fmt = args.format
+    if fmt is None:
+        guessed = formats.format_from_name(args.output) if args.output not in (None, "-") else None
+        fmt = guessed if guessed in formats.EXPORT_FORMATS else "tsv"
+    encode = formats.jsonl_chunk if fmt == "jsonl" else formats.tsv_chunk
+    reader, target = opened(args)
+    with reader, reporting(Step.WRITE_OUTPUT), output_file(args.output) as out:
+        with reporting(Step.READ, target):
+            items = iter(reader.items())
+        while True:
+            with reporting(Step.READ, target):
+                chunk = list(itertools.islice(items, 4096))
+            if not chunk:
+                break
+            out.write(encode(chunk))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def check_map_name(name: str) -> None:
+    """CliError unless name can name a map (include/sharedmap.h: 1 to NAME_MAX bytes, no '/' or NUL): said
+    before the input is read, not after."""
+    raw = os.fsencode(name)
+    if not raw or len(raw) > sm.NAME_MAX or b"/" in raw or b"\0" in raw:
+        raise CliError(f"{shown(name)}: invalid map name (empty, too long, or contains '/' or NUL)")
+
+
+def map_exists(name: str) -> bool:
+    """Whether name is published, readable or not (name is a valid map name)."""
+    try:
+        reader = sm.sharedmap(name)
+    except FileNotFoundError:
+        return False
+    except UnicodeEncodeError:  # a name this binding cannot pass on: a failure, not a map that is there
+        with reporting(Step.OPEN_MAP, name):
+            raise
+    except (OSError, ValueError):
+        return True  # there, but unreadable or damaged
+    reader.close()
+    return True
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    fmt = args.format
+    if fmt is None:
+        if args.file == "-":
+            parser.error("cannot tell the format of stdin: give --format tsv|jsonl|csv")
+        fmt = formats.format_from_name(args.file)
+        if fmt is None:
+            parser.error(f"cannot tell the format of {args.file!r} from its extension: give --format tsv|jsonl|csv")
+    if args.header and fmt != "csv":
+        parser.error("--header applies to --format csv only")
+    if args.bytes_keys and fmt == "jsonl":
+        parser.error("--bytes-keys applies to tsv and csv (JSON Lines gives each key's type)")
+    check_map_name(args.name)
+    if not args.force and map_exists(args.name):
+        raise CliError(f"map exists: {args.name} (use --force to replace it)")
+
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    label = "stdin" if args.file == "-" else os.path.basename(args.file)
+    progress = Progress(f"loading {label}", None, sys.stderr) if show else None
+    with reporting(Step.OPEN_INPUT, args.file):
+        stream = open_input(args.file, progress)
+
+    builder: Any = sm.rbtree()
+    put: Put = builder.__setitem__
+    with reporting(Step.READ_INPUT, label):
+        try:
+            if fmt == "tsv":
+                counts = formats.load_tsv(stream, put, args.bytes_keys)
+            elif fmt == "jsonl":
+                counts = formats.load_jsonl(stream, put)
+            else:
+                counts = formats.load_csv(stream, put, args.bytes_keys, args.header)
+            for count in counts:
+                if progress is not None:
+                    progress.entries = count
+        finally:
+            stream.close()
+            if progress is not None:
+                progress.finish()
+
+    start = time.monotonic()
+    with reporting(Step.PUBLISH, args.name), interrupts.final_step():
+        builder.share(args.name, force=args.force, mode=args.mode)
+    if progress is not None:
+        elapsed = time.monotonic() - start
+        print(f"published {readable(args.name)}: {entries_text(len(builder))} in {elapsed:.1f} s", file=sys.stderr)
+    return EXIT_OK

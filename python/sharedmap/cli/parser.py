@@ -1,0 +1,196 @@
+"""parser.py: the command line: the commands, their arguments and help texts, and the exit statuses --help
+documents."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import sharedmap as sm
+
+from . import commands
+from .formats import EXPORT_FORMATS, FORMATS
+from .formats import HELP as EPILOG_FORMATS
+
+EPILOG_EXIT = """\
+exit status:
+  0    success
+  1    error: no such map or file, key not found, corrupt snapshot, bad input data, I/O error, ...
+       (one line on stderr says which)
+  2    usage error: unknown subcommand or option, missing or conflicting arguments
+  130  interrupted (Ctrl-C)
+"""
+
+
+def parse_mode(text: str) -> int:
+    """argparse type for --mode: octal permission bits, '0640' or '0o640' or '640'."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode out of range 0..0777: {text!r}")
+    return mode
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one command: its options may come before, between or after its positionals
+    (`get NAME --hex KEY`), and every argument after a '--' is a positional (`get NAME -- -KEY`).
+
+    Plain argparse fills positionals one run at a time between options, so that in `get NAME --hex KEY` the
+    optional NAME was skipped, NAME taken for the KEY and KEY left over; parse_known_intermixed_args()
+    takes the options first and then all positionals.  What it does with '--' differs between Python
+    versions (it was rewritten in 3.12.8 and 3.13.1, and before that it dropped a leading '--'), so '--' never
+    reaches it: the arguments after '--' go in as stand-ins that cannot look like options (argv strings hold
+    no NUL) and are put back in the result.
+    """
+
+    _parsing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
+    ) -> Tuple[argparse.Namespace, List[str]]:
+        if self._parsing:  # parse_known_intermixed_args() calls back here (before Python 3.12.8)
+            return super().parse_known_args(args, namespace)
+        given = list(sys.argv[1:] if args is None else args)
+        after: List[str] = []
+        if "--" in given:
+            cut = given.index("--")
+            given, after = given[:cut], given[cut + 1 :]
+        stand_ins: Dict[str, str] = {f"\0{i}\0": arg for i, arg in enumerate(after)}
+        self._parsing = True
+        try:
+            ns, extras = self.parse_known_intermixed_args(given + list(stand_ins), namespace)
+        finally:
+            self._parsing = False
+
+        def back(value: Any) -> Any:
+            if isinstance(value, str):
+                return stand_ins.get(value, value)
+            if isinstance(value, list):
+                return [back(v) for v in value]
+            return value
+
+        for dest, value in vars(ns).items():
+            setattr(ns, dest, back(value))
+        return ns, back(extras)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="sharedmap",
+        description="Inspect and manage sharedmap maps: published in shared memory (by NAME) or saved as "
+        "snapshot files (by PATH).",
+        epilog=EPILOG_EXIT + "\n" + EPILOG_FORMATS,
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"sharedmap {getattr(sm, '__version__', '?')}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=CommandParser)
+    sub.required = True
+
+    def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int], epilog: str = "") -> Any:
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, epilog=epilog + EPILOG_EXIT, formatter_class=fmt
+        )
+        p.set_defaults(func=func, parser=p)
+        return p
+
+    def target_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("map", nargs="?", metavar="NAME", help="a published map (a NAME with a '/' is a file path)")
+        p.add_argument("--path", metavar="PATH", help="a snapshot file (written by rbtree.save) instead of a NAME")
+
+    p = command(
+        "ls",
+        "List the published maps: name, entries, size, creation time.",
+        commands.cmd_ls,
+        epilog="A name that is not UTF-8 is printed as its own bytes, so that it can be passed to the other\n"
+        "commands; --json writes each such byte as \\udcXX (surrogateescape, as os.fsdecode() gives it).\n\n",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON array of objects: name, size, entries, created (seconds since the epoch), "
+        "key_kind, error",
+    )
+
+    p = command(
+        "info",
+        "Show a map's entries, size, format version, creation time, key kind and checksum.",
+        commands.cmd_info,
+    )
+    target_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+
+    p = command(
+        "get",
+        "Print the value of KEY.",
+        commands.cmd_get,
+        epilog="The key is looked up in the map's key kind: for a map with bytes keys KEY is taken as its UTF-8\n"
+        "bytes, or as hexadecimal with --hex.  A str value prints as its text, bytes as they are, others as JSON\n"
+        "spells them (42, 1.5, true, null); --json prints the value as in JSON Lines export.  A KEY that starts\n"
+        "with '-' goes after '--'.  A missing key exits 1 with 'key not found'.\n\n",
+    )
+    target_args(p)
+    p.add_argument("key", metavar="KEY", help="the key")
+    p.add_argument("--hex", action="store_true", help="KEY is hexadecimal (e.g. 00ff10) for any bytes")
+    p.add_argument("--json", action="store_true", help="print the value as JSON (types kept)")
+    p.add_argument("-n", "--no-newline", action="store_true", help="do not print a newline after the value")
+
+    p = command(
+        "export",
+        "Write every entry, in key order, as TSV or JSON Lines.",
+        commands.cmd_export,
+        epilog="With -o, FILE is written under a temporary name in its directory and renamed into place once\n"
+        "complete: if the export fails, FILE is as it was (or still absent) and nothing else is left.  A FILE\n"
+        "that is a symbolic link, a device or a FIFO (/dev/stdout) is written in place.\n\n" + EPILOG_FORMATS + "\n",
+    )
+    target_args(p)
+    p.add_argument("--format", choices=EXPORT_FORMATS, help="output format (default: from -o's extension, else tsv)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (.gz: compressed) instead of stdout")
+
+    p = command(
+        "load",
+        "Build a map from a TSV, JSON Lines or CSV file and publish it as NAME.",
+        commands.cmd_load,
+        epilog="The map is published only once the whole file has been read, in one atomic step: on any error\n"
+        "nothing is published.  A Ctrl-C (or SIGTERM) that comes while it publishes waits until the publish\n"
+        "is over, so that exit status 0 means published and 130 (interrupted) means not.  A progress line is\n"
+        "shown on stderr when stderr is a terminal (or with --progress).\n\n" + EPILOG_FORMATS + "\n",
+    )
+    p.add_argument("name", metavar="NAME", help="the name to publish the map under")
+    p.add_argument("file", metavar="FILE", help="the input file, '-' for stdin")
+    p.add_argument("--format", choices=FORMATS, help="input format (default: from FILE's extension)")
+    p.add_argument("--force", action="store_true", help="replace an existing map of that name (atomically)")
+    p.add_argument(
+        "--mode",
+        type=parse_mode,
+        default=0o600,
+        metavar="MODE",
+        help="permission bits of the map, octal (default 0600; e.g. 0640 to let the group read it)",
+    )
+    p.add_argument("--header", action="store_true", help="csv: the first row is a header, skip it")
+    p.add_argument(
+        "--bytes-keys", action="store_true", help="tsv, csv: store keys as bytes (their UTF-8) instead of str"
+    )
+    prog = p.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
+    prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+
+    p = command("rm", "Unpublish maps.  Processes attached to them keep reading them.", commands.cmd_rm)
+    p.add_argument("names", nargs="+", metavar="NAME", help="map to remove")
+    p.add_argument("-f", "--force", action="store_true", help="no error for a map that does not exist")
+
+    p = command(
+        "verify",
+        "Check a map completely (checksum, every record, order, index): print OK, or the reason and exit 1.",
+        commands.cmd_verify,
+    )
+    target_args(p)
+
+    command(
+        "gc",
+        "Remove the debris of publishes whose writer died; print how many objects were removed.",
+        commands.cmd_gc,
+    )
+    return parser
