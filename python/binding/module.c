@@ -246,7 +246,26 @@ static int add_error_codes(PyObject *module) {
     return rc;
 }
 
+PyDoc_STRVAR(mod_check_name_doc,
+             "_check_name(name, /)\n--\n\n"
+             "Raise InvalidNameError unless name can name a map (the library's rule: 1 to "
+             "NAME_MAX bytes, no '/', NUL or control character), without touching any map.");
+
+static PyObject *mod_check_name(PyObject *module, PyObject *name) {
+    PyObject *fs = name_to_bytes(name);
+    int rc;
+    (void)module;
+    if (fs == NULL)
+        return NULL;
+    rc = sm_name_check(PyBytes_AS_STRING(fs));
+    Py_DECREF(fs);
+    if (rc != 0)
+        return raise_code(rc, name, NULL);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_check_name", (PyCFunction)mod_check_name, METH_O, mod_check_name_doc},
     {"_error", (PyCFunction)mod_error, METH_VARARGS, mod_error_doc},
     {"open", (PyCFunction)mod_open, METH_O, mod_open_doc},
     {"loads", (PyCFunction)mod_loads, METH_O, mod_loads_doc},

@@ -1056,3 +1056,47 @@ def test_console_entry_point_in_process(capsys, new_name):
     assert name in [m["name"] for m in json.loads(capsys.readouterr().out)]
     assert cli.main(["get", name, "nope"]) == EXIT_ERROR
     assert "key not found" in capsys.readouterr().err
+
+
+def test_rm_of_a_directory_under_a_map_name_fails_and_leaves_it(name):
+    os.mkdir(shm_path(name))
+    try:
+        _, err = fails(1, "rm", name)
+        assert "directory" in err.lower()
+        assert os.path.isdir(shm_path(name))
+        assert not [n for n in os.listdir("/dev/shm") if n.startswith(".sharedmap-tmp.") and name in n]
+    finally:
+        os.rmdir(shm_path(name))
+
+
+def test_a_symlink_under_a_map_name_is_reported_as_one(name, new_name):
+    target = new_name()
+    publish(target, {"a": "1"})
+    os.symlink(shm_path(target), shm_path(name))
+    try:
+        for command in (["info", name], ["get", name, "a"], ["rm", name]):
+            _, err = fails(1, *command)
+            assert "symbolic link" in err, (command, err)
+        assert os.path.islink(shm_path(name))
+    finally:
+        os.unlink(shm_path(name))
+
+
+def test_ls_shows_control_characters_of_a_name_made_by_hand_escaped(name):
+    publish(name, {"a": "1"})
+    forged = name + "\nsharedmap.fake  1  1 B  2020-01-01"
+    os.link(shm_path(name), shm_path(forged))
+    try:
+        out = ok("ls").stdout.decode()
+        assert f"{name}\\x0asharedmap.fake" in out
+        assert not any(line.startswith("sharedmap.fake") for line in out.splitlines())
+    finally:
+        os.unlink(shm_path(forged))
+
+
+def test_load_refuses_a_name_with_a_control_character_before_reading(tmp_path):
+    src = tmp_path / "in.tsv"
+    src.write_text("a\t1\n")
+    _, err = fails(1, "load", "evil\nname", str(src))
+    assert "invalid map name" in err
+    assert err.count("\n") == 1 and "evil\\x0aname" in err  # one line: the newline shown escaped

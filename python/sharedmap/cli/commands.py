@@ -14,7 +14,17 @@ from typing import Any, Optional, Tuple
 import sharedmap as sm
 
 from . import formats, interrupts
-from .display import entries_text, format_created, human_size, json_text, out_line, readable, shown, write_out
+from .display import (
+    entries_text,
+    format_created,
+    human_size,
+    json_text,
+    out_line,
+    readable,
+    shown,
+    without_controls,
+    write_out,
+)
 from .errors import EXIT_ERROR, EXIT_OK, CliError, Step, complain, explain, reporting
 from .files import open_input, output_file
 from .formats import Key, Put
@@ -70,7 +80,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         error = m.get("error")
         table.append(
             (
-                str(m["name"]),
+                without_controls(str(m["name"])),
                 "-" if entries is None else str(entries),
                 human_size(m["size"]),
                 f"unreadable: {error}" if error else format_created(m.get("created")),
@@ -207,11 +217,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def check_map_name(name: str) -> None:
-    """CliError unless name can name a map (include/sharedmap.h: 1 to NAME_MAX bytes, no '/' or NUL): said
-    before the input is read, not after."""
-    raw = os.fsencode(name)
-    if not raw or len(raw) > sm.NAME_MAX or b"/" in raw or b"\0" in raw:
-        raise CliError(f"{shown(name)}: invalid map name (empty, too long, or contains '/' or NUL)")
+    """CliError unless name can name a map (the library's own rule): said before the input is read, not
+    after."""
+    with reporting(Step.PUBLISH, name):
+        sm._sharedmap._check_name(name)
 
 
 def map_exists(name: str) -> bool:

@@ -65,12 +65,23 @@ def out_line(text: str = "") -> None:
     write_out(text.encode("utf-8", "surrogateescape") + b"\n")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def without_controls(text: str) -> str:
+    """text with each control character as \\xNN, so that a name made by hand (the library refuses such
+    names, but a file can be put in /dev/shm under any name) cannot break or forge lines of output."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def readable(text: str) -> str:
-    """text for a message on stderr: a byte that is not UTF-8 (a lone surrogate of os.fsdecode) as \\xff."""
+    """text for a message on stderr: a byte that is not UTF-8 (a lone surrogate of os.fsdecode) as \\xff, a
+    control character as \\xNN."""
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that no decoding of bytes made
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return without_controls(text)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

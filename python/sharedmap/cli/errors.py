@@ -4,7 +4,7 @@ A command runs each step that can fail inside `reporting(Step.X, target)`.  An e
 up in RULES by the step and the exception's class (for an OSError, its subclass, which is to say its errno),
 never by the exception's text; the first rule that matches gives the message, and the exception becomes a
 CliError that main() prints.  An exception no rule knows is a bug, and goes up as a traceback.  When the
-binding gets exception classes of its own (sharedmap.Error and its subclasses), they become rules here.
+binding's own classes (sharedmap.Error and its subclasses) have their rules here too.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import enum
 import os
 import sys
 from typing import Callable, FrozenSet, Iterator, NamedTuple, Optional, Tuple, Type, Union
+
+import sharedmap
 
 from .display import readable, shown
 
@@ -97,13 +99,17 @@ RULES: Tuple[Rule, ...] = (
     Rule(frozenset({Step.OPEN_FILE}), FileNotFoundError, lambda e, t: f"no such file: {t}"),
     Rule(frozenset({Step.PUBLISH}), FileExistsError, lambda e, t: f"map exists: {t} (use --force to replace it)"),
     Rule(_BY_NAME_OR_PATH, PermissionError, lambda e, t: f"permission denied: {t}"),
+    Rule(_BY_NAME_OR_PATH, sharedmap.SymlinkError, lambda e, t: f"{shown(t)}: is a symbolic link (refused: sharedmap never follows one)"),
     Rule(_BY_NAME_OR_PATH, OSError, lambda e, t: f"{t}: {_os(e)}"),
     Rule(frozenset({Step.LIST, Step.GC, Step.OPEN_INPUT, Step.WRITE_OUTPUT}), OSError, lambda e, t: _os(e)),
     Rule(frozenset({Step.READ_INPUT}), DataError, lambda e, t: f"{t}: {e}"),
     Rule(frozenset({Step.READ_INPUT}), OSError, lambda e, t: f"{t}: {_os(e)}"),  # a read error, bad gzip
     Rule(frozenset({Step.READ_INPUT}), EOFError, lambda e, t: f"{t}: {e}"),  # truncated gzip
-    # The binding raises ValueError for bad bytes (a corrupt snapshot) and bad names.
-    Rule(frozenset({Step.VERIFY}), ValueError, lambda e, t: f"{t}: corrupt: {reason(e, t)}"),
+    # The binding's classes: bad bytes (a corrupt snapshot), a newer format, bad names.
+    Rule(frozenset({Step.VERIFY}), sharedmap.CorruptSnapshotError, lambda e, t: f"{t}: corrupt: {reason(e, t)}"),
+    Rule(_BY_NAME_OR_PATH | {Step.READ, Step.VERIFY}, sharedmap.UnsupportedVersionError,
+         lambda e, t: f"{shown(t)}: {reason(e, t)} (written by a newer sharedmap?)"),
+    Rule(_BY_NAME_OR_PATH, sharedmap.InvalidNameError, lambda e, t: f"{shown(t)}: {reason(e, t)}"),
     Rule(frozenset({Step.READ}), UnicodeDecodeError, lambda e, t: f"{t}: corrupt: a str key or value is not UTF-8"),
     Rule(_BY_NAME_OR_PATH | {Step.READ}, ValueError, lambda e, t: f"{shown(t)}: {reason(e, t)}"),
     Rule(frozenset({Step.READ}), TypeError, lambda e, t: f"{t}: {reason(e, t)}"),
