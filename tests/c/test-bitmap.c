@@ -1249,6 +1249,69 @@ TEST(bitmap_killed_creator) {
     ASSERT_EQ(removed, 1);
 }
 
+/* ---------------------------------------------------------------- the document */
+
+/* The dump of FORMAT.md §11.8, decoded from the document itself: it is what this library
+ * writes (but the creation time), and it attaches with the fields the text gives. */
+TEST(bitmap_format_example) {
+    size_t n;
+    unsigned char *doc = read_file(test_src_path("docs/FORMAT.md"), &n);
+    char *text = xmalloc(n + 1);
+    memcpy(text, doc, n);
+    text[n] = 0;
+    free(doc);
+    const char *sec = strstr(text, "### 11.8");
+    ASSERT(sec != NULL);
+    unsigned char ex[256];
+    size_t len = 0;
+    for (const char *line = sec; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        unsigned off, b[16];
+        int used = 0;
+        if (sscanf(line, "%4x: %2x %2x %2x %2x %2x %2x %2x %2x %2x %2x %2x %2x %2x %2x %2x %2x%n", &off,
+                   &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &b[10],
+                   &b[11], &b[12], &b[13], &b[14], &b[15], &used) != 17 || line[4] != ':')
+            continue;
+        ASSERT_EQ(off, len);
+        ASSERT(len + 16 <= sizeof ex);
+        for (int i = 0; i < 16; i++)
+            ex[len++] = (unsigned char)b[i];
+    }
+    free(text);
+    ASSERT_EQ(len, 160);
+
+    /* field by field, as §11.8 reads them */
+    smb_header h;
+    ASSERT_OK(smb_parse_header(ex, len, len, &h));
+    ASSERT_EQ(h.max_bits, 256);
+    ASSERT_EQ(h.created_ns, 1700000000000000000ull);
+    ASSERT_EQ(h.size, 104);
+    ASSERT_EQ(h.capacity, 256);
+    ASSERT_EQ(smf_le64(ex + SMB_OFF_HEADER_SUM), 0x5B0FAAA2534512BBull);
+    ASSERT_EQ(ex[140], 0x10);
+
+    /* the library writes the same bytes */
+    const char *dir = test_dir();
+    sm_bitmap *b = NULL;
+    ASSERT_OK(sm_bitmap_create(&b, dir, "ex", 100, 256, 0, 0));
+    ASSERT_OK(sm_bitmap_set(b, 100, 1));
+    sm_bitmap_close(b);
+    size_t flen;
+    unsigned char *file = read_file(bm_path(dir, "ex"), &flen);
+    smf_put64(file + SMB_OFF_CREATED, 1700000000000000000ull);
+    smf_put64(file + SMB_OFF_HEADER_SUM, sm_hash64(file, SMB_OFF_HEADER_SUM, 0));
+    ASSERT_MEM_EQ(file, flen, ex, len);
+    free(file);
+
+    /* and the document's bytes attach */
+    write_file(bm_path(dir, "doc"), ex, len);
+    ASSERT_OK(sm_bitmap_attach(&b, dir, "doc", SM_BITMAP_RDONLY));
+    ASSERT_EQ(sm_bitmap_size(b), 104);
+    ASSERT_EQ(sm_bitmap_max_bits(b), 256);
+    ASSERT_EQ(sm_bitmap_get(b, 100), 1);
+    ASSERT_EQ(count_of(b), 1);
+    sm_bitmap_close(b);
+}
+
 /* ---------------------------------------------------------------- listing */
 
 struct list_seen {
