@@ -846,8 +846,12 @@ int sm_bitmap_resize(sm_bitmap *b, uint64_t size) {
         if ((rc = map_more_locked(b, size)) != 0)
             goto done;
         store_live(b, SMB_OFF_RESIZE_SEQ, seq + 1);
-        /* bits past the old capacity were never inside any size: still the file's zeros */
-        clear_range(b, old, size < cap ? size : cap);
+        /* Bits past the old capacity were never inside any size: those past the file's old
+         * end are the zeros extend() added; a tail it already had is cleared with the rest
+         * (an honest tail is zeros too, left by a grow that failed). */
+        uint64_t dirty = ((uint64_t)st.st_size - SMB_HEADER_SIZE) * 8;
+        dirty = dirty > cap ? dirty : cap;
+        clear_range(b, old, size < dirty ? size : dirty);
         store_live(b, SMB_OFF_SIZE, size);
         seq += 2;
     } else if (size < old) {

@@ -679,6 +679,24 @@ TEST(bitmap_grow_clears_what_it_reveals) {
     for (uint64_t i = 0; i < 520; i++)
         ASSERT_EQ(sm_bitmap_get(b, i), i % 3 == 0);
     sm_bitmap_close(b);
+
+    /* a file longer than its capacity, with garbage in the tail: a grow into it clears it */
+    ASSERT_OK(sm_bitmap_create(&b, dir, "tail", 8, 1 << 20, 0, 0));
+    sm_bitmap_info info;
+    ASSERT_OK(sm_bitmap_stat(b, &info));
+    ASSERT_EQ(info.file_size, 4096);
+    unsigned char junk[4096];
+    memset(junk, 0xFF, sizeof junk);
+    fd = open(bm_path(dir, "tail"), O_WRONLY | O_APPEND | O_CLOEXEC);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    close(fd);
+    ASSERT_OK(sm_bitmap_resize(b, 60000));
+    ASSERT_OK(sm_bitmap_stat(b, &info));
+    ASSERT_EQ(info.file_size, 8192);
+    ASSERT_EQ(info.capacity, (8192 - 128) * 8);
+    ASSERT_EQ(count_of(b), 0);
+    sm_bitmap_close(b);
 }
 
 /* Threads of one process use one handle while another thread grows it (remapping). */
