@@ -29,7 +29,7 @@
  *   grow s -> n:   reserve the file (posix_fallocate; ENOSPC is returned here)
  *                  capacity = new capacity          (only after the space exists)
  *                  resize_seq++                     (odd: clearing / moving the size)
- *                  clear bits [s, min(n, old capacity))
+ *                  clear bits [s, min(n, old capacity or old end of file, the larger))
  *                  size = n
  *                  resize_seq++                     (even)
  *   shrink s -> n: resize_seq++; size = n; resize_seq++   (the bits past n stay as they are:
@@ -756,7 +756,8 @@ int sm_bitmap_next_set(sm_bitmap *b, uint64_t from, uint64_t *index) {
     if (rc)
         return rc;
     uint64_t w = from >> 6;
-    uint64_t v = le_native(__atomic_load_n(bit_word(b, w), __ATOMIC_ACQUIRE)) & (~UINT64_C(0) << (from & 63));
+    uint64_t v = le_native(__atomic_load_n(bit_word(b, w), __ATOMIC_ACQUIRE));
+    v &= ~UINT64_C(0) << (from & 63);
     for (;;) {
         if (v) {
             uint64_t i = (w << 6) + (uint64_t)__builtin_ctzll(v);

@@ -496,9 +496,9 @@ TEST(bitmap_resize_seen_by_other_process) {
 }
 
 /* Concurrent resizes from four processes (one attached by name, three on the handle they
- * inherited through fork, which share one open file description) are serialised: every one of them counts (a lost resize_seq
- * update would show), they end in one size every handle agrees on, and no bit below the
- * smallest size is ever lost. */
+ * inherited through fork, which share one open file description) are serialised: every
+ * one of them counts (a lost resize_seq update would show), they end in one size every
+ * handle agrees on, and no bit below the smallest size is ever lost. */
 enum { RS_PROCS = 4, RS_STEPS = 400, RS_BASE = 1000 };
 
 struct rs_ctx {
