@@ -97,7 +97,7 @@ $(BUILD)/libsharedmap.a: $(LIB_OBJS)
 # The .so exports the sm_* symbols only (src/sharedmap.map); build/libsharedmap.so.0
 # is a link to it, so programs linked against build/ run with LD_LIBRARY_PATH=build.
 $(BUILD)/libsharedmap.so: $(LIB_OBJS) src/sharedmap.map
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/sharedmap.map -Wl,--no-undefined \
+	$(CC) -shared -pthread -Wl,-soname,$(SONAME) -Wl,--version-script=src/sharedmap.map -Wl,--no-undefined \
 	    $(LDFLAGS) -o $@ $(LIB_OBJS)
 	ln -sf libsharedmap.so $(BUILD)/$(SONAME)
 

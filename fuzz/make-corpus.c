@@ -1,11 +1,14 @@
 /* make-corpus.c: writes the seed corpus: valid snapshots of varied shapes for
- * fuzz_reader, small edit programs for fuzz_build.  Run by fuzz/run.sh when the
- * corpus is missing; the output is deterministic. */
+ * fuzz_reader, small edit programs for fuzz_build, bitmap files for fuzz_bitmap.  Run by
+ * fuzz/run.sh when the corpus is missing; the output is deterministic. */
+#include "bitmap.h"
 #include "sharedmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static unsigned long long state = 0x2545F4914F6CDD1DULL;
 static unsigned rnd(void) {
@@ -36,11 +39,83 @@ static void put(sm_builder *b, sm_key_kind kind, const void *k, size_t kl, sm_va
         exit(1);
 }
 
+/* The file of bitmap `name` in tmp, with its creation time fixed (so the seed is the same
+ * on every run), its live words optionally changed, and `tail` bytes of 0xFF after it. */
+static void emit_bitmap(const char *out_dir, const char *out_name, const char *tmp, const char *name,
+                        uint64_t seq, uint64_t superseded, size_t tail) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/" SM_BITMAP_PREFIX "%s", tmp, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        exit(1);
+    unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - tail, f);
+    fclose(f);
+    if (n < SMB_HEADER_SIZE)
+        exit(1);
+    smf_put64(buf + SMB_OFF_CREATED, 1700000000000000000ull);
+    smf_put64(buf + SMB_OFF_HEADER_SUM, sm_hash64(buf, SMB_OFF_HEADER_SUM, 0));
+    smf_put64(buf + SMB_OFF_RESIZE_SEQ, seq);
+    smf_put64(buf + SMB_OFF_SUPERSEDED, superseded);
+    memset(buf + n, 0xFF, tail);
+    snprintf(path, sizeof path, "%s/%s", out_dir, out_name);
+    f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, n + tail, f) != n + tail || fclose(f))
+        exit(1);
+}
+
+static sm_bitmap *bitmap(const char *tmp, const char *name, uint64_t size, uint64_t max_bits) {
+    sm_bitmap *b = NULL;
+    if (sm_bitmap_create(&b, tmp, name, size, max_bits, 0, 0))
+        exit(1);
+    return b;
+}
+
+static void bitmap_seeds(const char *out) {
+    char tmp[] = "/dev/shm/sm-corpus.XXXXXX";
+    if (!mkdtemp(tmp))
+        exit(1);
+    /* FORMAT.md §11.8 */
+    sm_bitmap *b = bitmap(tmp, "example", 100, 256);
+    sm_bitmap_set(b, 100, 1);
+    sm_bitmap_close(b);
+    emit_bitmap(out, "example.bm", tmp, "example", 0, 0, 0);
+    emit_bitmap(out, "tail.bm", tmp, "example", 0, 0, 64);
+    b = bitmap(tmp, "empty", 0, 64);
+    sm_bitmap_close(b);
+    emit_bitmap(out, "empty.bm", tmp, "empty", 0, 0, 0);
+    b = bitmap(tmp, "bits", 1000, 0);
+    for (uint64_t i = 0; i < 1000; i += 7)
+        sm_bitmap_set(b, i, 1);
+    sm_bitmap_close(b);
+    emit_bitmap(out, "bits-1000.bm", tmp, "bits", 0, 0, 0);
+    emit_bitmap(out, "dead-resizer-superseded.bm", tmp, "bits", 3, 1, 0);
+    /* garbage past the size */
+    b = bitmap(tmp, "shrunk", 2000, 1 << 16);
+    for (uint64_t i = 0; i < 2000; i++)
+        sm_bitmap_set(b, i, 1);
+    sm_bitmap_resize(b, 1000);
+    sm_bitmap_close(b);
+    emit_bitmap(out, "shrunk.bm", tmp, "shrunk", 2, 0, 0);
+    b = bitmap(tmp, "grown", 8, 1 << 16);
+    sm_bitmap_resize(b, 40000);
+    sm_bitmap_set(b, 39999, 1);
+    sm_bitmap_set(b, 31744, 1);
+    sm_bitmap_close(b);
+    emit_bitmap(out, "grown.bm", tmp, "grown", 2, 0, 0);
+    const char *names[] = {"example", "empty", "bits", "shrunk", "grown"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        sm_bitmap_remove(tmp, names[i]);
+    rmdir(tmp);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: make-corpus READER_DIR BUILD_DIR\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: make-corpus READER_DIR BUILD_DIR [BITMAP_DIR]\n");
         return 2;
     }
+    if (argc == 4)
+        bitmap_seeds(argv[3]);
     const char *rd = argv[1], *bd = argv[2];
     sm_builder *b;
     if (sm_builder_new(&b))

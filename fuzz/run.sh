@@ -6,9 +6,10 @@
 #   fuzz/run.sh [SECONDS]     libFuzzer (clang, ASan + UBSan) on every target for SECONDS
 #                             each (default 600); a crash is copied into
 #                             fuzz/regressions/TARGET/ and fails the run
+#   FUZZ_TARGETS="fuzz_bitmap" fuzz/run.sh ...   only the targets named
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGETS=(fuzz_reader fuzz_build)
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-fuzz_reader fuzz_build fuzz_bitmap}"
 OUT=build/fuzz
 SRCS=(src/*.c)
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
@@ -16,10 +17,14 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc"
 mkdir -p "$OUT"
 
 # the seed corpus is generated (deterministically) rather than committed as binaries
-if [ ! -d fuzz/corpus/fuzz_reader ] || [ -z "$(ls -A fuzz/corpus/fuzz_reader 2>/dev/null)" ]; then
-    mkdir -p fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build
+missing=0
+for t in "${TARGETS[@]}"; do
+    [ -n "$(ls -A "fuzz/corpus/$t" 2>/dev/null)" ] || missing=1
+done
+if [ "$missing" = 1 ]; then
+    mkdir -p fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap
     ${CC:-gcc} $CFLAGS fuzz/make-corpus.c "${SRCS[@]}" -o "$OUT/make-corpus"
-    "$OUT/make-corpus" fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build
+    "$OUT/make-corpus" fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap
 fi
 
 if [ "${1:-}" = "--replay" ]; then

@@ -11,6 +11,8 @@
  *   sm_reader   a read-only view of one snapshot: point lookups (sm_get), ordered
  *               cursors (sm_seek_*, sm_cursor_*), rank and prefix queries, and a
  *               full integrity check (sm_reader_verify).
+ *   sm_bitmap   a mutable bitset in shared memory that many processes set, test-and-set
+ *               and read atomically, and resize in place (the last section below).
  *
  * Conventions
  *   - Every function that can fail returns int: 0 on success, -errno for a system
@@ -453,6 +455,185 @@ SM_API int sm_gc(const char *dir, unsigned *removed);
 /** XXH64 of @p len bytes with @p seed: the hash function of the format (see
  *  docs/FORMAT.md), exported for independent readers and tests. */
 SM_API uint64_t sm_hash64(const void *data, size_t len, uint64_t seed);
+
+/* ---------------------------------------------------------------- shared bitmaps */
+
+/* A shared bitmap is a bitset of `size` bits in one file, DIR "/" SM_BITMAP_PREFIX NAME
+ * (DIR = SM_DEFAULT_DIR, a tmpfs, unless given), that every process attached to it sets and
+ * reads in place.  Unlike a map it is mutable, by any number of processes at once.  The
+ * file format and the concurrency protocol are in docs/FORMAT.md §11.
+ *
+ *   - Sizes count bits and are rounded up to a whole byte (a size of 100 is 104).  Indexes
+ *     are uint64_t.  get() of an index at or past the size is 0: every bit past the end is
+ *     clear; setting one is -ERANGE.
+ *   - Every operation is one atomic instruction on the bit's 64-bit word (fetch-or,
+ *     fetch-and, load), after one atomic load of the size: no update is ever lost, between
+ *     threads or processes, and sm_bitmap_test_and_set() gives a clear bit to exactly one
+ *     caller.  All of get/set/test_and_set/test_and_clear are linearizable, even while
+ *     other processes resize (see "Resizing" below and FORMAT.md §11.6).
+ *   - Resizing is in place: every handle sees the new size at its next operation.  A
+ *     handle reserves address space for max_bits (fixed at creation) once and maps the
+ *     file into the start of it as it grows, so the bits never move in memory.  The file
+ *     only grows; shrinking is logical.
+ *   - Threads: a handle may be used by any number of threads at once, resize included;
+ *     only sm_bitmap_close() must not overlap other calls on it.  A child of fork() may
+ *     use the handles it inherited (the first lock it takes reopens the file for a lock of
+ *     its own, through /proc/self/fd), provided no thread of the parent was inside a call
+ *     on that handle at the fork.
+ *   - A bitmap file is untrusted like a snapshot: attaching checks its header in O(1)
+ *     (FORMAT.md §11.4) and gives SM_E* errors, never a crash.  The size and capacity words
+ *     are checked again whenever a handle has to map more of the file.  As with maps, a
+ *     process that may write the file can still truncate it under the others (SIGBUS);
+ *     this library never shrinks it.
+ *
+ * Errors of the header checks (shared with snapshots; the messages speak of snapshots):
+ * SM_EBADMAGIC (not a bitmap, e.g. a map or random bytes), SM_EENDIAN, SM_EVERSION,
+ * SM_EFEATURE, SM_EHEADER (checksum, reserved bytes or sizes that disagree),
+ * SM_ETRUNCATED (shorter than its header or its capacity), SM_ENOTSNAPSHOT (not a regular
+ * file).
+ */
+
+/** A handle on one attached shared bitmap. */
+typedef struct sm_bitmap sm_bitmap;
+
+/** A bitmap named NAME is the file DIR "/" SM_BITMAP_PREFIX NAME: a map and a bitmap of
+ *  the same name do not collide. */
+#define SM_BITMAP_PREFIX "sharedbitmap."
+/** The bitmap format version this library writes and the only one it reads. */
+#define SM_BITMAP_FORMAT_VERSION 1
+/** The largest max_bits the format allows: 2^43 bits (1 TiB of bits). */
+#define SM_BITMAP_MAX_BITS (UINT64_C(1) << 43)
+/** max_bits of a bitmap created with max_bits 0 (unless its size is larger): 2^36 bits, so
+ *  each handle reserves 8 GiB of address space (and no memory). */
+#define SM_BITMAP_DEFAULT_MAX_BITS (UINT64_C(1) << 36)
+
+/* flags for sm_bitmap_attach */
+#define SM_BITMAP_RDONLY 0x2u /* map read-only (no write access needed); changes are -EBADF */
+
+/** Create the bitmap @p name in @p dir (NULL: SM_DEFAULT_DIR) with @p size bits, all clear,
+ *  and attach to it (*out; sm_bitmap_close() it).
+ *  @p max_bits is the size the bitmap can ever be resized to, rounded up to a multiple of
+ *  64; 0 means SM_BITMAP_DEFAULT_MAX_BITS, or the size if that is larger.  Each handle
+ *  reserves max_bits / 8 bytes of address space (PROT_NONE: no memory, no commit charge).
+ *  The file is written completely under a temporary (or anonymous) name, locked, with its
+ *  space reserved (a full filesystem is -ENOSPC here, never a SIGBUS later) and mode
+ *  @p mode exactly (0: SM_DEFAULT_MODE; the umask does not apply), then renamed to its name
+ *  in one atomic step, as sm_publish() does: a creator killed at any moment leaves either
+ *  nothing or debris that sm_gc() removes.  Without SM_FORCE an existing bitmap gives
+ *  -EEXIST and is left alone; with it, it is replaced atomically: handles attached to the
+ *  old one keep using it (now nameless; sm_bitmap_superseded() says 1), new attaches get
+ *  the new one.
+ *  @return 0, SM_ENAME, -EINVAL (a flag other than SM_FORCE, or @p mode with bits outside
+ *          0777), -EFBIG (size > max_bits, or either > SM_BITMAP_MAX_BITS), -EEXIST,
+ *          -ENOSPC, -EACCES / -EPERM, -ENOMEM (no address space for the reservation),
+ *          other -errno. */
+SM_API int sm_bitmap_create(sm_bitmap **out, const char *dir, const char *name, uint64_t size,
+                            uint64_t max_bits, unsigned flags, unsigned mode);
+
+/** Attach to the bitmap @p name in @p dir (NULL: SM_DEFAULT_DIR), read-write, or read-only
+ *  with SM_BITMAP_RDONLY.  The last path component is never followed as a symlink.
+ *  @return 0, SM_ENAME, -EINVAL (unknown flags), -ENOENT, -EACCES, -ELOOP (a symlink),
+ *          one of the header errors above, -ENOMEM, other -errno. */
+SM_API int sm_bitmap_attach(sm_bitmap **out, const char *dir, const char *name, unsigned flags);
+
+/** Detach: unmap and close.  NULL is a no-op.  Pointers from sm_bitmap_bytes() become
+ *  invalid.  The bitmap itself stays until sm_bitmap_remove(). */
+SM_API void sm_bitmap_close(sm_bitmap *b);
+
+/** Remove the bitmap @p name from @p dir (NULL: SM_DEFAULT_DIR).  Handles attached to it
+ *  keep working on it (sm_bitmap_superseded() says 1); new attaches fail with -ENOENT.
+ *  @return 0, -ENOENT if there was no such bitmap, SM_ENAME, other -errno. */
+SM_API int sm_bitmap_remove(const char *dir, const char *name);
+
+/** The size in bits (a multiple of 8), as of now: one atomic load. */
+SM_API uint64_t sm_bitmap_size(const sm_bitmap *b);
+
+/** The largest size the bitmap can be resized to (fixed at creation; a multiple of 64). */
+SM_API uint64_t sm_bitmap_max_bits(const sm_bitmap *b);
+
+/** Bit @p index: 1 if set, 0 if clear or at or past the size.
+ *  @return 1, 0, or an error if more of the file had to be mapped and could not be:
+ *          SM_ECORRUPT / SM_ETRUNCATED (a header made inconsistent by someone who writes
+ *          the file), -ENOMEM. */
+SM_API int sm_bitmap_get(sm_bitmap *b, uint64_t index);
+
+/** Set (@p value non-zero) or clear bit @p index.
+ *  @return 0, -ERANGE if index >= size, -EBADF on a read-only handle, or an error of
+ *          mapping as for sm_bitmap_get(). */
+SM_API int sm_bitmap_set(sm_bitmap *b, uint64_t index, int value);
+
+/** Set bit @p index and return what it was: 0 means this call set it, and across every
+ *  thread and process exactly one caller gets 0 for a clear bit (claiming work once).
+ *  @return 0 or 1, or the errors of sm_bitmap_set(). */
+SM_API int sm_bitmap_test_and_set(sm_bitmap *b, uint64_t index);
+
+/** Clear bit @p index and return what it was (1: this call cleared it).
+ *  @return 0 or 1, or the errors of sm_bitmap_set(). */
+SM_API int sm_bitmap_test_and_clear(sm_bitmap *b, uint64_t index);
+
+/** The number of set bits below the size, in *count.  O(size / 64).  Each word is read once
+ *  atomically, but not all at one instant: with concurrent changes the result is some value
+ *  between the counts before and after them.  @return 0 or a mapping error. */
+SM_API int sm_bitmap_count(sm_bitmap *b, uint64_t *count);
+
+/** The first set bit at or after @p from and below the size, in *index.  Iterate with
+ *  from = *index + 1.  Like count, a walk is not a snapshot: it sees bits changed under it
+ *  or not.  @return 0, SM_NOTFOUND if there is none, or a mapping error. */
+SM_API int sm_bitmap_next_set(sm_bitmap *b, uint64_t from, uint64_t *index);
+
+/** Clear every bit, word by word (not one atomic step: a concurrent set may survive).
+ *  @return 0, -EBADF on a read-only handle, or a mapping error. */
+SM_API int sm_bitmap_clear_all(sm_bitmap *b);
+
+/** Resize to @p size bits (rounded up to a multiple of 8).  Growing reserves the file space
+ *  first (posix_fallocate: -ENOSPC here, never a SIGBUS later) and reveals bits that read
+ *  clear; shrinking is logical: the bits past the new end read clear and are cleared for
+ *  real before a later grow reveals them again.  Resizes from any number of processes are
+ *  serialised (flock on the file): the last one to run decides the size, and every handle
+ *  sees it at its next operation.  Calls that touch a bit while a resize is clearing bits
+ *  or moving the size may wait for it to finish.
+ *  @return 0, -EFBIG (size > sm_bitmap_max_bits()), -ENOSPC, -EBADF (read-only handle),
+ *          SM_EHEADER / SM_ETRUNCATED (an inconsistent header), -ENOMEM, other -errno. */
+SM_API int sm_bitmap_resize(sm_bitmap *b, uint64_t size);
+
+/** The bits as bytes, for a zero-copy buffer: *data is the first byte of bit 0, *len =
+ *  size / 8 as of now.  Bit i is bit (i % 8), counted from the least significant, of byte
+ *  i / 8 (numpy.unpackbits(a, bitorder='little')[i] == bit i; equally, bit i % 64 of the
+ *  little-endian 64-bit word i / 64).  The pointer is owned by the handle and valid until
+ *  sm_bitmap_close(), whatever resizes happen (a shrink does not unmap anything); the bytes
+ *  change under it as processes set bits.  Read only: writing through it would lose other
+ *  processes' updates of the same byte.  @return 0 or a mapping error. */
+SM_API int sm_bitmap_bytes(sm_bitmap *b, const void **data, size_t *len);
+
+/** Whether this bitmap was replaced (SM_FORCE) or removed under its name since (one atomic
+ *  load).  A hint, as for maps: 1 means attach to the name again for the current one. */
+SM_API int sm_bitmap_superseded(const sm_bitmap *b);
+
+/** What a handle or a listing knows about a bitmap. */
+typedef struct sm_bitmap_info {
+    uint64_t size;       /* bits */
+    uint64_t capacity;   /* bits the file has room for now (>= size) */
+    uint64_t max_bits;   /* fixed at creation */
+    uint64_t file_size;  /* bytes */
+    uint64_t created_ns; /* ns since the Unix epoch */
+    uint64_t resizes;    /* resizes since creation that changed the size (or were cut short) */
+    uint64_t dev, ino;   /* identity of the file */
+    unsigned format_version;
+    int superseded;
+} sm_bitmap_info;
+
+/** Fill *out.  @return 0 or -errno (from fstat). */
+SM_API int sm_bitmap_stat(sm_bitmap *b, sm_bitmap_info *out);
+
+/** Called once per bitmap by sm_bitmap_list().  @p err is 0 when @p info is valid, or the
+ *  error its header gave (info then has at most file_size, dev and ino set).  Return
+ *  non-zero to stop the listing. */
+typedef int (*sm_bitmap_list_fn)(const char *name, const sm_bitmap_info *info, int err, void *ctx);
+
+/** List the bitmaps in @p dir (NULL: SM_DEFAULT_DIR), in no particular order, the way
+ *  sm_list() lists maps (it does not list bitmaps; a tool shows both by calling both).
+ *  Reads only each header.  @return 0, the callback's non-zero value, or -errno. */
+SM_API int sm_bitmap_list(const char *dir, sm_bitmap_list_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
