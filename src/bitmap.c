@@ -51,6 +51,7 @@
  * next writable handle that takes the lock makes resize_seq even again.
  */
 #include "bitmap.h"
+#include "compat.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -225,7 +226,7 @@ static int extend(int fd, uint64_t len) {
     if (len > (uint64_t)INT64_MAX)
         return -EFBIG;
     struct stat st;
-    if (fstat(fd, &st) < 0)
+    if (smi_fstat(fd, &st) < 0)
         return -errno;
     for (uint64_t done = (uint64_t)st.st_size; done < len;) {
         uint64_t n = len - done < (uint64_t)RESERVE_CHUNK ? len - done : (uint64_t)RESERVE_CHUNK;
@@ -240,7 +241,7 @@ static int extend(int fd, uint64_t len) {
         if (done == len)
             return 0;
     }
-    if (fstat(fd, &st) < 0)
+    if (smi_fstat(fd, &st) < 0)
         return -errno;
     static const unsigned char zeros[65536];
     for (uint64_t off = (uint64_t)st.st_size; off < len;) {
@@ -269,7 +270,7 @@ static int lock_fd(sm_bitmap *b) {
     if (fd < 0)
         return -errno;
     struct stat st;
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_dev != b->dev || (uint64_t)st.st_ino != b->ino) {
+    if (smi_fstat(fd, &st) < 0 || (uint64_t)st.st_dev != b->dev || (uint64_t)st.st_ino != b->ino) {
         close(fd);
         return -ESTALE;
     }
@@ -288,7 +289,7 @@ static int map_more_locked(sm_bitmap *b, uint64_t need) {
         return 0;
     uint64_t cap = load_live(b, SMB_OFF_CAPACITY, __ATOMIC_ACQUIRE);
     struct stat st;
-    if (fstat(b->fd, &st) < 0)
+    if (smi_fstat(b->fd, &st) < 0)
         return -errno;
     if (cap < need || cap % 64 != 0 || cap > b->max_bits)
         return SM_ECORRUPT;
@@ -346,7 +347,7 @@ static int bitmap_from_fd(sm_bitmap **out, int fd, int writable) {
     sm_bitmap *b = NULL;
     ssize_t n;
     int rc;
-    if (fstat(fd, &st) < 0) {
+    if (smi_fstat(fd, &st) < 0) {
         rc = -errno;
         goto fail_fd;
     }
@@ -397,7 +398,7 @@ static int bitmap_from_fd(sm_bitmap **out, int fd, int writable) {
     }
     uint64_t size = load_live(b, SMB_OFF_SIZE, __ATOMIC_ACQUIRE);
     uint64_t cap = load_live(b, SMB_OFF_CAPACITY, __ATOMIC_ACQUIRE);
-    if (fstat(fd, &st) < 0) {
+    if (smi_fstat(fd, &st) < 0) {
         rc = -errno;
         goto fail;
     }
@@ -523,7 +524,7 @@ static void mark_superseded(int dirfd, const char *name) {
         return;
     struct stat st;
     unsigned char magic[SMB_MAGIC_LEN];
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= SMB_HEADER_SIZE &&
+    if (smi_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= SMB_HEADER_SIZE &&
         pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic &&
         memcmp(magic, SMB_MAGIC, SMB_MAGIC_LEN) == 0) {
         /* 0 -> 1 changes one byte: a reader's 8-byte load cannot see a third value */
@@ -831,7 +832,7 @@ int sm_bitmap_resize(sm_bitmap *b, uint64_t size) {
     uint64_t old = load_live(b, SMB_OFF_SIZE, __ATOMIC_SEQ_CST);
     uint64_t cap = load_live(b, SMB_OFF_CAPACITY, __ATOMIC_SEQ_CST);
     struct stat st;
-    if (fstat(b->fd, &st) < 0) {
+    if (smi_fstat(b->fd, &st) < 0) {
         rc = -errno;
         goto done;
     }
@@ -871,7 +872,7 @@ done:
 
 int sm_bitmap_stat(sm_bitmap *b, sm_bitmap_info *out) {
     struct stat st;
-    if (fstat(b->fd, &st) < 0)
+    if (smi_fstat(b->fd, &st) < 0)
         return -errno;
     memset(out, 0, sizeof *out);
     out->size = load_live(b, SMB_OFF_SIZE, __ATOMIC_ACQUIRE);
@@ -891,7 +892,7 @@ int sm_bitmap_stat(sm_bitmap *b, sm_bitmap_info *out) {
  * words by atomic loads from a read-only mapping of the first page. */
 static int list_one(int fd, sm_bitmap_info *info) {
     struct stat st;
-    if (fstat(fd, &st) < 0)
+    if (smi_fstat(fd, &st) < 0)
         return -errno;
     if (!S_ISREG(st.st_mode))
         return SM_ENOTSNAPSHOT;
@@ -916,7 +917,7 @@ static int list_one(int fd, sm_bitmap_info *info) {
     uint64_t seq = load_at(map, SMB_OFF_RESIZE_SEQ, __ATOMIC_ACQUIRE);
     int superseded = load_at(map, SMB_OFF_SUPERSEDED, __ATOMIC_ACQUIRE) != 0;
     munmap(map, SMB_HEADER_SIZE);
-    if (fstat(fd, &st) < 0)
+    if (smi_fstat(fd, &st) < 0)
         return -errno;
     info->file_size = (uint64_t)st.st_size;
     rc = smb_check_live(size, cap, h.max_bits, (uint64_t)st.st_size);
