@@ -12,3 +12,5 @@ rm -rf "$dir/lib" "$dir/tmp"
 SHAREDMAP_WERROR=1 "$py" setup.py -q build_ext --build-lib "$dir/lib" --build-temp "$dir/tmp"
 rm -rf python/*.egg-info
 cp python/sharedmap/*.py python/sharedmap/*.pyi python/sharedmap/py.typed "$dir/lib/sharedmap/"
+mkdir -p "$dir/lib/sharedmap/cli"
+cp python/sharedmap/cli/*.py "$dir/lib/sharedmap/cli/"

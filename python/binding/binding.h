@@ -18,6 +18,7 @@
  *     builder.c   rbtree, the builder: edits, update, share, save, dump
  *     iter.c      both iterators, and the objects they recycle
  *     views.c     keys(), values(), items() of both, through an operations table
+ *     bitmap.c    sharedbitmap, the shared bitset, and its iterator
  *
  * Objects, and who keeps what alive
  * ---------------------------------
@@ -98,30 +99,33 @@ static inline PyObject *sm_compat_newref(PyObject *o) {
 
 /* ------------------------------------------------------------ module state (module.c) */
 
-/* The exception classes (errors.c): X(class, parent, another base or NULL, doc).
+/* The exception classes (errors.c): X(class, parent, built-in bases or NULL, doc).
  * SM_ERROR_MAP's third column names one of them (or KeyError) for each code. */
-#define SMPY_EXCEPTIONS(X)                                                                        \
-    X(Error, -1, NULL,                                                                            \
-      "Base of the errors of sharedmap: .code is the library's error code, .name the map name "  \
-      "and .path the file involved (None where there is none).")                                 \
-    X(CorruptSnapshotError, SMPY_EXC_Error, &PyExc_ValueError,                                    \
-      "The bytes are not a valid snapshot: truncated, damaged, checksum mismatch.")               \
-    X(NotASnapshotError, SMPY_EXC_CorruptSnapshotError, NULL,                                     \
-      "The bytes or file are not a sharedmap snapshot at all (bad magic, not a regular file).")  \
-    X(UnsupportedVersionError, SMPY_EXC_Error, &PyExc_ValueError,                                 \
-      "The snapshot has a format version or a required feature this library does not read.")    \
-    X(KeyKindError, SMPY_EXC_Error, &PyExc_TypeError,                                             \
-      "A key of the other kind: str and bytes keys cannot be mixed in one map.")                  \
-    X(InvalidNameError, SMPY_EXC_Error, &PyExc_ValueError,                                        \
-      "A map name that is empty, too long, or holds '/', NUL or a control character.")            \
-    X(TooLargeError, SMPY_EXC_Error, &PyExc_OverflowError,                                        \
-      "A key, value or snapshot too large for the format.")                                       \
-    X(SymlinkError, SMPY_EXC_Error, &PyExc_OSError,                                               \
-      "A symbolic link where a map or snapshot file should be: sharedmap never follows one "     \
-      "(errno ELOOP).")
+#define SMPY_EXCEPTIONS(X)                                                                         \
+    X(Error, -1, NULL, NULL,                                                                       \
+      "Base of the errors of sharedmap: .code is the library's error code, .name the map name "    \
+      "and .path the file involved (None where there is none).")                                   \
+    X(CorruptSnapshotError, SMPY_EXC_Error, &PyExc_ValueError, NULL,                               \
+      "The bytes are not a valid snapshot: truncated, damaged, checksum mismatch.")                \
+    X(NotASnapshotError, SMPY_EXC_CorruptSnapshotError, NULL, NULL,                                \
+      "The bytes or file are not a sharedmap snapshot at all (bad magic, not a regular file).")    \
+    X(UnsupportedVersionError, SMPY_EXC_Error, &PyExc_ValueError, NULL,                            \
+      "The snapshot has a format version or a required feature this library does not read.")       \
+    X(KeyKindError, SMPY_EXC_Error, &PyExc_TypeError, NULL,                                        \
+      "A key of the other kind: str and bytes keys cannot be mixed in one map.")                   \
+    X(InvalidNameError, SMPY_EXC_Error, &PyExc_ValueError, NULL,                                   \
+      "A map name that is empty, too long, or holds '/', NUL or a control character.")             \
+    X(TooLargeError, SMPY_EXC_Error, &PyExc_OverflowError, NULL,                                   \
+      "A key, value or snapshot too large for the format.")                                        \
+    X(SymlinkError, SMPY_EXC_Error, &PyExc_OSError, NULL,                                          \
+      "A symbolic link where a map or snapshot file should be: sharedmap never follows one "       \
+      "(errno ELOOP).")                                                                            \
+    X(BitIndexError, SMPY_EXC_Error, &PyExc_IndexError, &PyExc_KeyError,                           \
+      "A sharedbitmap bit index that is negative, or past the end where a bit is set (also a "     \
+      "KeyError, as the original package raised).")
 
 enum {
-#define SMPY_XX_ENUM(cls, parent, extra, doc) SMPY_EXC_##cls,
+#define SMPY_XX_ENUM(cls, parent, extra, extra2, doc) SMPY_EXC_##cls,
     SMPY_EXCEPTIONS(SMPY_XX_ENUM)
 #undef SMPY_XX_ENUM
     SMPY_EXC_COUNT,
@@ -138,6 +142,8 @@ typedef struct {
     PyTypeObject *keys_type;
     PyTypeObject *values_type;
     PyTypeObject *items_type;
+    PyTypeObject *bitmap_type;
+    PyTypeObject *bititer_type;
     PyObject *mapping_abc; /* collections.abc.Mapping, for == */
     PyObject *open_func;   /* this module's open() and loads(), for __reduce__ */
     PyObject *loads_func;
@@ -180,6 +186,9 @@ static inline uint64_t publishes_seen(void) {
 SMPY_COLD PyObject *raise_code(int code, PyObject *name, PyObject *path);
 /* raise_code(code, NULL, NULL). */
 SMPY_COLD PyObject *set_error(int code);
+/* The class of index cls (SMPY_EXC_*) of this interpreter's module, a new reference
+ * (the built-in base when the module cannot be found). */
+PyObject *exception_class(int cls);
 /* Make the exception classes, into the module and its state (module init). */
 int errors_setup(PyObject *module, module_state *st);
 /* TypeError: a key of kind @p key for a map with keys of kind @p map. */
@@ -251,7 +260,7 @@ static inline int builder_check(BuilderObject *self) {
 /* ------------------------------------------------------------ across files */
 
 extern PyType_Spec snapshot_spec, reader_spec, builder_spec, snapiter_spec, builditer_spec,
-    keys_spec, values_spec, items_spec;
+    keys_spec, values_spec, items_spec, bitmap_spec, bititer_spec;
 
 /* snapshot.c.  snapshot_new takes ownership of @p r and of @p source (may be NULL),
  * also on failure. */

@@ -13,6 +13,7 @@
  *      +- InvalidNameError(Error, ValueError)          a map name sm_name_check refuses
  *      +- TooLargeError(Error, OverflowError)          past the format's limits
  *      +- SymlinkError(Error, OSError)                 errno ELOOP, .filename
+ *      +- BitIndexError(Error, IndexError, KeyError)   a sharedbitmap index out of range
  *
  * Each also derives from the built-in exception these codes raised before the
  * classes existed, so `except ValueError` keeps working.  -errno codes raise OSError
@@ -28,13 +29,14 @@
 typedef struct {
     const char *name;  /* of the class, in the sharedmap package */
     int parent;        /* index of the parent in this table, or -1 */
-    PyObject **extra;  /* a built-in base beside the parent, or NULL */
+    PyObject **extra;  /* built-in bases beside the parent, or NULL */
+    PyObject **extra2;
     const char *doc;
 } exc_spec;
 
 static int make_classes(PyObject *module, module_state *st) {
     const exc_spec specs[SMPY_EXC_COUNT] = {
-#define SMPY_XX_SPEC(cls, parent, extra, doc) {#cls, parent, extra, doc},
+#define SMPY_XX_SPEC(cls, parent, extra, extra2, doc) {#cls, parent, extra, extra2, doc},
         SMPY_EXCEPTIONS(SMPY_XX_SPEC)
 #undef SMPY_XX_SPEC
     };
@@ -43,7 +45,9 @@ static int make_classes(PyObject *module, module_state *st) {
         char qualname[96];
         PyObject *bases, *dict = NULL, *cls;
         PyObject *first = e->parent >= 0 ? st->exceptions[e->parent] : PyExc_Exception;
-        bases = e->extra ? PyTuple_Pack(2, first, *e->extra) : PyTuple_Pack(1, first);
+        bases = e->extra2  ? PyTuple_Pack(3, first, *e->extra, *e->extra2)
+                : e->extra ? PyTuple_Pack(2, first, *e->extra)
+                           : PyTuple_Pack(1, first);
         if (bases == NULL)
             return -1;
         if (e->parent < 0) {
@@ -102,6 +106,8 @@ static PyObject *fallback_of(int cls) {
         return PyExc_OverflowError;
     case SMPY_EXC_SymlinkError:
         return PyExc_OSError;
+    case SMPY_EXC_BitIndexError:
+        return PyExc_IndexError;
     default:
         return PyExc_ValueError;
     }
@@ -110,7 +116,7 @@ static PyObject *fallback_of(int cls) {
 /* The exception class for index cls of this interpreter's module (a new reference).
  * Errors are rare: looking the module up in sys.modules here saves every caller
  * from carrying the module state. */
-static PyObject *class_object(int cls) {
+PyObject *exception_class(int cls) {
     PyObject *modname, *mod = NULL, *type = NULL;
     PyObject *pending_type, *pending_value, *pending_tb;
     if (cls >= 0 && cls < SMPY_EXC_COUNT) {
@@ -173,7 +179,7 @@ PyObject *raise_code(int code, PyObject *name, PyObject *path) {
         return NULL;
     }
     cls = class_of(code);
-    type = class_object(cls);
+    type = exception_class(cls);
     if (cls == SMPY_EXC_SymlinkError) /* an OSError: errno ELOOP, the name or path its filename */
         exc = context ? PyObject_CallFunction(type, "isO", ELOOP, sm_strerror(code), context)
                       : PyObject_CallFunction(type, "is", ELOOP, sm_strerror(code));
@@ -196,7 +202,7 @@ const char *kind_name(sm_key_kind kind) {
 }
 
 void set_kind_error(sm_key_kind map, sm_key_kind key) {
-    PyObject *type = class_object(SMPY_EXC_KeyKindError);
+    PyObject *type = exception_class(SMPY_EXC_KeyKindError);
     PyObject *exc = PyObject_CallFunction(type, "N",
                                           PyUnicode_FromFormat("this map has %s keys, got %s",
                                                                kind_name(map), kind_name(key)));

@@ -297,6 +297,8 @@ static int module_exec(PyObject *module) {
     MAKE_TYPE(keys_type, keys_spec);
     MAKE_TYPE(values_type, values_spec);
     MAKE_TYPE(items_type, items_spec);
+    MAKE_TYPE(bitmap_type, bitmap_spec);
+    MAKE_TYPE(bititer_type, bititer_spec);
 #undef MAKE_TYPE
     if (errors_setup(module, st) < 0)
         return -1;
@@ -330,6 +332,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->keys_type);
     Py_VISIT(st->values_type);
     Py_VISIT(st->items_type);
+    Py_VISIT(st->bitmap_type);
+    Py_VISIT(st->bititer_type);
     Py_VISIT(st->mapping_abc);
     Py_VISIT(st->open_func);
     Py_VISIT(st->loads_func);
@@ -348,6 +352,8 @@ static int module_clear(PyObject *module) {
     Py_CLEAR(st->keys_type);
     Py_CLEAR(st->values_type);
     Py_CLEAR(st->items_type);
+    Py_CLEAR(st->bitmap_type);
+    Py_CLEAR(st->bititer_type);
     Py_CLEAR(st->mapping_abc);
     Py_CLEAR(st->open_func);
     Py_CLEAR(st->loads_func);

@@ -22,6 +22,7 @@ from . import _sharedmap
 from ._sharedmap import (
     FORMAT_VERSION,
     NAME_MAX,
+    BitIndexError,
     CorruptSnapshotError,
     Error,
     InvalidNameError,
@@ -35,12 +36,14 @@ from ._sharedmap import (
     loads,
     open,
     rbtree,
+    sharedbitmap,
     sharedmap,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "NAME_MAX",
+    "BitIndexError",
     "CorruptSnapshotError",
     "Error",
     "InvalidNameError",
@@ -54,6 +57,7 @@ __all__ = [
     "list_maps",
     "loads",
     "rbtree",
+    "sharedbitmap",
     "sharedmap",
 ]
 # open() is exported as sharedmap.open but kept out of __all__, so that
@@ -66,6 +70,7 @@ _abc.ValuesView.register(_sharedmap.sharedmap_values)
 _abc.ItemsView.register(_sharedmap.sharedmap_items)
 _abc.Iterator.register(_sharedmap.sharedmap_iterator)
 _abc.Iterator.register(_sharedmap.rbtree_iterator)
+_abc.Iterator.register(_sharedmap.sharedbitmap_iterator)
 
 
 def list_maps():

@@ -6,6 +6,7 @@ from . import _sharedmap as _sharedmap
 from ._sharedmap import (
     FORMAT_VERSION as FORMAT_VERSION,
     NAME_MAX as NAME_MAX,
+    BitIndexError as BitIndexError,
     CorruptSnapshotError as CorruptSnapshotError,
     Error as Error,
     InvalidNameError as InvalidNameError,
@@ -19,12 +20,14 @@ from ._sharedmap import (
     loads as loads,
     open as open,
     rbtree as rbtree,
+    sharedbitmap as sharedbitmap,
     sharedmap as sharedmap,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "NAME_MAX",
+    "BitIndexError",
     "CorruptSnapshotError",
     "Error",
     "InvalidNameError",
@@ -38,6 +41,7 @@ __all__ = [
     "list_maps",
     "loads",
     "rbtree",
+    "sharedbitmap",
     "sharedmap",
 ]
 
