@@ -154,12 +154,33 @@ PyDoc_STRVAR(mod_list_doc,
              "tuples; entries, created_ns and key_kind are None and error a message for maps "
              "whose header could not be read.  Use sharedmap.list_maps().");
 
-static PyObject *mod_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    PyObject *fs, *list;
+static int bitmap_list_cb(const char *name, const sm_bitmap_info *info, int err, void *ctx) {
+    PyObject *list = (PyObject *)ctx, *pyname, *t;
     int rc;
-    (void)module;
+    pyname = PyUnicode_DecodeFSDefault(name);
+    if (pyname == NULL)
+        return 1;
+    if (err == 0)
+        t = Py_BuildValue("(NKKKO)", pyname, (unsigned long long)info->file_size,
+                          (unsigned long long)info->size, (unsigned long long)info->created_ns,
+                          Py_None);
+    else
+        t = Py_BuildValue("(NKOOs)", pyname, (unsigned long long)info->file_size, Py_None, Py_None,
+                          sm_strerror(err));
+    if (t == NULL)
+        return 1;
+    rc = PyList_Append(list, t);
+    Py_DECREF(t);
+    return rc < 0 ? 1 : 0;
+}
+
+/* _list() and _list_bitmaps(): the listing of one kind of object in dir (args[0]). */
+static PyObject *listing(const char *fname, PyObject *const *args, Py_ssize_t nargs, int bitmaps) {
+    PyObject *fs, *list;
+    const char *dir;
+    int rc;
     if (nargs > 1)
-        return nargs_error("_list", nargs, 0, 1);
+        return nargs_error(fname, nargs, 0, 1);
     if (dir_arg(nargs ? args[0] : NULL, &fs) < 0)
         return NULL;
     list = PyList_New(0);
@@ -167,7 +188,8 @@ static PyObject *mod_list(PyObject *module, PyObject *const *args, Py_ssize_t na
         Py_XDECREF(fs);
         return NULL;
     }
-    rc = sm_list(fs ? PyBytes_AS_STRING(fs) : NULL, list_cb, list);
+    dir = fs ? PyBytes_AS_STRING(fs) : NULL;
+    rc = bitmaps ? sm_bitmap_list(dir, bitmap_list_cb, list) : sm_list(dir, list_cb, list);
     if (rc != 0) {
         if (!PyErr_Occurred())
             raise_code(rc, NULL, nargs && args[0] != Py_None ? args[0] : NULL);
@@ -176,6 +198,22 @@ static PyObject *mod_list(PyObject *module, PyObject *const *args, Py_ssize_t na
     }
     Py_XDECREF(fs);
     return list;
+}
+
+static PyObject *mod_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    return listing("_list", args, nargs, 0);
+}
+
+PyDoc_STRVAR(mod_list_bitmaps_doc,
+             "_list_bitmaps(dir=None, /)\n--\n\n"
+             "The shared bitmaps, unsorted, as (name, file_size, bits, created_ns, error) tuples; "
+             "bits and created_ns are None and error a message for bitmaps whose header could "
+             "not be read.  Use sharedmap.list_bitmaps().");
+
+static PyObject *mod_list_bitmaps(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    return listing("_list_bitmaps", args, nargs, 1);
 }
 
 PyDoc_STRVAR(mod_gc_doc,
@@ -270,6 +308,7 @@ static PyMethodDef module_methods[] = {
     {"open", (PyCFunction)mod_open, METH_O, mod_open_doc},
     {"loads", (PyCFunction)mod_loads, METH_O, mod_loads_doc},
     {"_list", METH_CAST(mod_list), METH_FASTCALL, mod_list_doc},
+    {"_list_bitmaps", METH_CAST(mod_list_bitmaps), METH_FASTCALL, mod_list_bitmaps_doc},
     {"gc", METH_CAST(mod_gc), METH_FASTCALL, mod_gc_doc},
     {NULL, NULL, 0, NULL},
 };

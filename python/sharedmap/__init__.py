@@ -54,6 +54,7 @@ __all__ = [
     "UnsupportedVersionError",
     "__version__",
     "gc",
+    "list_bitmaps",
     "list_maps",
     "loads",
     "rbtree",
@@ -95,3 +96,24 @@ def list_maps():
         )
     maps.sort(key=lambda m: m["name"])
     return maps
+
+
+def list_bitmaps():
+    """The shared bitmaps (sharedbitmap), sorted by name.
+
+    Each is a dict with ``name``, ``file_size`` (bytes), ``bits`` (the size), ``created``
+    (seconds since the epoch) and ``error``: ``None``, or why the header could not be read
+    (``bits`` and ``created`` are then ``None``).
+    """
+    bitmaps = [
+        {
+            "name": name,
+            "file_size": file_size,
+            "bits": bits,
+            "created": None if created_ns is None else created_ns / 1e9,
+            "error": error,
+        }
+        for name, file_size, bits, created_ns, error in _sharedmap._list_bitmaps()
+    ]
+    bitmaps.sort(key=lambda b: b["name"])
+    return bitmaps

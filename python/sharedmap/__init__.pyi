@@ -38,6 +38,7 @@ __all__ = [
     "UnsupportedVersionError",
     "__version__",
     "gc",
+    "list_bitmaps",
     "list_maps",
     "loads",
     "rbtree",
@@ -57,3 +58,15 @@ class _MapListing(TypedDict):
     error: str | None
 
 def list_maps() -> list[_MapListing]: ...
+
+class _BitmapListing(TypedDict):
+    """One element of list_bitmaps().  bits and created are None (and error says why) for a bitmap
+    whose header could not be read."""
+
+    name: str
+    file_size: int  # bytes
+    bits: int | None
+    created: float | None  # seconds since the Unix epoch
+    error: str | None
+
+def list_bitmaps() -> list[_BitmapListing]: ...

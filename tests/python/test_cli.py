@@ -1100,3 +1100,36 @@ def test_load_refuses_a_name_with_a_control_character_before_reading(tmp_path):
     _, err = fails(1, "load", "evil\nname", str(src))
     assert "invalid map name" in err
     assert err.count("\n") == 1 and "evil\\x0aname" in err  # one line: the newline shown escaped
+
+
+def test_ls_info_and_rm_show_bitmaps_too():
+    name = unique_name("-bm")
+    b = sharedmap.sharedbitmap.create(name, 1000)
+    try:
+        b.set(3)
+        b.set(999)
+        lines = ok("ls").stdout.decode().splitlines()
+        header = [i for i, line in enumerate(lines) if line.split()[:2] == ["BITMAP", "BITS"]]
+        assert len(header) == 1
+        row = [line.split() for line in lines[header[0]:] if line.split()[0] == name]
+        assert row and row[0][1] == "1000"
+        rows = json.loads(ok("ls", "--json").stdout)
+        mine = [r for r in rows if r["name"] == name]
+        assert mine == [dict(mine[0], kind="bitmap", bits=1000, error=None)]
+        info = json.loads(ok("info", "--bitmap", name, "--json").stdout)
+        assert info["size"] == 1000 and info["set_bits"] == 2 and info["path"].endswith("sharedbitmap." + name)
+        text = ok("info", name, "--bitmap").stdout.decode()
+        assert "set bits:" in text and "1000" in text
+        _, err = fails(1, "info", name)  # no map of that name: a bitmap is not a map
+        assert "no such map" in err
+        _, err = fails(1, "rm", name)
+        assert "no such map" in err
+        ok("rm", "--bitmap", name)
+        assert not os.path.exists(os.path.join("/dev/shm", "sharedbitmap." + name))
+        _, err = fails(1, "info", "--bitmap", name)
+        assert "no such bitmap" in err
+        _, err = fails(1, "rm", "--bitmap", name)
+        assert "no such bitmap" in err
+        ok("rm", "--bitmap", "-f", name)
+    finally:
+        sharedmap.sharedbitmap.remove(name)

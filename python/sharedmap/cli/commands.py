@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import sharedmap as sm
 
@@ -66,35 +66,87 @@ def opened(args: argparse.Namespace) -> Tuple[Any, str]:
 # ---------------------------------------------------------------------------- ls, info, get, rm, gc, verify
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
-    with reporting(Step.LIST):
-        maps = sorted(sm.list_maps(), key=lambda m: str(m["name"]))
-    if args.json:
-        out_line(json_text(maps))
-        return EXIT_OK
-    if not maps:
-        return EXIT_OK
-    table = [("NAME", "ENTRIES", "SIZE", "CREATED")]
-    for m in maps:
-        entries = m.get("entries")
-        error = m.get("error")
-        table.append(
-            (
-                without_controls(str(m["name"])),
-                "-" if entries is None else str(entries),
-                human_size(m["size"]),
-                f"unreadable: {error}" if error else format_created(m.get("created")),
-            )
-        )
+def print_table(table: List[Tuple[str, str, str, str]]) -> None:
+    """Rows of four cells: the first left-aligned, the next two right-aligned, the last as it is."""
     widths = [max(len(cells[i]) for cells in table) for i in range(4)]
     for cells in table:
         out_line(
             f"{cells[0]:<{widths[0]}}  {cells[1]:>{widths[1]}}  {cells[2]:>{widths[2]}}  {cells[3]}".rstrip()
         )
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with reporting(Step.LIST):
+        maps = sorted(sm.list_maps(), key=lambda m: str(m["name"]))
+        bitmaps = sorted(sm.list_bitmaps(), key=lambda b: str(b["name"]))
+    if args.json:
+        rows: List[Dict[str, Any]] = [dict(m, kind="map") for m in maps]
+        rows += [dict(b, kind="bitmap") for b in bitmaps]
+        out_line(json_text(rows))
+        return EXIT_OK
+    if maps:
+        table = [("NAME", "ENTRIES", "SIZE", "CREATED")]
+        for m in maps:
+            entries = m.get("entries")
+            error = m.get("error")
+            table.append(
+                (
+                    without_controls(str(m["name"])),
+                    "-" if entries is None else str(entries),
+                    human_size(m["size"]),
+                    f"unreadable: {error}" if error else format_created(m.get("created")),
+                )
+            )
+        print_table(table)
+    if bitmaps:
+        if maps:
+            out_line()
+        table = [("BITMAP", "BITS", "SIZE", "CREATED")]
+        for b in bitmaps:
+            error = b.get("error")
+            table.append(
+                (
+                    without_controls(str(b["name"])),
+                    "-" if b.get("bits") is None else str(b["bits"]),
+                    human_size(b["file_size"]),
+                    f"unreadable: {error}" if error else format_created(b.get("created")),
+                )
+            )
+        print_table(table)
+    return EXIT_OK
+
+
+def cmd_info_bitmap(args: argparse.Namespace) -> int:
+    with reporting(Step.OPEN_BITMAP, args.map):
+        bitmap = sm.sharedbitmap(args.map, readonly=True)
+    with bitmap:
+        info: Dict[str, Any] = dict(bitmap.info())
+        with reporting(Step.READ, args.map):
+            info["set_bits"] = bitmap.count()
+    if args.json:
+        out_line(json_text(info))
+        return EXIT_OK
+    lines = [
+        ("name", info["name"]),
+        ("path", info["path"]),
+        ("bits", info["size"]),
+        ("set bits", info["set_bits"]),
+        ("capacity", f"{info['capacity']} bits (at most {info['max_bits']})"),
+        ("file size", f"{info['file_size']} bytes ({human_size(info['file_size'])})"),
+        ("format version", info["format_version"]),
+        ("created", format_created(info["created"])),
+        ("resizes", info["resizes"]),
+    ]
+    for label, value in lines:
+        out_line(f"{label + ':':<16}{value}")
     return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if args.bitmap:
+        if args.map is None or args.path is not None:
+            args.parser.error("--bitmap takes a NAME (bitmaps live in shared memory, not in files)")
+        return cmd_info_bitmap(args)
     reader, _ = opened(args)
     with reader:
         info = dict(reader.info())
@@ -160,9 +212,10 @@ def cmd_get(args: argparse.Namespace) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     """Every NAME is tried: each failure is reported on its own line, and the status is 1 if any failed."""
     status = EXIT_OK
+    what, remove = ("bitmap", sm.sharedbitmap.remove) if args.bitmap else ("map", sm.rbtree.remove)
     for name in args.names:
         try:
-            removed = sm.rbtree.remove(name)
+            removed = remove(name)
         except Exception as e:
             error = explain(e, Step.REMOVE, name)
             if error is None:
@@ -171,7 +224,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             status = EXIT_ERROR
             continue
         if not removed and not args.force:
-            complain(f"no such map: {name}")
+            complain(f"no such {what}: {name}")
             status = EXIT_ERROR
     return status
 

@@ -41,6 +41,7 @@ class Step(enum.Enum):
     """What a command was doing; the target it names is given beside it."""
 
     OPEN_MAP = "attach to the published map NAME"
+    OPEN_BITMAP = "attach to the shared bitmap NAME"
     OPEN_FILE = "open the snapshot file PATH"
     READ = "look up or iterate the open map NAME or PATH"
     VERIFY = "verify the open map NAME or PATH"
@@ -90,12 +91,13 @@ def _os(e: BaseException) -> str:
 
 
 _ALL = frozenset(Step)
-_BY_NAME_OR_PATH = frozenset({Step.OPEN_MAP, Step.OPEN_FILE, Step.PUBLISH, Step.REMOVE})
+_BY_NAME_OR_PATH = frozenset({Step.OPEN_MAP, Step.OPEN_BITMAP, Step.OPEN_FILE, Step.PUBLISH, Step.REMOVE})
 
 RULES: Tuple[Rule, ...] = (
     # The reader of our stdout went away (`sharedmap export x | head`): main() stops quietly.
     Rule(_ALL, BrokenPipeError, None),
     Rule(frozenset({Step.OPEN_MAP}), FileNotFoundError, lambda e, t: f"no such map: {t}"),
+    Rule(frozenset({Step.OPEN_BITMAP}), FileNotFoundError, lambda e, t: f"no such bitmap: {t}"),
     Rule(frozenset({Step.OPEN_FILE}), FileNotFoundError, lambda e, t: f"no such file: {t}"),
     Rule(frozenset({Step.PUBLISH}), FileExistsError, lambda e, t: f"map exists: {t} (use --force to replace it)"),
     Rule(_BY_NAME_OR_PATH, PermissionError, lambda e, t: f"permission denied: {t}"),

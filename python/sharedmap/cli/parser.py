@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "ls",
-        "List the published maps: name, entries, size, creation time.",
+        "List the published maps (name, entries, size, creation time), then the shared bitmaps.",
         commands.cmd_ls,
         epilog="A name that is not UTF-8 is printed as its own bytes, so that it can be passed to the other\n"
         "commands; --json writes each such byte as \\udcXX (surrogateescape, as os.fsdecode() gives it).\n\n",
@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON array of objects: name, size, entries, created (seconds since the epoch), "
-        "key_kind, error",
+        help="print a JSON array of objects: for a map (kind 'map') name, size, entries, created (seconds "
+        "since the epoch), key_kind, error; for a bitmap (kind 'bitmap') name, file_size, bits, created, error",
     )
 
     p = command(
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--bitmap", action="store_true", help="NAME is a shared bitmap (sharedbitmap), not a map")
 
     p = command(
         "get",
@@ -177,9 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
     prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
 
-    p = command("rm", "Unpublish maps.  Processes attached to them keep reading them.", commands.cmd_rm)
+    p = command("rm", "Unpublish maps (or bitmaps).  Processes attached to them keep them.", commands.cmd_rm)
     p.add_argument("names", nargs="+", metavar="NAME", help="map to remove")
     p.add_argument("-f", "--force", action="store_true", help="no error for a map that does not exist")
+    p.add_argument("--bitmap", action="store_true", help="remove shared bitmaps (sharedbitmap) of these names")
 
     p = command(
         "verify",
