@@ -311,6 +311,9 @@ int mapping_equal(module_state *st, const view_ops *ops, PyObject *owner, PyObje
 
 /* convert.c */
 PyObject *name_to_bytes(PyObject *obj);
+/* Permission bits of a new map, file or bitmap: some of rwxrwxrwx.  0 (nobody may read it)
+ * and setuid, setgid or sticky bits are a ValueError rather than quietly changed. */
+int check_mode(int mode);
 PyObject *make_item(sm_key_kind kind, const sm_entry *e);
 void format_size(char *buf, size_t n, uint64_t size);
 

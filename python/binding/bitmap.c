@@ -169,12 +169,7 @@ static PyObject *bitmap_create(PyObject *cls, PyObject *args, PyObject *kwds) {
         return NULL;
     if (bit_size(size_obj, &size) < 0 || (max_obj != Py_None && bit_size(max_obj, &max_bits) < 0))
         return NULL;
-    if (mode <= 0 || mode > 0777) {
-        PyErr_Format(PyExc_ValueError,
-                     "mode must be permission bits between 0o1 and 0o777, not %#o", (unsigned)mode);
-        return NULL;
-    }
-    if ((fs = name_to_bytes(name)) == NULL)
+    if (check_mode(mode) < 0 || (fs = name_to_bytes(name)) == NULL)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     rc = sm_bitmap_create(&b, NULL, PyBytes_AS_STRING(fs), size, max_bits, force ? SM_FORCE : 0u,

@@ -588,19 +588,6 @@ static PyObject *builder_reduce(BuilderObject *self, PyObject *unused) {
     return Py_BuildValue("O(N)", (PyObject *)Py_TYPE(self), d);
 }
 
-/* Permission bits of a new map or file: some of rwxrwxrwx.  0 (nobody may read
- * it) and setuid, setgid or sticky bits are refused rather than quietly changed. */
-static int check_mode(int mode) {
-    if (mode <= 0 || mode > 0777) {
-        PyErr_Format(PyExc_ValueError,
-                     "mode must be permission bits between 0o1 and 0o777 (such as 0o600 or "
-                     "0o640), not %#o",
-                     (unsigned)mode);
-        return -1;
-    }
-    return 0;
-}
-
 PyDoc_STRVAR(builder_share_doc,
              "share($self, name, force=False, mode=0o600)\n--\n\n"
              "Publish a snapshot of the map in shared memory under name; return True.  "

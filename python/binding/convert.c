@@ -138,3 +138,17 @@ void format_size(char *buf, size_t n, uint64_t size) {
     }
     snprintf(buf, n, "%.1f %s", s, units[u]);
 }
+
+int check_mode(int mode) {
+    char text[32];
+    if (mode > 0 && mode <= 0777)
+        return 0;
+    /* as Python writes it (PyUnicode_FromFormat has no %o) */
+    snprintf(text, sizeof text, "%s0o%o", mode < 0 ? "-" : "",
+             mode < 0 ? 0u - (unsigned)mode : (unsigned)mode);
+    PyErr_Format(PyExc_ValueError,
+                 "mode must be permission bits between 0o1 and 0o777 (such as 0o600 or 0o640), "
+                 "not %s",
+                 text);
+    return -1;
+}
