@@ -184,6 +184,8 @@ static inline uint64_t publishes_seen(void) {
  * @p name or the file @p path (either or both may be NULL; the one given is named
  * in the message, or is the OSError's filename).  Returns NULL. */
 SMPY_COLD PyObject *raise_code(int code, PyObject *name, PyObject *path);
+/* Raise the class of index cls (SMPY_EXC_*) with @p message, .code, .name and .path. */
+SMPY_COLD void raise_class(int cls, PyObject *message, int code, PyObject *name, PyObject *path);
 /* raise_code(code, NULL, NULL). */
 SMPY_COLD PyObject *set_error(int code);
 /* The class of index cls (SMPY_EXC_*) of this interpreter's module, a new reference

@@ -10,9 +10,15 @@
  *
  * A sharedbitmap owns its sm_bitmap handle and exports the bits as a read-only buffer
  * (getbuffer()): close() waits for no one, so it refuses while a buffer is exported, as
- * mmap does.  Operations on one bit are one atomic instruction in C and keep the GIL;
- * those that walk every word (count, clear, iteration batches) or may wait for another
- * process (resize) release it on large bitmaps, holding the object meanwhile. */
+ * mmap does.  Operations on one bit are one atomic instruction in C and keep the GIL
+ * (one of them may wait, with the GIL, for a resize that another process is in the
+ * middle of: a resize takes microseconds, but one stopped mid-way, by a debugger say,
+ * holds up bit operations until it goes on or dies).  resize releases the GIL, and so do
+ * count and clear on large bitmaps, which walk every word; each pins the handle
+ * (exports) meanwhile.  Iteration walks with the GIL held, one set bit per step.
+ *
+ * Every method converts its arguments (which can run __index__ or __bool__, and those
+ * can close the bitmap) before it looks at the handle. */
 #include "binding.h"
 
 /* Bitmaps of at least this many bits are counted or cleared without the GIL. */
@@ -38,13 +44,11 @@ static PyObject *bitmap_closed(void) {
             return bitmap_closed();    \
     } while (0)
 
-/* BitIndexError(message). */
-static PyObject *index_error(const char *fmt, PyObject *index) {
+/* BitIndexError(message), its .name the bitmap's (NULL: not known here). */
+static PyObject *index_error(const char *fmt, PyObject *index, PyObject *name) {
     PyObject *msg = PyUnicode_FromFormat(fmt, index);
     if (msg != NULL) {
-        PyObject *type = exception_class(SMPY_EXC_BitIndexError);
-        PyErr_SetObject(type, msg);
-        Py_DECREF(type);
+        raise_class(SMPY_EXC_BitIndexError, msg, -ERANGE, name, NULL);
         Py_DECREF(msg);
     }
     return NULL;
@@ -61,7 +65,7 @@ static int bit_index(PyObject *o, uint64_t *out) {
     if (v == -1 && !overflow && PyErr_Occurred()) {
         r = -1;
     } else if (overflow < 0 || (!overflow && v < 0)) {
-        index_error("bit index must not be negative, not %S", i);
+        index_error("bit index must not be negative, not %S", i, NULL);
         r = -1;
     } else if (overflow > 0) {
         unsigned long long u = PyLong_AsUnsignedLongLong(i);
@@ -106,7 +110,7 @@ static int bit_size(PyObject *o, uint64_t *out) {
 static PyObject *bit_error(BitmapObject *self, int rc, PyObject *index) {
     if (rc == -ERANGE)
         return index_error("bit index %S is past the end of the bitmap (resize() it first)",
-                           index);
+                           index, self->name);
     if (rc == -EBADF) {
         PyErr_SetString(PyExc_PermissionError, "this sharedbitmap is attached read-only");
         return NULL;
@@ -133,13 +137,14 @@ static PyObject *bitmap_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     PyObject *name, *fs;
     int readonly = 0, rc;
     sm_bitmap *b;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$p:sharedbitmap", kwlist, &name, &readonly))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|p:sharedbitmap", kwlist, &name, &readonly))
         return NULL;
     if ((fs = name_to_bytes(name)) == NULL)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     rc = sm_bitmap_attach(&b, NULL, PyBytes_AS_STRING(fs), readonly ? SM_BITMAP_RDONLY : 0u);
-    if (rc == -EACCES && !readonly) { /* may read but not write it: a reader, then */
+    if ((rc == -EACCES || rc == -EPERM || rc == -EROFS) && !readonly) {
+        /* may read but not write it (its mode, or a read-only mount): a reader, then */
         rc = sm_bitmap_attach(&b, NULL, PyBytes_AS_STRING(fs), SM_BITMAP_RDONLY);
         readonly = rc == 0;
     }
@@ -267,6 +272,7 @@ static PyObject *bitmap_get(BitmapObject *self, PyObject *index) {
     r = bit_index(index, &i);
     if (r < 0)
         return NULL;
+    BITMAP_CHECK(self); /* __index__ may have closed it */
     if (r > 0)
         Py_RETURN_FALSE;
     r = sm_bitmap_get(self->b, i);
@@ -376,8 +382,9 @@ PyDoc_STRVAR(bitmap_resize_doc,
              "resize($self, size, /)\n--\n\n"
              "Resize to size bits (rounded up to a whole byte), in place: every attached process "
              "sees the new size at its next operation.  Growing reserves the space first "
-             "(OSError ENOSPC, never a crash later) and reveals clear bits; shrinking clears "
-             "the bits past the new end.  Return True.");
+             "(OSError ENOSPC, never a crash later) and reveals clear bits; shrinking is "
+             "logical: the bits past the new end read as clear (a buffer taken before still "
+             "shows them) and are cleared before a later grow reveals them.  Return True.");
 
 static PyObject *bitmap_resize(BitmapObject *self, PyObject *size_obj) {
     uint64_t size;
@@ -609,7 +616,8 @@ static PyObject *bitmap_repr(BitmapObject *self) {
 static PyObject *bitmap_reduce(BitmapObject *self, PyObject *unused) {
     (void)unused;
     BITMAP_CHECK(self);
-    return Py_BuildValue("O(O)", (PyObject *)Py_TYPE(self), self->name);
+    return Py_BuildValue("O(OO)", (PyObject *)Py_TYPE(self), self->name,
+                         self->readonly ? Py_True : Py_False);
 }
 
 static PyObject *bitmap_closed_get(BitmapObject *self, void *closure) {
@@ -641,7 +649,7 @@ static PyMethodDef bitmap_methods[] = {
     {"__enter__", (PyCFunction)bitmap_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)bitmap_exit, METH_VARARGS, NULL},
     {"__reduce__", (PyCFunction)bitmap_reduce, METH_NOARGS,
-     "Pickle by reference: the other process attaches by name."},
+     "Pickle by reference: the other process attaches by name (read-only if this one is)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -657,7 +665,7 @@ static PyMemberDef bitmap_members[] = {
 };
 
 PyDoc_STRVAR(bitmap_doc,
-             "sharedbitmap(name, *, readonly=False)\n--\n\n"
+             "sharedbitmap(name, readonly=False)\n--\n\n"
              "Attach to the shared bitmap name (FileNotFoundError if none; read-only if this "
              "process may read but not write it).  Make one with sharedbitmap.create().\n\n"
              "A bitset in shared memory that every attached process sets and reads in place, "

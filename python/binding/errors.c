@@ -50,9 +50,19 @@ static int make_classes(PyObject *module, module_state *st) {
                            : PyTuple_Pack(1, first);
         if (bases == NULL)
             return -1;
-        if (e->parent < 0) {
-            /* the base class: the attributes every instance has, None until set */
-            dict = Py_BuildValue("{sOsOsO}", "code", Py_None, "name", Py_None, "path", Py_None);
+        if (e->parent < 0 || e->extra2 == &PyExc_KeyError) {
+            /* the base class: the attributes every instance has, None until set; and
+             * for a class that is also a KeyError, str() of the message as it is, not
+             * KeyError's repr() of it */
+            dict = e->parent < 0 ? Py_BuildValue("{sOsOsO}", "code", Py_None, "name", Py_None,
+                                                 "path", Py_None)
+                                 : PyDict_New();
+            if (dict != NULL && e->parent >= 0) {
+                PyObject *str = PyObject_GetAttrString(PyExc_BaseException, "__str__");
+                if (str == NULL || PyDict_SetItemString(dict, "__str__", str) < 0)
+                    Py_CLEAR(dict);
+                Py_XDECREF(str);
+            }
             if (dict == NULL) {
                 Py_DECREF(bases);
                 return -1;
@@ -145,7 +155,7 @@ static int set_attr(PyObject *exc, const char *attr, PyObject *value) {
  * and .path set (not on a KeyError); both references are consumed. */
 static void raise_instance(PyObject *type, PyObject *exc, int code, PyObject *name,
                            PyObject *path) {
-    if (exc != NULL && !PyErr_GivenExceptionMatches(type, PyExc_KeyError)) {
+    if (exc != NULL && type != PyExc_KeyError) { /* Python's own KeyError has no such fields */
         PyObject *c = PyLong_FromLong(code);
         if (c == NULL || set_attr(exc, "code", c) < 0 || set_attr(exc, "name", name) < 0 ||
             set_attr(exc, "path", path) < 0)
@@ -189,6 +199,11 @@ PyObject *raise_code(int code, PyObject *name, PyObject *path) {
         exc = PyObject_CallFunction(type, "s", sm_strerror(code));
     raise_instance(type, exc, code, name, path);
     return NULL;
+}
+
+void raise_class(int cls, PyObject *message, int code, PyObject *name, PyObject *path) {
+    PyObject *type = exception_class(cls);
+    raise_instance(type, PyObject_CallOneArg(type, message), code, name, path);
 }
 
 PyObject *set_error(int code) {

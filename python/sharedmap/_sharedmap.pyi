@@ -224,7 +224,7 @@ class sharedbitmap_iterator(Iterator[int]):
 class sharedbitmap:
     """A bitset in shared memory: set, read and test-and-set atomically by any process."""
 
-    def __new__(cls, name: str, *, readonly: bool = False) -> Self: ...
+    def __new__(cls, name: str, readonly: bool = False) -> Self: ...
     @classmethod
     def create(
         cls, name: str, size: SupportsIndex, force: bool = False, mode: int = 0o600, max_bits: SupportsIndex | None = None

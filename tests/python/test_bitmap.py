@@ -302,3 +302,37 @@ def test_a_reader_without_write_permission_attaches_read_only(bname):
         bname,
     ).stdout.split()
     assert out == ["True", "True", "read-only"]
+
+
+def test_an_index_whose_conversion_closes_the_bitmap(bname):
+    b = sharedbitmap.create(bname, 64)
+
+    class Index:
+        def __index__(self):
+            b.close()
+            return 3
+
+    for method in ("get", "__getitem__", "test_and_set", "test_and_clear", "set"):
+        b = sharedbitmap(bname)
+        with pytest.raises(ValueError, match="closed"):
+            getattr(b, method)(Index())
+    b = sharedbitmap(bname)
+    with pytest.raises(ValueError, match="closed"):
+        b[Index()] = True
+
+
+def test_bitindexerror_says_its_message_and_names_the_bitmap(bname):
+    b = sharedbitmap.create(bname, 8)
+    with pytest.raises(sharedmap.BitIndexError) as e:
+        b.set(100)
+    assert str(e.value).startswith("bit index 100 is past the end")  # not KeyError's repr()
+    assert e.value.name == bname and isinstance(e.value, sharedmap.Error)
+
+
+def test_a_read_only_handle_pickles_read_only(bname):
+    sharedbitmap.create(bname, 8).close()
+    ro = sharedbitmap(bname, readonly=True)
+    again = pickle.loads(pickle.dumps(ro))
+    assert again.info()["readonly"]
+    with pytest.raises(PermissionError):
+        again.set(1)
