@@ -26,13 +26,13 @@ typedef struct item {
     unsigned type;
 } item;
 
-/* The cached layout of the snapshot. */
+/* The cached layout of the snapshot: its header, complete but for the body checksum,
+ * and its table. */
 typedef struct layout {
     int valid;
-    uint64_t size, records_end, samples_off, nsamples, table_off;
-    uint64_t seed, home_slots, table_slots;
-    uint64_t created_ns; /* when this layout was computed */
-    uint64_t *table;     /* table_slots slots, host order */
+    smf_header h;        /* h.created: when this layout was computed */
+    uint64_t nsamples;
+    uint64_t *table;     /* h.table_slots slots, host order */
 } layout;
 
 struct sm_builder {
@@ -533,7 +533,7 @@ static int place(const kv *byhome, size_t n, uint64_t M, uint64_t *table, uint64
 int sm_builder_layout(sm_builder *b, uint64_t *size) {
     layout *l = &b->lay;
     if (l->valid) {
-        *size = l->size;
+        *size = l->h.total_size;
         return 0;
     }
     int rc = smi_builder_sort(b);
@@ -569,7 +569,7 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
         }
         seed++;
     }
-    uint64_t nsamples = (n + (1u << SMF_SAMPLE_SHIFT) - 1) >> SMF_SAMPLE_SHIFT;
+    uint64_t nsamples = smf_nsamples(n, SMF_SAMPLE_SHIFT);
     uint64_t samples_off = align_up(records_end, SMF_SAMPLES_ALIGN);
     uint64_t table_off = align_up(samples_off + nsamples * SMF_SAMPLE_SIZE, SMF_TABLE_ALIGN);
     if (L > (UINT64_MAX - table_off) / 8) {
@@ -578,20 +578,28 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
     }
     layout_drop(l);
     l->valid = 1;
-    l->records_end = records_end;
-    l->samples_off = samples_off;
-    l->nsamples = nsamples;
-    l->table_off = table_off;
-    l->seed = seed;
-    l->home_slots = M;
-    l->table_slots = L;
-    l->table = table;
-    l->size = table_off + L * 8;
+    l->h.version = SMF_VERSION;
+    l->h.required_flags = 0;
+    l->h.compat_flags = 0;
+    l->h.key_kind = (uint8_t)(n ? b->kind : SM_KEYS_NONE);
+    l->h.hash_id = SMF_HASH_XXH64;
+    l->h.sample_shift = SMF_SAMPLE_SHIFT;
+    l->h.total_size = table_off + L * 8;
+    l->h.count = n;
+    l->h.hash_seed = seed;
+    l->h.home_slots = M;
+    l->h.table_slots = L;
+    l->h.table_offset = table_off;
+    l->h.samples_offset = samples_off;
+    l->h.records_end = records_end;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    l->created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    l->h.created = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    l->h.body_checksum = 0; /* known once the body is written */
+    l->nsamples = nsamples;
+    l->table = table;
     table = NULL;
-    *size = l->size;
+    *size = l->h.total_size;
     rc = 0;
 done:
     free(a);
@@ -611,7 +619,6 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
         return -EINVAL;
     const layout *l = &b->lay;
     unsigned char *p = buf;
-    memset(p, 0, SMF_HEADER_SIZE);
 
     unsigned char *w = p + SMF_HEADER_SIZE;
     for (size_t r = 0; r < b->count; r++) {
@@ -621,7 +628,7 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
             __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
         const item *it = &b->items[b->order[r]];
         if ((r & ((1u << SMF_SAMPLE_SHIFT) - 1)) == 0) {
-            unsigned char *s = p + l->samples_off + (r >> SMF_SAMPLE_SHIFT) * SMF_SAMPLE_SIZE;
+            unsigned char *s = p + l->h.samples_offset + (r >> SMF_SAMPLE_SHIFT) * SMF_SAMPLE_SIZE;
             smf_put64(s, (uint64_t)(w - p));
             memset(s + 8, 0, 8);
             memcpy(s + 8, it->data, it->klen < 8 ? it->klen : 8);
@@ -631,30 +638,17 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
         memcpy(w, it->data, it->klen + it->vlen);
         w += it->klen + it->vlen;
     }
-    memset(w, 0, l->samples_off - l->records_end);
-    uint64_t samples_end = l->samples_off + l->nsamples * SMF_SAMPLE_SIZE;
-    memset(p + samples_end, 0, l->table_off - samples_end);
-    unsigned char *t = p + l->table_off;
-    for (uint64_t i = 0; i < l->table_slots; i++)
+    memset(w, 0, l->h.samples_offset - l->h.records_end);
+    uint64_t samples_end = l->h.samples_offset + l->nsamples * SMF_SAMPLE_SIZE;
+    memset(p + samples_end, 0, l->h.table_offset - samples_end);
+    unsigned char *t = p + l->h.table_offset;
+    for (uint64_t i = 0; i < l->h.table_slots; i++)
         smf_put64(t + 8 * i, l->table[i]);
 
-    memcpy(p + SMF_OFF_MAGIC, SMF_MAGIC, SMF_MAGIC_LEN);
-    smf_put32(p + SMF_OFF_BYTE_ORDER, SMF_BYTE_ORDER);
-    smf_put16(p + SMF_OFF_VERSION, SMF_VERSION);
-    smf_put16(p + SMF_OFF_HEADER_SIZE, SMF_HEADER_SIZE);
-    p[SMF_OFF_KEY_KIND] = (unsigned char)(b->count ? b->kind : SM_KEYS_NONE);
-    p[SMF_OFF_HASH_ID] = SMF_HASH_XXH64;
-    p[SMF_OFF_SAMPLE_SHIFT] = SMF_SAMPLE_SHIFT;
-    smf_put64(p + SMF_OFF_TOTAL_SIZE, size);
-    smf_put64(p + SMF_OFF_COUNT, b->count);
-    smf_put64(p + SMF_OFF_HASH_SEED, l->seed);
-    smf_put64(p + SMF_OFF_HOME_SLOTS, l->home_slots);
-    smf_put64(p + SMF_OFF_TABLE_SLOTS, l->table_slots);
-    smf_put64(p + SMF_OFF_TABLE, l->table_off);
-    smf_put64(p + SMF_OFF_SAMPLES, l->samples_off);
-    smf_put64(p + SMF_OFF_RECORDS_END, l->records_end);
-    smf_put64(p + SMF_OFF_CREATED, created_ns == SM_CREATED_AUTO ? l->created_ns : created_ns);
-    smf_put64(p + SMF_OFF_BODY_SUM, sm_hash64(p + SMF_HEADER_SIZE, (size_t)(size - SMF_HEADER_SIZE), 0));
-    smf_put64(p + SMF_OFF_HEADER_SUM, sm_hash64(p, SMF_OFF_HEADER_SUM, 0));
+    smf_header h = l->h;
+    if (created_ns != SM_CREATED_AUTO)
+        h.created = created_ns;
+    h.body_checksum = sm_hash64(p + SMF_HEADER_SIZE, (size_t)(size - SMF_HEADER_SIZE), 0);
+    smf_header_write(p, &h);
     return 0;
 }

@@ -9,39 +9,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A reader: the validated header fields, copied out of the snapshot once at open
- * so that hot paths read them from this struct and never re-trust the bytes. */
+/* A reader: its snapshot's header, decoded and validated once at open (R1-R9), so that
+ * hot paths read the fields from this struct and never re-trust the bytes. */
 struct sm_reader {
-    const unsigned char *base; /* first byte of the snapshot */
-    uint64_t size;             /* == total_size */
+    const unsigned char *base; /* first byte of the snapshot; h.total_size bytes */
+    smf_header h;
+    uint64_t nsamples;         /* smf_nsamples(h.count, h.sample_shift) */
     void *map;                 /* mmap'ed region to munmap, or NULL for memory */
     size_t map_len;
-    uint64_t count;
-    uint64_t home_slots;  /* M */
-    uint64_t table_slots; /* L */
-    uint64_t table_off;
-    uint64_t samples_off;
-    uint64_t nsamples;
-    uint64_t records_end;
-    uint64_t seed;
-    uint64_t created_ns;
-    uint64_t body_sum;
-    uint64_t dev, ino;
-    unsigned sample_shift;
-    unsigned version;
-    sm_key_kind kind;
+    uint64_t dev, ino;         /* identity of the file it was opened from (0 for memory) */
 };
 
-/* Validate a header and fill the structural fields of r (O(1)).  len is the number
- * of bytes available at p. */
-int smi_parse_header(const unsigned char *p, uint64_t len, struct sm_reader *r);
+/* What sm_reader_info() tells from a header alone, with dev and ino 0 (open.c; sm_list
+ * gives it for each header it reads). */
+void smi_header_info(const smf_header *h, sm_info *out);
 
 /* Parse the record at off, which must be a plausible record start: in
  * [SMF_HEADER_SIZE, records_end).  Returns 0 or SM_ECORRUPT. */
 static inline int smi_record(const struct sm_reader *r, uint64_t off, smf_record *rec) {
-    if (off < SMF_HEADER_SIZE || off >= r->records_end)
+    if (off < SMF_HEADER_SIZE || off >= r->h.records_end)
         return SM_ECORRUPT;
-    if (smf_record_parse(r->base, off, r->records_end, rec))
+    if (smf_record_parse(r->base, off, r->h.records_end, rec))
         return SM_ECORRUPT;
     return 0;
 }
@@ -80,10 +68,10 @@ static inline int smi_value(const struct sm_reader *r, const smf_record *rec, sm
 
 /* Sample i: the offset of record i << sample_shift. */
 static inline uint64_t smi_sample_offset(const struct sm_reader *r, uint64_t i) {
-    return smf_le64(r->base + r->samples_off + i * SMF_SAMPLE_SIZE);
+    return smf_le64(r->base + r->h.samples_offset + i * SMF_SAMPLE_SIZE);
 }
 static inline uint64_t smi_sample_prefix(const struct sm_reader *r, uint64_t i) {
-    return smf_prefix64(r->base + r->samples_off + i * SMF_SAMPLE_SIZE + 8, 8);
+    return smf_prefix64(r->base + r->h.samples_offset + i * SMF_SAMPLE_SIZE + 8, 8);
 }
 
 /* Unsigned bytewise comparison, shorter first on a tie: <0, 0, >0. */

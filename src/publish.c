@@ -543,15 +543,14 @@ int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
             if (n < 0) {
                 err = -errno;
             } else {
-                sm_reader r;
-                memset(&r, 0, sizeof r);
                 /* the header alone, checked against the file's real size */
-                err = n < (ssize_t)sizeof head ? smi_parse_header(head, (uint64_t)n, &r)
-                                               : smi_parse_header(head, (uint64_t)st.st_size, &r);
+                uint64_t len = n < (ssize_t)sizeof head ? (uint64_t)n : (uint64_t)st.st_size;
+                smf_header h;
+                err = smf_header_parse(head, len, &h);
                 if (!err) {
-                    r.dev = (uint64_t)st.st_dev;
-                    r.ino = (uint64_t)st.st_ino;
-                    sm_reader_info(&r, &info);
+                    smi_header_info(&h, &info);
+                    info.dev = (uint64_t)st.st_dev;
+                    info.ino = (uint64_t)st.st_ino;
                 }
             }
         }
