@@ -82,6 +82,19 @@ static inline int smi_keycmp(const void *a, size_t alen, const void *b, size_t b
     return (alen > blen) - (alen < blen);
 }
 
+/* ---- names and directories (names.c) ---- */
+
+/* The names of temporaries in a map directory, a map's (publish.c) or a bitmap's
+ * (bitmap.c), start with this: sm_gc() removes those that no live writer holds. */
+#define SMI_TMP_PREFIX ".sharedmap-tmp."
+
+/* The file name prefix NAME, into out (cap bytes; NAME_MAX + 1 holds any of ours), if
+ * sm_name_check() accepts name.  Returns 0 or SM_ENAME. */
+int smi_file_name(char *out, size_t cap, const char *prefix, const char *name);
+
+/* A descriptor of the directory dir (NULL: SM_DEFAULT_DIR), or -errno. */
+int smi_open_dir(const char *dir);
+
 /* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int smi_utf8_valid(const unsigned char *p, size_t n);
 

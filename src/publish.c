@@ -53,25 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TMP_PREFIX ".sharedmap-tmp."
 #define RESERVE_CHUNK ((off_t)64 << 20)
-
-int sm_name_check(const char *name) {
-    if (!name)
-        return SM_ENAME;
-    size_t n = strlen(name);
-    if (n == 0 || n > SM_NAME_MAX)
-        return SM_ENAME;
-    /* '/' would leave the directory; a control character (a newline, an escape
-     * sequence) could make `ls` or sm_list() output show a map that is not there.
-     * Bytes >= 0x80 pass, UTF-8 or not: names are bytes. */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (c == '/' || c < 0x20 || c == 0x7f)
-            return SM_ENAME;
-    }
-    return 0;
-}
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -144,7 +126,7 @@ static void temp_name(char *out, size_t cap, const char *label) {
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = now_ns() ^ ((uint64_t)getpid() << 32);
     /* the label (the map or file name) is cut so the whole name fits NAME_MAX */
-    snprintf(out, cap, TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
+    snprintf(out, cap, SMI_TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
 }
 
 /* Steps 1-2: an anonymous (or, failing that or if !allow_anon, temporary-named)
@@ -414,25 +396,12 @@ fail:
     return rc;
 }
 
-static int open_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
-static int public_name(char *out, size_t cap, const char *name) {
-    int rc = sm_name_check(name);
-    if (rc)
-        return rc;
-    snprintf(out, cap, "%s%s", SM_NAME_PREFIX, name);
-    return 0;
-}
-
 int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags, unsigned mode) {
     char pub[NAME_MAX + 1];
-    int rc = public_name(pub, sizeof pub, name);
+    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
     if (rc)
         return rc;
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     rc = publish_at(b, dirfd, pub, name, flags, mode, 0);
@@ -450,7 +419,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
     const char *base = slash ? slash + 1 : path;
     int dirfd;
     if (!slash) {
-        dirfd = open_dir(".");
+        dirfd = smi_open_dir(".");
     } else {
         size_t dlen = slash == path ? 1 : (size_t)(slash - path);
         char *dir = malloc(dlen + 1);
@@ -458,7 +427,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
             return -ENOMEM;
         memcpy(dir, path, dlen);
         dir[dlen] = 0;
-        dirfd = open_dir(dir);
+        dirfd = smi_open_dir(dir);
         free(dir);
     }
     if (dirfd < 0)
@@ -470,10 +439,10 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
 
 int sm_unpublish(const char *dir, const char *name) {
     char pub[NAME_MAX + 1];
-    int rc = public_name(pub, sizeof pub, name);
+    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
     if (rc)
         return rc;
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     /* Only a regular file is removed: a directory, a symlink, a FIFO ... under the
@@ -510,7 +479,7 @@ done:
 /* ---- housekeeping ---- */
 
 int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     DIR *d = fdopendir(dirfd);
@@ -564,7 +533,7 @@ int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
 
 int sm_gc(const char *dir, unsigned *removed) {
     unsigned count = 0;
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     DIR *d = fdopendir(dirfd);
@@ -575,7 +544,7 @@ int sm_gc(const char *dir, unsigned *removed) {
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
+        if (strncmp(de->d_name, SMI_TMP_PREFIX, strlen(SMI_TMP_PREFIX)) != 0)
             continue;
         /* Only a regular file can be ours: anything else under the prefix is left
          * alone, and never opened (it may be a device). */
