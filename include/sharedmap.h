@@ -259,6 +259,16 @@ SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t cr
 /** Check a map name (see SM_NAME_MAX).  @return 0 or SM_ENAME. */
 SM_API int sm_name_check(const char *name);
 
+/** The path of the map @p name in directory @p dir (NULL means SM_DEFAULT_DIR):
+ *  dir "/" SM_NAME_PREFIX name, the file that sm_publish() creates and
+ *  sm_reader_open_shm() opens, written with its NUL into @p buf, which holds @p cap
+ *  bytes (PATH_MAX is enough for any path the system can open; @p buf may be NULL
+ *  if @p cap is 0).  Only the name is checked: the map need not exist, and @p dir is
+ *  used as given.
+ *  @return 0; SM_ENAME (see sm_name_check); -ENAMETOOLONG if the path and its NUL do
+ *          not fit in @p cap bytes.  On an error @p buf holds "" (when @p cap > 0). */
+SM_API int sm_map_path(const char *dir, const char *name, char *buf, size_t cap);
+
 /** Publish the builder's snapshot under @p name in directory @p dir (NULL means
  *  SM_DEFAULT_DIR).  The snapshot is written completely into a new object under a
  *  temporary name (space reserved first, so a full filesystem is -ENOSPC here and

@@ -1,6 +1,6 @@
 /* names.c: map names, and where a published map lives: the name rule, the directory (DIR,
  * or SM_DEFAULT_DIR), and the file name SM_NAME_PREFIX NAME in it (a bitmap's is
- * SM_BITMAP_PREFIX NAME, by the same rule).
+ * SM_BITMAP_PREFIX NAME, by the same rule), and its path (sm_map_path).
  *
  *   DIR / sharedmap.NAME           a published map (sm_publish, sm_reader_open_shm)
  *   DIR / sharedbitmap.NAME        a shared bitmap (bitmap.c)
@@ -27,6 +27,18 @@ int sm_name_check(const char *name) {
             return SM_ENAME;
     }
     return 0;
+}
+
+int sm_map_path(const char *dir, const char *name, char *buf, size_t cap) {
+    int rc = sm_name_check(name);
+    if (!rc) {
+        int n = snprintf(buf, cap, "%s/%s%s", dir ? dir : SM_DEFAULT_DIR, SM_NAME_PREFIX, name);
+        if (n < 0 || (size_t)n >= cap)
+            rc = -ENAMETOOLONG;
+    }
+    if (rc && cap)
+        buf[0] = 0; /* never a cut path that could name another file */
+    return rc;
 }
 
 int smi_file_name(char *out, size_t cap, const char *prefix, const char *name) {

@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -105,14 +105,9 @@ int sm_reader_open_file(sm_reader **out, const char *path) {
 }
 
 int sm_reader_open_shm(sm_reader **out, const char *dir, const char *name) {
-    int rc = sm_name_check(name);
-    if (rc)
-        return rc;
-    char path[4096];
-    int n = snprintf(path, sizeof path, "%s/%s%s", dir ? dir : SM_DEFAULT_DIR, SM_NAME_PREFIX, name);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return -ENAMETOOLONG;
-    return open_path(out, path);
+    char path[PATH_MAX];
+    int rc = sm_map_path(dir, name, path, sizeof path);
+    return rc ? rc : open_path(out, path);
 }
 
 void sm_reader_close(sm_reader *r) {
