@@ -95,6 +95,14 @@ int smi_file_name(char *out, size_t cap, const char *prefix, const char *name);
 /* A descriptor of the directory dir (NULL: SM_DEFAULT_DIR), or -errno. */
 int smi_open_dir(const char *dir);
 
+/* ---- publishing (publish.c) ---- */
+
+/* Remove the temporary `name` in dirfd if it is debris: a regular file whose lock no
+ * live writer holds, its superseded word set first if it is a snapshot (the rule at the
+ * top of publish.c; sm_gc calls this for each temporary).  Returns 1 if it removed it,
+ * else 0. */
+int smi_collect_temp(int dirfd, const char *name);
+
 /* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int smi_utf8_valid(const unsigned char *p, size_t n);
 

@@ -1,5 +1,6 @@
-/* publish.c: writing snapshots to shared memory and files, atomically; unpublishing,
- * listing, and collecting the debris of crashed publishes.
+/* publish.c: writing snapshots to shared memory and files, atomically, and unpublishing
+ * them: the temporary/rename protocol, and the rule by which whoever removes a snapshot
+ * (a publisher, an unpublisher, or sm_gc through smi_collect_temp) marks it first.
  *
  * A map named NAME is the regular file DIR/sharedmap.NAME (DIR = /dev/shm, a tmpfs,
  * by default).  A publish never writes into a name that readers can see:
@@ -40,7 +41,6 @@
  */
 #include "internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -476,102 +476,32 @@ done:
     return rc;
 }
 
-/* ---- housekeeping ---- */
+/* ---- debris (sm_gc) ---- */
 
-int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        int rc = -errno;
-        close(dirfd);
-        return rc;
+int smi_collect_temp(int dirfd, const char *name) {
+    /* Only a regular file can be ours: anything else under the prefix is left alone,
+     * and never opened (it may be a device). */
+    struct stat st;
+    if (smi_fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    int fd = open_temp(dirfd, name);
+    if (fd < 0)
+        return 0;
+    /* A live writer holds the lock until its rename.  Getting it means the writer
+     * died (or just finished, and then the name is already gone), or that this is a
+     * snapshot a publisher or unpublisher has just taken out of the public name
+     * (those are never locked): so it is marked before it goes, as its remover
+     * would have marked it, or its readers would never learn.  One we cannot mark
+     * (another user's that we may not write) stays, for its owner's gc.  The mode
+     * is touched (writable_fd) only under the lock: a live writer's is its own. */
+    int removed = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        int w = writable_fd(dirfd, name, fd);
+        if (mark_fd(w) != MARK_FAILED && unlinkat(dirfd, name, 0) == 0)
+            removed = 1;
+        if (w != fd)
+            close(w);
     }
-    int rc = 0;
-    size_t plen = strlen(SM_NAME_PREFIX);
-    struct dirent *de;
-    while (!rc && (de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, SM_NAME_PREFIX, plen) != 0 || !de->d_name[plen])
-            continue;
-        sm_info info;
-        memset(&info, 0, sizeof info);
-        int err = 0;
-        int fd = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        struct stat st;
-        if (fd < 0) {
-            err = -errno;
-        } else if (smi_fstat(fd, &st) < 0) {
-            err = -errno;
-        } else if (!S_ISREG(st.st_mode)) {
-            err = SM_ENOTSNAPSHOT;
-        } else {
-            unsigned char head[SMF_HEADER_SIZE];
-            ssize_t n = pread(fd, head, sizeof head, 0);
-            info.size = (uint64_t)st.st_size;
-            if (n < 0) {
-                err = -errno;
-            } else {
-                /* the header alone, checked against the file's real size */
-                uint64_t len = n < (ssize_t)sizeof head ? (uint64_t)n : (uint64_t)st.st_size;
-                smf_header h;
-                err = smf_header_parse(head, len, &h);
-                if (!err) {
-                    smi_header_info(&h, &info);
-                    info.dev = (uint64_t)st.st_dev;
-                    info.ino = (uint64_t)st.st_ino;
-                }
-            }
-        }
-        if (fd >= 0)
-            close(fd);
-        rc = fn(de->d_name + plen, &info, err, ctx);
-    }
-    closedir(d);
-    return rc;
-}
-
-int sm_gc(const char *dir, unsigned *removed) {
-    unsigned count = 0;
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        int rc = -errno;
-        close(dirfd);
-        return rc;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, SMI_TMP_PREFIX, strlen(SMI_TMP_PREFIX)) != 0)
-            continue;
-        /* Only a regular file can be ours: anything else under the prefix is left
-         * alone, and never opened (it may be a device). */
-        struct stat st;
-        if (smi_fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        int fd = open_temp(dirfd, de->d_name);
-        if (fd < 0)
-            continue;
-        /* A live writer holds the lock until its rename.  Getting it means the writer
-         * died (or just finished, and then the name is already gone), or that this is a
-         * snapshot a publisher or unpublisher has just taken out of the public name
-         * (those are never locked): so it is marked before it goes, as its remover
-         * would have marked it, or its readers would never learn.  One we cannot mark
-         * (another user's that we may not write) stays, for its owner's gc.  The mode
-         * is touched (writable_fd) only under the lock: a live writer's is its own. */
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            int w = writable_fd(dirfd, de->d_name, fd);
-            if (mark_fd(w) != MARK_FAILED && unlinkat(dirfd, de->d_name, 0) == 0)
-                count++;
-            if (w != fd)
-                close(w);
-        }
-        close(fd);
-    }
-    closedir(d);
-    if (removed)
-        *removed = count;
-    return 0;
+    close(fd);
+    return removed;
 }
