@@ -106,7 +106,60 @@ int smi_collect_temp(int dirfd, const char *name);
 /* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int smi_utf8_valid(const unsigned char *p, size_t n);
 
-/* Iteration over a builder's entries in key order, for the writer. */
+/* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
+
+/* One entry: the key and the value payload in one allocation (the payload as a snapshot
+ * stores it, see layout.c), and the key's hash under the builder's own index seed. */
+typedef struct smi_item {
+    unsigned char *data; /* klen key bytes, then vlen payload bytes */
+    uint64_t hash;       /* sm_hash64(key, the builder's index_seed) */
+    size_t klen;
+    size_t vlen;
+    unsigned type;       /* sm_type */
+} smi_item;
+
+/* The cached layout of the snapshot (layout.c): its header, complete but for the body
+ * checksum, and its table.  Every change of the builder drops it (dict.c). */
+typedef struct smi_layout {
+    int valid;
+    smf_header h;        /* h.created: when this layout was computed */
+    uint64_t nsamples;
+    uint64_t *table;     /* h.table_slots slots, host order */
+} smi_layout;
+
+/* The dictionary explained at the top of dict.c. */
+struct sm_builder {
+    smi_item *items;  /* [0, count): the entries, dense, in no order; cap allocated */
+    size_t count, cap;
+    uint32_t *index;  /* item number + 1; 0 = empty */
+    size_t index_cap; /* power of two */
+    uint32_t *order;  /* item numbers in key order; valid if order_valid */
+    size_t order_cap;
+    int order_valid;
+    sm_key_kind kind;
+    uint64_t version; /* bumped by every insertion and deletion (sm_builder_version) */
+    /* A random seed for the index, so that keys chosen to collide under a known
+     * seed (XXH64 can be inverted) cannot make insertions quadratic. */
+    uint64_t index_seed;
+    smi_layout lay;
+};
+
+/* Make b->order valid: the item numbers in key order (dict.c).  0 or -ENOMEM. */
 int smi_builder_sort(sm_builder *b);
+
+/* Free a cached layout and mark it invalid (dict.c, which owns the builder's memory). */
+void smi_layout_drop(smi_layout *l);
+
+/* ---- radix.c ---- */
+
+/* A sort key and what travels with it. */
+typedef struct smi_kv {
+    uint64_t key;
+    uint64_t val;
+} smi_kv;
+
+/* Stable LSD radix sort of a[0, n) on the low `bits` bits of the keys; t is scratch
+ * space for n.  Returns the sorted array: a or t. */
+smi_kv *smi_radix_sort(smi_kv *a, smi_kv *t, size_t n, unsigned bits);
 
 #endif /* SM_INTERNAL_H */

@@ -1,15 +1,23 @@
-/* build.c: the builder (a hash-indexed dictionary that sorts on demand) and the
- * snapshot writer.
+/* dict.c: the builder's dictionary, and its memory: a hash-indexed array of entries that
+ * sorts on demand (put, get, del, at, clear, and the copies from a reader).
  *
- * Items live in a dense array (deletion moves the last item into the hole); an
- * open-addressing index of item numbers finds them by key.  Key order is a cached
- * permutation of item numbers ("order"), kept valid cheaply by appends of growing
- * keys (a copy of a reader, or sorted input) and by deletions, and rebuilt by a
- * radix sort on the first 8 key bytes when an insertion breaks it.
+ *   items  [ "pear" | "fig" | "kiwi" | "apple" ]  the entries, dense, in insertion order
+ *                0       1       2        3         (a deletion moves the last one into
+ *                                                   the hole)
+ *   index  [ 0 | 3 | 0 | 0 | 1 | 4 | 0 | 2 ]      item number + 1 (0: empty), by the
+ *                                                   key's hash under index_seed: open
+ *                                                   addressing, linear probing, deletion
+ *                                                   without tombstones
+ *   order  [ 3 | 1 | 2 | 0 ]                      item numbers in key order: apple, fig,
+ *                                                   kiwi, pear
  *
- * Writing a snapshot is two steps: layout (sort, hash, place every key in the
- * table; the result is cached until the next change) and write (records, samples
- * and table into the caller's buffer, then the checksums).
+ * The order is a cache: appends of growing keys (a copy of a reader, sorted input) and
+ * deletions keep it valid; an insertion that breaks it marks it invalid, and the next
+ * use (sm_builder_at, a layout) rebuilds it by a radix sort on the first 8 key bytes,
+ * then a comparison sort of each run of equal prefixes.
+ *
+ * Writing the entries out as a snapshot is layout.c's; every change here drops the
+ * layout it cached.
  */
 #include "internal.h"
 
@@ -17,39 +25,6 @@
 #include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
-
-typedef struct item {
-    unsigned char *data; /* key bytes, then the value payload */
-    uint64_t hash;       /* sm_hash64(key, builder's index_seed) */
-    size_t klen;
-    size_t vlen;
-    unsigned type;
-} item;
-
-/* The cached layout of the snapshot: its header, complete but for the body checksum,
- * and its table. */
-typedef struct layout {
-    int valid;
-    smf_header h;        /* h.created: when this layout was computed */
-    uint64_t nsamples;
-    uint64_t *table;     /* h.table_slots slots, host order */
-} layout;
-
-struct sm_builder {
-    item *items;
-    size_t count, cap;
-    uint32_t *index; /* item number + 1; 0 = empty */
-    size_t index_cap; /* power of two */
-    uint32_t *order;  /* item numbers in key order; valid if order_valid */
-    size_t order_cap;
-    int order_valid;
-    sm_key_kind kind;
-    uint64_t version;
-    /* A random seed for the index, so that keys chosen to collide under a known
-     * seed (XXH64 can be inverted) cannot make insertions quadratic. */
-    uint64_t index_seed;
-    layout lay;
-};
 
 #define MAX_ITEMS (UINT32_MAX - 1u)
 
@@ -67,7 +42,7 @@ int sm_builder_new(sm_builder **out) {
     return 0;
 }
 
-static void layout_drop(layout *l) {
+void smi_layout_drop(smi_layout *l) {
     free(l->table);
     memset(l, 0, sizeof *l);
 }
@@ -83,7 +58,7 @@ void sm_builder_clear(sm_builder *b) {
     b->order_valid = 1;
     b->kind = SM_KEYS_NONE;
     b->version++;
-    layout_drop(&b->lay);
+    smi_layout_drop(&b->lay);
 }
 
 void sm_builder_free(sm_builder *b) {
@@ -116,7 +91,7 @@ static size_t index_find(const sm_builder *b, const void *key, size_t klen, uint
             *found = 0;
             return i;
         }
-        const item *it = &b->items[v - 1];
+        const smi_item *it = &b->items[v - 1];
         if (it->hash == h && it->klen == klen && memcmp(it->data, key, klen) == 0) {
             *found = 1;
             return i;
@@ -169,7 +144,7 @@ static size_t index_slot_of(const sm_builder *b, size_t n) {
 
 /* ---- order ---- */
 
-static int item_cmp(const item *a, const item *b) {
+static int item_cmp(const smi_item *a, const smi_item *b) {
     return smi_keycmp(a->data, a->klen, b->data, b->klen);
 }
 
@@ -178,7 +153,7 @@ static size_t order_rank(const sm_builder *b, const void *key, size_t klen) {
     size_t lo = 0, hi = b->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const item *it = &b->items[b->order[mid]];
+        const smi_item *it = &b->items[b->order[mid]];
         if (smi_keycmp(it->data, it->klen, key, klen) < 0)
             lo = mid + 1;
         else
@@ -187,41 +162,9 @@ static size_t order_rank(const sm_builder *b, const void *key, size_t klen) {
     return lo;
 }
 
-/* A sort key and what travels with it. */
-typedef struct kv {
-    uint64_t key;
-    uint64_t val;
-} kv;
-
-/* Stable LSD radix sort of a[0, n) on the low `bits` bits of the keys, 11 bits a
- * pass (a pass in which every key has the same digit is skipped); t is scratch
- * space for n.  It streams through memory instead of scattering over a key-sized
- * array.  Returns the sorted array: a or t. */
-static kv *radix_sort(kv *a, kv *t, size_t n, unsigned bits) {
-    for (unsigned shift = 0; shift < bits; shift += 11) {
-        size_t cnt[2048] = {0};
-        for (size_t i = 0; i < n; i++)
-            cnt[(a[i].key >> shift) & 2047]++;
-        if (n == 0 || cnt[(a[0].key >> shift) & 2047] == n)
-            continue;
-        size_t sum = 0;
-        for (unsigned k = 0; k < 2048; k++) {
-            size_t c = cnt[k];
-            cnt[k] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++)
-            t[cnt[(a[i].key >> shift) & 2047]++] = a[i];
-        kv *swap = a;
-        a = t;
-        t = swap;
-    }
-    return a;
-}
-
 static int cmp_items_r(const void *x, const void *y, void *ctx) {
-    const item *items = ctx;
-    return item_cmp(&items[((const kv *)x)->val], &items[((const kv *)y)->val]);
+    const smi_item *items = ctx;
+    return item_cmp(&items[((const smi_kv *)x)->val], &items[((const smi_kv *)y)->val]);
 }
 
 /* LSD radix sort on the big-endian 8-byte key prefix, then a comparison sort of
@@ -230,7 +173,7 @@ int smi_builder_sort(sm_builder *b) {
     if (b->order_valid)
         return 0;
     size_t n = b->count;
-    kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
+    smi_kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
     if (!a || !t) {
         free(a);
         free(t);
@@ -240,7 +183,7 @@ int smi_builder_sort(sm_builder *b) {
         a[i].key = smf_prefix64(b->items[i].data, b->items[i].klen);
         a[i].val = i;
     }
-    kv *sorted = radix_sort(a, t, n, 64);
+    smi_kv *sorted = smi_radix_sort(a, t, n, 64);
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
         while (j < n && sorted[j].key == sorted[i].key)
@@ -267,7 +210,7 @@ int smi_builder_sort(sm_builder *b) {
 
 /* ---- put / get / del ---- */
 
-static void value_fill(const item *it, sm_value *out) {
+static void value_fill(const smi_item *it, sm_value *out) {
     smi_value_decode(it->type, it->data + it->klen, it->vlen, out);
 }
 
@@ -339,12 +282,12 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
     memcpy(data, key, klen);
     memcpy(data + klen, payload, plen);
     if (found) {
-        item *it = &b->items[b->index[slot] - 1];
+        smi_item *it = &b->items[b->index[slot] - 1];
         free(it->data);
         it->data = data;
         it->vlen = plen;
         it->type = (unsigned)value->type;
-        layout_drop(&b->lay);
+        smi_layout_drop(&b->lay);
         return 0;
     }
     if (b->count >= MAX_ITEMS) {
@@ -353,7 +296,7 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
     }
     if (b->count == b->cap) {
         size_t ncap = b->cap ? b->cap * 2 : 16;
-        item *ni = realloc(b->items, ncap * sizeof *ni);
+        smi_item *ni = realloc(b->items, ncap * sizeof *ni);
         if (!ni) {
             free(data);
             return -ENOMEM;
@@ -379,7 +322,7 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
             b->order[b->count] = (uint32_t)b->count;
         }
     }
-    item *it = &b->items[b->count];
+    smi_item *it = &b->items[b->count];
     it->data = data;
     it->hash = h;
     it->klen = klen;
@@ -389,7 +332,7 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
     b->count++;
     b->kind = kind;
     b->version++;
-    layout_drop(&b->lay);
+    smi_layout_drop(&b->lay);
     return 0;
 }
 
@@ -437,7 +380,7 @@ int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
     if (!b->count)
         b->kind = SM_KEYS_NONE;
     b->version++;
-    layout_drop(&b->lay);
+    smi_layout_drop(&b->lay);
     return 0;
 }
 
@@ -447,7 +390,7 @@ int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out) {
     int rc = smi_builder_sort(b);
     if (rc)
         return rc;
-    const item *it = &b->items[b->order[rank]];
+    const smi_item *it = &b->items[b->order[rank]];
     out->key.data = it->data;
     out->key.size = it->klen;
     value_fill(it, &out->value);
@@ -473,182 +416,5 @@ int sm_builder_from_reader(sm_builder **out, const sm_reader *r) {
         return rc ? rc : SM_ECORRUPT;
     }
     *out = b;
-    return 0;
-}
-
-/* ---- layout ---- */
-
-static uint64_t record_size(const item *it) {
-    return smf_varint_size(it->klen) + smf_varint_size(((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type) +
-           it->klen + it->vlen;
-}
-
-static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-
-/* An entry on its way into the table is a kv: key = its home, val = its slot
- * minus the displacement. */
-
-#define PREFETCH_AHEAD 16
-
-/* One pass over the entries in key order: record offsets (so the records end at
- * *records_end) and each entry's home and tag under (seed, M). */
-static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, kv *out,
-                        uint64_t *records_end) {
-    uint64_t off = SMF_HEADER_SIZE;
-    for (size_t r = 0; r < b->count; r++) {
-        if (r + PREFETCH_AHEAD < b->count)
-            __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
-        if (r + PREFETCH_AHEAD / 2 < b->count)
-            __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
-        const item *it = &b->items[b->order[r]];
-        if (off > SMF_MAX_OFFSET)
-            return SM_ETOOBIG;
-        uint64_t h = sm_hash64(it->data, it->klen, seed);
-        out[r].key = smf_home(h, M);
-        out[r].val = off | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT);
-        off += record_size(it);
-    }
-    *records_end = off;
-    return 0;
-}
-
-/* Give each entry, in home order, the first free slot at or after its home.
- * Returns 0, or 1 if some displacement would exceed SMF_DISP_MAX. */
-static int place(const kv *byhome, size_t n, uint64_t M, uint64_t *table, uint64_t *table_slots) {
-    memset(table, 0, (size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
-    uint64_t next = 0;
-    for (size_t k = 0; k < n; k++) {
-        uint64_t home = byhome[k].key;
-        uint64_t pos = home > next ? home : next;
-        uint64_t disp = pos - home;
-        if (disp > SMF_DISP_MAX)
-            return 1;
-        table[pos] = byhome[k].val | (disp << SMF_SLOT_DISP_SHIFT);
-        next = pos + 1;
-    }
-    *table_slots = next > M ? next : M;
-    return 0;
-}
-
-int sm_builder_layout(sm_builder *b, uint64_t *size) {
-    layout *l = &b->lay;
-    if (l->valid) {
-        *size = l->h.total_size;
-        return 0;
-    }
-    int rc = smi_builder_sort(b);
-    if (rc)
-        return rc;
-    size_t n = b->count;
-    kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
-    uint64_t *table = NULL;
-    if (!a || !t) {
-        rc = -ENOMEM;
-        goto done;
-    }
-    uint64_t M = n ? n + n / 4 + 1 : 0, L = 0, seed = 0, records_end;
-    for (int attempt = 0;; attempt++) {
-        if ((rc = hash_entries(b, seed, M, a, &records_end)))
-            goto done;
-        if (!n)
-            break;
-        free(table);
-        table = malloc((size_t)(M + SMF_DISP_MAX + 1) * sizeof *table);
-        if (!table) {
-            rc = -ENOMEM;
-            goto done;
-        }
-        if (!place(radix_sort(a, t, n, M > 1 ? 64u - (unsigned)__builtin_clzll(M - 1) : 0), n, M, table, &L))
-            break;
-        /* Pathological keys: try another seed, then a sparser table. */
-        if (attempt >= 3)
-            M += M / 2;
-        if (attempt >= 40 || M > (SIZE_MAX / sizeof *table) - SMF_DISP_MAX - 1) {
-            rc = SM_ETOOBIG; /* unreachable without ~2^40 identical hashes */
-            goto done;
-        }
-        seed++;
-    }
-    uint64_t nsamples = smf_nsamples(n, SMF_SAMPLE_SHIFT);
-    uint64_t samples_off = align_up(records_end, SMF_SAMPLES_ALIGN);
-    uint64_t table_off = align_up(samples_off + nsamples * SMF_SAMPLE_SIZE, SMF_TABLE_ALIGN);
-    if (L > (UINT64_MAX - table_off) / 8) {
-        rc = SM_ETOOBIG;
-        goto done;
-    }
-    layout_drop(l);
-    l->valid = 1;
-    l->h.version = SMF_VERSION;
-    l->h.required_flags = 0;
-    l->h.compat_flags = 0;
-    l->h.key_kind = (uint8_t)(n ? b->kind : SM_KEYS_NONE);
-    l->h.hash_id = SMF_HASH_XXH64;
-    l->h.sample_shift = SMF_SAMPLE_SHIFT;
-    l->h.total_size = table_off + L * 8;
-    l->h.count = n;
-    l->h.hash_seed = seed;
-    l->h.home_slots = M;
-    l->h.table_slots = L;
-    l->h.table_offset = table_off;
-    l->h.samples_offset = samples_off;
-    l->h.records_end = records_end;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    l->h.created = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    l->h.body_checksum = 0; /* known once the body is written */
-    l->nsamples = nsamples;
-    l->table = table;
-    table = NULL;
-    *size = l->h.total_size;
-    rc = 0;
-done:
-    free(a);
-    free(t);
-    free(table);
-    return rc;
-}
-
-/* ---- write ---- */
-
-int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_ns) {
-    uint64_t want;
-    int rc = sm_builder_layout(b, &want);
-    if (rc)
-        return rc;
-    if (size != want || !buf)
-        return -EINVAL;
-    const layout *l = &b->lay;
-    unsigned char *p = buf;
-
-    unsigned char *w = p + SMF_HEADER_SIZE;
-    for (size_t r = 0; r < b->count; r++) {
-        if (r + PREFETCH_AHEAD < b->count)
-            __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
-        if (r + PREFETCH_AHEAD / 2 < b->count)
-            __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
-        const item *it = &b->items[b->order[r]];
-        if ((r & ((1u << SMF_SAMPLE_SHIFT) - 1)) == 0) {
-            unsigned char *s = p + l->h.samples_offset + (r >> SMF_SAMPLE_SHIFT) * SMF_SAMPLE_SIZE;
-            smf_put64(s, (uint64_t)(w - p));
-            memset(s + 8, 0, 8);
-            memcpy(s + 8, it->data, it->klen < 8 ? it->klen : 8);
-        }
-        w = smf_put_varint(w, it->klen);
-        w = smf_put_varint(w, ((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type);
-        memcpy(w, it->data, it->klen + it->vlen);
-        w += it->klen + it->vlen;
-    }
-    memset(w, 0, l->h.samples_offset - l->h.records_end);
-    uint64_t samples_end = l->h.samples_offset + l->nsamples * SMF_SAMPLE_SIZE;
-    memset(p + samples_end, 0, l->h.table_offset - samples_end);
-    unsigned char *t = p + l->h.table_offset;
-    for (uint64_t i = 0; i < l->h.table_slots; i++)
-        smf_put64(t + 8 * i, l->table[i]);
-
-    smf_header h = l->h;
-    if (created_ns != SM_CREATED_AUTO)
-        h.created = created_ns;
-    h.body_checksum = sm_hash64(p + SMF_HEADER_SIZE, (size_t)(size - SMF_HEADER_SIZE), 0);
-    smf_header_write(p, &h);
     return 0;
 }
