@@ -1,4 +1,29 @@
-/* internal.h: the library's private structures and helpers, shared by the .c files of src/ only. */
+/* internal.h: the library's private structures and helpers, shared by the .c files of src/ only.
+ *
+ * src/ layout.  A file per job; a file calls functions of the files on its arrow only, so
+ * the calls between files form a DAG, drawn here from the top (the public entry points
+ * that use the most) down to the leaves (inline helpers of this file and of format.h are
+ * no calls):
+ *
+ *   housekeeping.c  sm_list, sm_gc                 -> publish.c open.c format.c names.c
+ *   publish.c       sm_publish, sm_save, sm_unpublish: the temporary/rename protocol, and
+ *                   which temporary may be removed  -> layout.c names.c
+ *   layout.c        the snapshot writer: sm_builder_layout, sm_builder_write
+ *                                                   -> dict.c format.c radix.c hash.c
+ *   dict.c          the builder's dictionary: put/get/del/at/clear, the copies from a
+ *                   reader, the builder's memory    -> iter.c radix.c hash.c utf8.c
+ *   open.c          attaching a reader, what it tells (sm_reader_info)
+ *                                                   -> format.c names.c
+ *   find.c          sm_get                          -> hash.c
+ *   iter.c          cursors, seeks, ranks, prefix ranges
+ *   verify.c        sm_reader_verify                -> hash.c utf8.c
+ *   bitmap.c        shared bitmaps (bitmap.h)       -> names.c hash.c
+ *   format.c        the header: smf_header_parse (R1-R9), smf_header_write -> hash.c
+ *   names.c         the name rule, file names, directories, sm_map_path
+ *   radix.c         the radix sort of the builder
+ *   errors.c        sm_strerror, sm_errname         -> compat.c
+ *   hash.c, utf8.c, compat.c (with compat.h)        XXH64, UTF-8, libc past glibc 2.28
+ */
 #ifndef SM_INTERNAL_H
 #define SM_INTERNAL_H
 
