@@ -34,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- the reader: open.c makes it; find.c, iter.c and verify.c read through it ---- */
+
 /* A reader: its snapshot's header, decoded and validated once at open (R1-R9), so that
  * hot paths read the fields from this struct and never re-trust the bytes. */
 struct sm_reader {
@@ -107,6 +109,9 @@ static inline int smi_keycmp(const void *a, size_t alen, const void *b, size_t b
     return (alen > blen) - (alen < blen);
 }
 
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF) (utf8.c). */
+int smi_utf8_valid(const unsigned char *p, size_t n);
+
 /* ---- names and directories (names.c) ---- */
 
 /* The names of temporaries in a map directory, a map's (publish.c) or a bitmap's
@@ -127,9 +132,6 @@ int smi_open_dir(const char *dir);
  * top of publish.c; sm_gc calls this for each temporary).  Returns 1 if it removed it,
  * else 0. */
 int smi_collect_temp(int dirfd, const char *name);
-
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-int smi_utf8_valid(const unsigned char *p, size_t n);
 
 /* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
 
@@ -162,7 +164,7 @@ struct sm_builder {
     size_t order_cap;
     int order_valid;
     sm_key_kind kind;
-    uint64_t version; /* bumped by every insertion and deletion (sm_builder_version) */
+    uint64_t version; /* bumped by every insertion, deletion and clear (sm_builder_version) */
     /* A random seed for the index, so that keys chosen to collide under a known
      * seed (XXH64 can be inverted) cannot make insertions quadratic. */
     uint64_t index_seed;
