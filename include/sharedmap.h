@@ -216,10 +216,29 @@ SM_API uint64_t sm_builder_version(const sm_builder *b);
 SM_API int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out);
 
 /** A builder holding a copy of everything in @p r, made in one linear pass (the
- *  snapshot is already in key order, so nothing is sorted).
+ *  snapshot is already in key order, so nothing is sorted): sm_builder_new() and
+ *  sm_builder_put_reader().
  *  @return 0, -ENOMEM, or SM_ECORRUPT / SM_EUTF8 / SM_ETYPE if the snapshot is
  *  damaged (then *out is untouched). */
 SM_API int sm_builder_from_reader(sm_builder **out, const sm_reader *r);
+
+/** Copy every entry of @p r into @p b, overwriting the value of each key @p b already
+ *  holds: sm_builder_put() of each entry, all or nothing.  Into an empty builder
+ *  (which takes r's key kind) this is one linear pass, as sm_builder_from_reader():
+ *  the snapshot is in key order, so nothing is sorted later; into a non-empty one it
+ *  is O(1) per entry, and the next sm_builder_at() or layout sorts if r's keys fall
+ *  between b's.  A snapshot with no entries changes nothing, whatever its key kind.
+ *  Every entry is read, checked and copied before @p b changes, so after an error @p b
+ *  holds exactly what it held (same entries, key kind and sm_builder_version()); the
+ *  bytes are copied, so @p r may be closed afterwards.  @p b needs room for all of
+ *  r's entries beside its own, as if none of r's keys were in it, and keeps that room.
+ *  Damage that leaves every entry readable (keys out of order, a key twice) is not
+ *  an error here: the entries go in as sm_builder_put() takes them.
+ *  @return 0; SM_EKEYKIND if @p b holds keys of the other kind; if the snapshot is
+ *          damaged, SM_ECORRUPT (a record or value that cannot be read) or SM_EUTF8
+ *          (a str key or value that is not UTF-8); SM_ETOOBIG (more entries than a
+ *          builder can hold: 2^32 - 2); -ENOMEM. */
+SM_API int sm_builder_put_reader(sm_builder *b, const sm_reader *r);
 
 /** Lay the snapshot out (sort, hash, place) and report its exact size in bytes.
  *  The layout is kept until the builder is modified.
@@ -258,6 +277,16 @@ SM_API int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t cr
 
 /** Check a map name (see SM_NAME_MAX).  @return 0 or SM_ENAME. */
 SM_API int sm_name_check(const char *name);
+
+/** The path of the map @p name in directory @p dir (NULL means SM_DEFAULT_DIR):
+ *  dir "/" SM_NAME_PREFIX name, the file that sm_publish() creates and
+ *  sm_reader_open_shm() opens, written with its NUL into @p buf, which holds @p cap
+ *  bytes (PATH_MAX is enough for any path the system can open; @p buf may be NULL
+ *  if @p cap is 0).  Only the name is checked: the map need not exist, and @p dir is
+ *  used as given.
+ *  @return 0; SM_ENAME (see sm_name_check); -ENAMETOOLONG if the path and its NUL do
+ *          not fit in @p cap bytes.  On an error @p buf holds "" (when @p cap > 0). */
+SM_API int sm_map_path(const char *dir, const char *name, char *buf, size_t cap);
 
 /** Publish the builder's snapshot under @p name in directory @p dir (NULL means
  *  SM_DEFAULT_DIR).  The snapshot is written completely into a new object under a

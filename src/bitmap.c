@@ -51,7 +51,7 @@
  * next writable handle that takes the lock makes resize_seq even again.
  */
 #include "bitmap.h"
-#include "compat.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -71,8 +71,6 @@
 _Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0),
                "shared bitmaps need lock-free (address-free) 64-bit atomics");
 
-/* publish.c's prefix, so that sm_gc() removes the debris of a creator that died */
-#define TMP_PREFIX ".sharedmap-tmp."
 #define RESERVE_CHUNK ((off_t)64 << 20)
 /* a new capacity fills the file up to a multiple of this (a page on most systems) */
 #define FILE_ALIGN 4096u
@@ -428,28 +426,15 @@ void sm_bitmap_close(sm_bitmap *b) {
     free(b);
 }
 
-static int bitmap_name(char *out, size_t cap, const char *name) {
-    int rc = sm_name_check(name);
-    if (rc)
-        return rc;
-    snprintf(out, cap, "%s%s", SM_BITMAP_PREFIX, name);
-    return 0;
-}
-
-static int open_dir(const char *dir) {
-    int fd = open(dir ? dir : SM_DEFAULT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
 int sm_bitmap_attach(sm_bitmap **out, const char *dir, const char *name, unsigned flags) {
     char pub[NAME_MAX + 1];
-    int rc = bitmap_name(pub, sizeof pub, name);
+    int rc = smi_file_name(pub, sizeof pub, SM_BITMAP_PREFIX, name);
     if (rc)
         return rc;
     if (flags & ~SM_BITMAP_RDONLY)
         return -EINVAL;
     int writable = !(flags & SM_BITMAP_RDONLY);
-    int dirfd = open_dir(dir);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     /* O_NONBLOCK: a FIFO planted under the name must not hang us (B1 refuses it) */
@@ -469,7 +454,7 @@ static void temp_name(char *out, size_t cap, const char *label) {
     uint64_t rnd;
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = now_ns() ^ ((uint64_t)getpid() << 32);
-    snprintf(out, cap, TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
+    snprintf(out, cap, SMI_TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
 }
 
 /* An anonymous file in dirfd (or, without O_TMPFILE or if !allow_anon, a new file under a
@@ -573,7 +558,7 @@ static int install(int dirfd, const char *tmpname, const char *name, int force) 
 int sm_bitmap_create(sm_bitmap **out, const char *dir, const char *name, uint64_t size,
                      uint64_t max_bits, unsigned flags, unsigned mode) {
     char pub[NAME_MAX + 1];
-    int rc = bitmap_name(pub, sizeof pub, name);
+    int rc = smi_file_name(pub, sizeof pub, SM_BITMAP_PREFIX, name);
     if (rc)
         return rc;
     if ((flags & ~SM_FORCE) || (mode & ~0777u))
@@ -586,7 +571,7 @@ int sm_bitmap_create(sm_bitmap **out, const char *dir, const char *name, uint64_
     max_bits = round_up(max_bits, 64);
     if (size > max_bits)
         return -EFBIG;
-    int dirfd = open_dir(dir);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
 
@@ -646,10 +631,10 @@ done:
 
 int sm_bitmap_remove(const char *dir, const char *name) {
     char pub[NAME_MAX + 1];
-    int rc = bitmap_name(pub, sizeof pub, name);
+    int rc = smi_file_name(pub, sizeof pub, SM_BITMAP_PREFIX, name);
     if (rc)
         return rc;
-    int dirfd = open_dir(dir);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     /* move exactly one bitmap out of the public name, flag it, unlink it; a crash in
@@ -934,7 +919,7 @@ static int list_one(int fd, sm_bitmap_info *info) {
 }
 
 int sm_bitmap_list(const char *dir, sm_bitmap_list_fn fn, void *ctx) {
-    int dirfd = open_dir(dir);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     DIR *d = fdopendir(dirfd);

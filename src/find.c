@@ -13,12 +13,13 @@
 typedef enum probe_result { PROBE_FOUND, PROBE_ABSENT, PROBE_CORRUPT } probe_result;
 
 static probe_result probe(const sm_reader *r, const void *key, size_t klen, smf_record *rec) {
-    uint64_t h = sm_hash64(key, klen, r->seed);
-    uint64_t home = smf_home(h, r->home_slots);
+    uint64_t h = sm_hash64(key, klen, r->h.hash_seed);
+    uint64_t home = smf_home(h, r->h.home_slots);
     uint64_t tag = h & 0xFF;
-    const unsigned char *table = r->base + r->table_off;
+    const unsigned char *table = r->base + r->h.table_offset;
     /* a slot past home + SMF_DISP_MAX cannot hold an entry of this home */
-    uint64_t end = r->table_slots - home > SMF_DISP_MAX ? home + SMF_DISP_MAX + 1 : r->table_slots;
+    uint64_t L = r->h.table_slots;
+    uint64_t end = L - home > SMF_DISP_MAX ? home + SMF_DISP_MAX + 1 : L;
     for (uint64_t i = home; i < end; i++) {
         uint64_t slot = smf_le64(table + 8 * i);
         if (!slot)
@@ -40,7 +41,7 @@ static probe_result probe(const sm_reader *r, const void *key, size_t klen, smf_
 }
 
 int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
-    if (r->count == 0)
+    if (r->h.count == 0)
         return SM_NOTFOUND;
     if (!klen)
         key = "";

@@ -1,4 +1,5 @@
-/* format.h: the on-disk layout of a snapshot (docs/FORMAT.md is its spec), and the
+/* format.h: the on-disk layout of a snapshot (docs/FORMAT.md is its spec): its constants,
+ * its header as a struct (smf_header, parsed and written by format.c), and the
  * bounds-checked primitives every reader of it goes through.
  *
  * A snapshot is one contiguous run of bytes; every offset in it is relative to its
@@ -79,6 +80,43 @@
 #define SMF_TABLE_ALIGN 64u
 #define SMF_SAMPLES_ALIGN 8u
 
+/* The header decoded: every field of §2 that can vary, as smf_header_parse() hands it to a
+ * reader and as smf_header_write() takes it from the writer.  The rest of the 128 bytes is
+ * fixed, so it has no field: magic, byte_order and header_size (parse checks them, write
+ * writes them), the reserved bytes (zero), header_checksum (write computes it, parse checks
+ * it), and superseded, the one mutable word (write writes 0; publish.c sets it in the file,
+ * sm_reader_superseded() loads it in place).  The number after each field is its offset. */
+typedef struct smf_header {
+    uint16_t version;        /* 12: SMF_VERSION, the only one parse accepts (R3) */
+    uint32_t required_flags; /* 16: 0; parse refuses any bit (R6) */
+    uint32_t compat_flags;   /* 20: ignored by readers; this library writes 0 */
+    uint8_t key_kind;        /* 24: 0 none (only when count == 0), 1 bytes, 2 str (sm_key_kind) */
+    uint8_t hash_id;         /* 25: SMF_HASH_XXH64 */
+    uint8_t sample_shift;    /* 26: log2 of the sample interval, <= SMF_SAMPLE_SHIFT_MAX */
+    uint64_t total_size;     /* 32: bytes of the snapshot; parse wants the bytes it has (R8) */
+    uint64_t count;          /* 40: entries */
+    uint64_t hash_seed;      /* 48: seed of XXH64 for the table's homes and tags */
+    uint64_t home_slots;     /* 56: M, the range of home positions */
+    uint64_t table_slots;    /* 64: L >= M, slots including the overflow tail */
+    uint64_t table_offset;   /* 72: where the table starts; it ends at total_size */
+    uint64_t samples_offset; /* 80: where the samples start */
+    uint64_t records_end;    /* 88: end of the records (they start at SMF_HEADER_SIZE) */
+    uint64_t created;        /* 96: ns since the Unix epoch (informational, may be 0) */
+    uint64_t body_checksum;  /* 104: XXH64(seed 0) of [SMF_HEADER_SIZE, total_size): parse
+                              * only reads it, sm_reader_verify checks it (V1) */
+} smf_header;
+
+/* Checks R1-R9 of docs/FORMAT.md §7, in that order, for a snapshot of n bytes whose first
+ * min(n, SMF_HEADER_SIZE) bytes are at p (all of it, or only its header for a look at a
+ * file that is not mapped), and on success fills *h.  Returns 0 or the error of the first
+ * check that fails: SM_EBADMAGIC, SM_ETRUNCATED, SM_EENDIAN, SM_EHEADER, SM_EVERSION,
+ * SM_EFEATURE (format.c). */
+int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h);
+
+/* Writes h as the SMF_HEADER_SIZE bytes at p, with the format's constants, zero reserved
+ * bytes and superseded word, and the header checksum computed last (format.c). */
+void smf_header_write(unsigned char *p, const smf_header *h);
+
 /* ---- slots ---- */
 #define SMF_SLOT_OFFSET_BITS 48
 #define SMF_SLOT_OFFSET_MASK ((UINT64_C(1) << SMF_SLOT_OFFSET_BITS) - 1)
@@ -145,6 +183,12 @@ static inline uint64_t smf_prefix64(const unsigned char *p, size_t n) {
 /* home = high half of h * M. */
 static inline uint64_t smf_home(uint64_t h, uint64_t home_slots) {
     return (uint64_t)(((unsigned __int128)h * home_slots) >> 64);
+}
+
+/* The number of samples of count records, one per 2^shift: ceil(count / 2^shift), with
+ * no sum that could wrap around. */
+static inline uint64_t smf_nsamples(uint64_t count, unsigned shift) {
+    return count ? ((count - 1) >> shift) + 1 : 0;
 }
 
 /* Unsigned LEB128, at most 10 bytes, value < 2^64.  Reads only [*pos, end).

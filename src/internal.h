@@ -1,4 +1,29 @@
-/* internal.h: the library's private structures and helpers, shared by the .c files of src/ only. */
+/* internal.h: the library's private structures and helpers, shared by the .c files of src/ only.
+ *
+ * src/ layout.  A file per job; a file calls functions of the files on its arrow only, so
+ * the calls between files form a DAG, drawn here from the top (the public entry points
+ * that use the most) down to the leaves (inline helpers of this file and of format.h are
+ * no calls):
+ *
+ *   housekeeping.c  sm_list, sm_gc                 -> publish.c open.c format.c names.c
+ *   publish.c       sm_publish, sm_save, sm_unpublish: the temporary/rename protocol, and
+ *                   which temporary may be removed  -> layout.c names.c
+ *   layout.c        the snapshot writer: sm_builder_layout, sm_builder_write
+ *                                                   -> dict.c format.c radix.c hash.c
+ *   dict.c          the builder's dictionary: put/get/del/at/clear, the copies from a
+ *                   reader, the builder's memory    -> iter.c radix.c hash.c utf8.c
+ *   open.c          attaching a reader, what it tells (sm_reader_info)
+ *                                                   -> format.c names.c
+ *   find.c          sm_get                          -> hash.c
+ *   iter.c          cursors, seeks, ranks, prefix ranges
+ *   verify.c        sm_reader_verify                -> hash.c utf8.c
+ *   bitmap.c        shared bitmaps (bitmap.h)       -> names.c hash.c
+ *   format.c        the header: smf_header_parse (R1-R9), smf_header_write -> hash.c
+ *   names.c         the name rule, file names, directories, sm_map_path
+ *   radix.c         the radix sort of the builder
+ *   errors.c        sm_strerror, sm_errname         -> compat.c
+ *   hash.c, utf8.c, compat.c (with compat.h)        XXH64, UTF-8, libc past glibc 2.28
+ */
 #ifndef SM_INTERNAL_H
 #define SM_INTERNAL_H
 
@@ -9,39 +34,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A reader: the validated header fields, copied out of the snapshot once at open
- * so that hot paths read them from this struct and never re-trust the bytes. */
+/* ---- the reader: open.c makes it; find.c, iter.c and verify.c read through it ---- */
+
+/* A reader: its snapshot's header, decoded and validated once at open (R1-R9), so that
+ * hot paths read the fields from this struct and never re-trust the bytes. */
 struct sm_reader {
-    const unsigned char *base; /* first byte of the snapshot */
-    uint64_t size;             /* == total_size */
+    const unsigned char *base; /* first byte of the snapshot; h.total_size bytes */
+    smf_header h;
+    uint64_t nsamples;         /* smf_nsamples(h.count, h.sample_shift) */
     void *map;                 /* mmap'ed region to munmap, or NULL for memory */
     size_t map_len;
-    uint64_t count;
-    uint64_t home_slots;  /* M */
-    uint64_t table_slots; /* L */
-    uint64_t table_off;
-    uint64_t samples_off;
-    uint64_t nsamples;
-    uint64_t records_end;
-    uint64_t seed;
-    uint64_t created_ns;
-    uint64_t body_sum;
-    uint64_t dev, ino;
-    unsigned sample_shift;
-    unsigned version;
-    sm_key_kind kind;
+    uint64_t dev, ino;         /* identity of the file it was opened from (0 for memory) */
 };
 
-/* Validate a header and fill the structural fields of r (O(1)).  len is the number
- * of bytes available at p. */
-int smi_parse_header(const unsigned char *p, uint64_t len, struct sm_reader *r);
+/* What sm_reader_info() tells from a header alone, with dev and ino 0 (open.c; sm_list
+ * gives it for each header it reads). */
+void smi_header_info(const smf_header *h, sm_info *out);
 
 /* Parse the record at off, which must be a plausible record start: in
  * [SMF_HEADER_SIZE, records_end).  Returns 0 or SM_ECORRUPT. */
 static inline int smi_record(const struct sm_reader *r, uint64_t off, smf_record *rec) {
-    if (off < SMF_HEADER_SIZE || off >= r->records_end)
+    if (off < SMF_HEADER_SIZE || off >= r->h.records_end)
         return SM_ECORRUPT;
-    if (smf_record_parse(r->base, off, r->records_end, rec))
+    if (smf_record_parse(r->base, off, r->h.records_end, rec))
         return SM_ECORRUPT;
     return 0;
 }
@@ -80,10 +95,10 @@ static inline int smi_value(const struct sm_reader *r, const smf_record *rec, sm
 
 /* Sample i: the offset of record i << sample_shift. */
 static inline uint64_t smi_sample_offset(const struct sm_reader *r, uint64_t i) {
-    return smf_le64(r->base + r->samples_off + i * SMF_SAMPLE_SIZE);
+    return smf_le64(r->base + r->h.samples_offset + i * SMF_SAMPLE_SIZE);
 }
 static inline uint64_t smi_sample_prefix(const struct sm_reader *r, uint64_t i) {
-    return smf_prefix64(r->base + r->samples_off + i * SMF_SAMPLE_SIZE + 8, 8);
+    return smf_prefix64(r->base + r->h.samples_offset + i * SMF_SAMPLE_SIZE + 8, 8);
 }
 
 /* Unsigned bytewise comparison, shorter first on a tie: <0, 0, >0. */
@@ -94,10 +109,84 @@ static inline int smi_keycmp(const void *a, size_t alen, const void *b, size_t b
     return (alen > blen) - (alen < blen);
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF) (utf8.c). */
 int smi_utf8_valid(const unsigned char *p, size_t n);
 
-/* Iteration over a builder's entries in key order, for the writer. */
+/* ---- names and directories (names.c) ---- */
+
+/* The names of temporaries in a map directory, a map's (publish.c) or a bitmap's
+ * (bitmap.c), start with this: sm_gc() removes those that no live writer holds. */
+#define SMI_TMP_PREFIX ".sharedmap-tmp."
+
+/* The file name prefix NAME, into out (cap bytes; NAME_MAX + 1 holds any of ours), if
+ * sm_name_check() accepts name.  Returns 0 or SM_ENAME. */
+int smi_file_name(char *out, size_t cap, const char *prefix, const char *name);
+
+/* A descriptor of the directory dir (NULL: SM_DEFAULT_DIR), or -errno. */
+int smi_open_dir(const char *dir);
+
+/* ---- publishing (publish.c) ---- */
+
+/* Remove the temporary `name` in dirfd if it is debris: a regular file whose lock no
+ * live writer holds, its superseded word set first if it is a snapshot (the rule at the
+ * top of publish.c; sm_gc calls this for each temporary).  Returns 1 if it removed it,
+ * else 0. */
+int smi_collect_temp(int dirfd, const char *name);
+
+/* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
+
+/* One entry: the key and the value payload in one allocation (the payload as a snapshot
+ * stores it, see layout.c), and the key's hash under the builder's own index seed. */
+typedef struct smi_item {
+    unsigned char *data; /* klen key bytes, then vlen payload bytes */
+    uint64_t hash;       /* sm_hash64(key, the builder's index_seed) */
+    size_t klen;
+    size_t vlen;
+    unsigned type;       /* sm_type */
+} smi_item;
+
+/* The cached layout of the snapshot (layout.c): its header, complete but for the body
+ * checksum, and its table.  Every change of the builder drops it (dict.c). */
+typedef struct smi_layout {
+    int valid;
+    smf_header h;        /* h.created: when this layout was computed */
+    uint64_t nsamples;
+    uint64_t *table;     /* h.table_slots slots, host order */
+} smi_layout;
+
+/* The dictionary explained at the top of dict.c. */
+struct sm_builder {
+    smi_item *items;  /* [0, count): the entries, dense, in no order; cap allocated */
+    size_t count, cap;
+    uint32_t *index;  /* item number + 1; 0 = empty */
+    size_t index_cap; /* power of two */
+    uint32_t *order;  /* item numbers in key order; valid if order_valid */
+    size_t order_cap;
+    int order_valid;
+    sm_key_kind kind;
+    uint64_t version; /* bumped by every insertion, deletion and clear (sm_builder_version) */
+    /* A random seed for the index, so that keys chosen to collide under a known
+     * seed (XXH64 can be inverted) cannot make insertions quadratic. */
+    uint64_t index_seed;
+    smi_layout lay;
+};
+
+/* Make b->order valid: the item numbers in key order (dict.c).  0 or -ENOMEM. */
 int smi_builder_sort(sm_builder *b);
+
+/* Free a cached layout and mark it invalid (dict.c, which owns the builder's memory). */
+void smi_layout_drop(smi_layout *l);
+
+/* ---- radix.c ---- */
+
+/* A sort key and what travels with it. */
+typedef struct smi_kv {
+    uint64_t key;
+    uint64_t val;
+} smi_kv;
+
+/* Stable LSD radix sort of a[0, n) on the low `bits` bits of the keys; t is scratch
+ * space for n.  Returns the sorted array: a or t. */
+smi_kv *smi_radix_sort(smi_kv *a, smi_kv *t, size_t n, unsigned bits);
 
 #endif /* SM_INTERNAL_H */

@@ -10,19 +10,19 @@
 #include <errno.h>
 
 int sm_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
-    if (rank > r->count)
+    if (rank > r->h.count)
         return -ERANGE;
-    sm_cursor at = {r, rank, r->records_end};
-    if (rank < r->count) {
-        uint64_t block = rank >> r->sample_shift;
+    sm_cursor at = {r, rank, r->h.records_end};
+    if (rank < r->h.count) {
+        uint64_t block = rank >> r->h.sample_shift;
         uint64_t off = smi_sample_offset(r, block);
         smf_record rec;
-        for (uint64_t k = block << r->sample_shift; k < rank; k++) {
+        for (uint64_t k = block << r->h.sample_shift; k < rank; k++) {
             if (smi_record(r, off, &rec))
                 return SM_ECORRUPT;
             off = rec.next;
         }
-        if (off < SMF_HEADER_SIZE || off >= r->records_end)
+        if (off < SMF_HEADER_SIZE || off >= r->h.records_end)
             return SM_ECORRUPT;
         at.offset = off;
     }
@@ -32,7 +32,7 @@ int sm_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
 
 /* The record under the cursor: 0, SM_NOTFOUND past the end, SM_ECORRUPT. */
 static int cursor_record(const sm_cursor *c, smf_record *rec) {
-    if (c->rank >= c->reader->count)
+    if (c->rank >= c->reader->h.count)
         return SM_NOTFOUND;
     return smi_record(c->reader, c->offset, rec) ? SM_ECORRUPT : 0;
 }
@@ -40,7 +40,7 @@ static int cursor_record(const sm_cursor *c, smf_record *rec) {
 /* Move past rec, the record under the cursor. */
 static void cursor_step(sm_cursor *c, const smf_record *rec) {
     c->rank++;
-    c->offset = c->rank == c->reader->count ? c->reader->records_end : rec->next;
+    c->offset = c->rank == c->reader->h.count ? c->reader->h.records_end : rec->next;
 }
 
 static int entry_of(const sm_reader *r, const smf_record *rec, sm_entry *out) {
@@ -61,7 +61,7 @@ int sm_cursor_next(sm_cursor *c) {
     if (rc)
         return rc;
     cursor_step(c, &rec);
-    return c->rank == c->reader->count ? SM_NOTFOUND : 0;
+    return c->rank == c->reader->h.count ? SM_NOTFOUND : 0;
 }
 
 int sm_cursor_read(sm_cursor *c, sm_entry *out) {
@@ -74,7 +74,7 @@ int sm_cursor_read(sm_cursor *c, sm_entry *out) {
 
 int sm_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread) {
     const sm_reader *r = c->reader;
-    uint64_t off = c->offset, left = c->rank < r->count ? r->count - c->rank : 0;
+    uint64_t off = c->offset, left = c->rank < r->h.count ? r->h.count - c->rank : 0;
     size_t n = 0;
     int rc = 0;
     *nread = 0;
@@ -94,7 +94,7 @@ int sm_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread) 
     if (n == 0)
         return rc; /* an error is reported by the call that cannot read anything */
     c->rank += n;
-    c->offset = c->rank == r->count ? r->records_end : off;
+    c->offset = c->rank == r->h.count ? r->h.records_end : off;
     *nread = n;
     return 0;
 }
@@ -155,9 +155,9 @@ static int seek(const sm_reader *r, const void *q, size_t qlen, int strict, cmp_
     if (lo == 0)
         return sm_seek_rank(r, 0, c);
     /* the answer lies in block lo - 1, after its first record, or at block lo */
-    uint64_t rank = (lo - 1) << r->sample_shift, stop = lo << r->sample_shift;
-    if (stop > r->count)
-        stop = r->count;
+    uint64_t rank = (lo - 1) << r->h.sample_shift, stop = lo << r->h.sample_shift;
+    if (stop > r->h.count)
+        stop = r->h.count;
     sm_cursor at;
     int rc = sm_seek_rank(r, rank, &at);
     if (rc)
@@ -171,8 +171,8 @@ static int seek(const sm_reader *r, const void *q, size_t qlen, int strict, cmp_
             break;
         at.offset = rec.next;
     }
-    if (at.rank == r->count)
-        at.offset = r->records_end;
+    if (at.rank == r->h.count)
+        at.offset = r->h.records_end;
     *c = at;
     return 0;
 }

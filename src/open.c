@@ -1,91 +1,24 @@
-/* open.c: attaching to a snapshot (shared memory name, file or memory) and the O(1)
- * header validation that makes every later bounds check sufficient.
- *
- * After smi_parse_header() succeeds these hold, and every reader relies on them:
- *   128 <= records_end <= samples_off, samples_off + 16 * nsamples <= table_off,
- *   table_off + 8 * table_slots == size, home_slots <= table_slots,
- *   nsamples == ceil(count / 2^sample_shift), count <= (records_end - 128) / 2
- *   (a record is at least 2 bytes), count <= table_slots, count == 0 or
- *   home_slots > 0.
- * Records and slots are still untrusted: each is checked when it is read.
+/* open.c: attaching to a snapshot (shared memory name, file or memory), after the O(1)
+ * header validation (R1-R9, format.c) that makes every later bounds check sufficient, and
+ * what a reader tells about its snapshot.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-int smi_parse_header(const unsigned char *p, uint64_t len, struct sm_reader *r) {
-    if (len < SMF_MAGIC_LEN || memcmp(p, SMF_MAGIC, SMF_MAGIC_LEN) != 0)
-        return SM_EBADMAGIC;
-    if (len < 16)
-        return SM_ETRUNCATED;
-    uint32_t bom = smf_le32(p + SMF_OFF_BYTE_ORDER);
-    if (bom != SMF_BYTE_ORDER)
-        return bom == __builtin_bswap32(SMF_BYTE_ORDER) ? SM_EENDIAN : SM_EHEADER;
-    if (smf_le16(p + SMF_OFF_VERSION) != SMF_VERSION)
-        return SM_EVERSION;
-    if (smf_le16(p + SMF_OFF_HEADER_SIZE) != SMF_HEADER_SIZE)
-        return SM_EHEADER;
-    if (len < SMF_HEADER_SIZE)
-        return SM_ETRUNCATED;
-    if (sm_hash64(p, SMF_OFF_HEADER_SUM, 0) != smf_le64(p + SMF_OFF_HEADER_SUM))
-        return SM_EHEADER;
-    if (smf_le32(p + SMF_OFF_REQUIRED_FLAGS) != 0)
-        return SM_EFEATURE;
-    for (unsigned i = 0; i < 5; i++)
-        if (p[SMF_OFF_RESERVED + i])
-            return SM_EHEADER;
-
-    uint64_t size = smf_le64(p + SMF_OFF_TOTAL_SIZE);
-    if (size != len)
-        return SM_ETRUNCATED;
-    unsigned kind = p[SMF_OFF_KEY_KIND];
-    unsigned shift = p[SMF_OFF_SAMPLE_SHIFT];
-    uint64_t count = smf_le64(p + SMF_OFF_COUNT);
-    uint64_t M = smf_le64(p + SMF_OFF_HOME_SLOTS);
-    uint64_t L = smf_le64(p + SMF_OFF_TABLE_SLOTS);
-    uint64_t table_off = smf_le64(p + SMF_OFF_TABLE);
-    uint64_t samples_off = smf_le64(p + SMF_OFF_SAMPLES);
-    uint64_t records_end = smf_le64(p + SMF_OFF_RECORDS_END);
-    if (kind > SM_KEYS_STR || (kind == SM_KEYS_NONE && count != 0))
-        return SM_EHEADER;
-    if (p[SMF_OFF_HASH_ID] != SMF_HASH_XXH64 || shift > SMF_SAMPLE_SHIFT_MAX)
-        return SM_EHEADER;
-    /* regions in order, each inside the snapshot; differences only, no sums that
-     * could overflow */
-    if (records_end < SMF_HEADER_SIZE || records_end > samples_off || samples_off > table_off ||
-        table_off > size)
-        return SM_EHEADER;
-    if (count > (records_end - SMF_HEADER_SIZE) / 2)
-        return SM_EHEADER;
-    uint64_t nsamples = count ? ((count - 1) >> shift) + 1 : 0;
-    if (nsamples > (table_off - samples_off) / SMF_SAMPLE_SIZE)
-        return SM_EHEADER;
-    if ((size - table_off) % 8 != 0 || L != (size - table_off) / 8)
-        return SM_EHEADER;
-    if (M > L || (count && M == 0) || count > L)
-        return SM_EHEADER;
-
+/* r over the snapshot of n bytes at p, if its header is valid. */
+static int reader_init(sm_reader *r, const unsigned char *p, uint64_t n) {
+    int rc = smf_header_parse(p, n, &r->h);
+    if (rc)
+        return rc;
     r->base = p;
-    r->size = size;
-    r->count = count;
-    r->home_slots = M;
-    r->table_slots = L;
-    r->table_off = table_off;
-    r->samples_off = samples_off;
-    r->nsamples = nsamples;
-    r->records_end = records_end;
-    r->seed = smf_le64(p + SMF_OFF_HASH_SEED);
-    r->created_ns = smf_le64(p + SMF_OFF_CREATED);
-    r->body_sum = smf_le64(p + SMF_OFF_BODY_SUM);
-    r->sample_shift = shift;
-    r->version = SMF_VERSION;
-    r->kind = (sm_key_kind)kind;
+    r->nsamples = smf_nsamples(r->h.count, r->h.sample_shift);
     return 0;
 }
 
@@ -95,7 +28,7 @@ int sm_reader_open_mem(sm_reader **out, const void *data, size_t size) {
     sm_reader *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    int rc = smi_parse_header(data ? data : "", size, r);
+    int rc = reader_init(r, data ? data : (const void *)"", size);
     if (rc) {
         free(r);
         return rc;
@@ -117,8 +50,8 @@ static int open_fd(sm_reader **out, int fd) {
         ssize_t n = pread(fd, head, sizeof head, 0);
         if (n < 0)
             return -errno;
-        sm_reader tmp;
-        int rc = smi_parse_header(head, (uint64_t)n, &tmp);
+        smf_header h;
+        int rc = smf_header_parse(head, (uint64_t)n, &h);
         return rc ? rc : SM_ETRUNCATED;
     }
     if ((uint64_t)st.st_size > SIZE_MAX)
@@ -132,7 +65,7 @@ static int open_fd(sm_reader **out, int fd) {
         munmap(map, len);
         return -ENOMEM;
     }
-    int rc = smi_parse_header(map, len, r);
+    int rc = reader_init(r, map, len);
     if (rc) {
         munmap(map, len);
         free(r);
@@ -172,14 +105,9 @@ int sm_reader_open_file(sm_reader **out, const char *path) {
 }
 
 int sm_reader_open_shm(sm_reader **out, const char *dir, const char *name) {
-    int rc = sm_name_check(name);
-    if (rc)
-        return rc;
-    char path[4096];
-    int n = snprintf(path, sizeof path, "%s/%s%s", dir ? dir : SM_DEFAULT_DIR, SM_NAME_PREFIX, name);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return -ENAMETOOLONG;
-    return open_path(out, path);
+    char path[PATH_MAX];
+    int rc = sm_map_path(dir, name, path, sizeof path);
+    return rc ? rc : open_path(out, path);
 }
 
 void sm_reader_close(sm_reader *r) {
@@ -190,25 +118,29 @@ void sm_reader_close(sm_reader *r) {
     free(r);
 }
 
-uint64_t sm_reader_count(const sm_reader *r) { return r->count; }
-sm_key_kind sm_reader_key_kind(const sm_reader *r) { return r->kind; }
+uint64_t sm_reader_count(const sm_reader *r) { return r->h.count; }
+sm_key_kind sm_reader_key_kind(const sm_reader *r) { return (sm_key_kind)r->h.key_kind; }
+
+void smi_header_info(const smf_header *h, sm_info *out) {
+    memset(out, 0, sizeof *out);
+    out->size = h->total_size;
+    out->count = h->count;
+    out->created_ns = h->created;
+    out->hash_seed = h->hash_seed;
+    out->checksum = h->body_checksum;
+    out->format_version = h->version;
+    out->key_kind = (sm_key_kind)h->key_kind;
+}
 
 void sm_reader_info(const sm_reader *r, sm_info *out) {
-    memset(out, 0, sizeof *out);
-    out->size = r->size;
-    out->count = r->count;
-    out->created_ns = r->created_ns;
-    out->hash_seed = r->seed;
-    out->checksum = r->body_sum;
+    smi_header_info(&r->h, out);
     out->dev = r->dev;
     out->ino = r->ino;
-    out->format_version = r->version;
-    out->key_kind = r->kind;
 }
 
 const void *sm_reader_data(const sm_reader *r, size_t *size) {
     if (size)
-        *size = (size_t)r->size;
+        *size = (size_t)r->h.total_size;
     return r->base;
 }
 

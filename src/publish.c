@@ -1,5 +1,6 @@
-/* publish.c: writing snapshots to shared memory and files, atomically; unpublishing,
- * listing, and collecting the debris of crashed publishes.
+/* publish.c: writing snapshots to shared memory and files, atomically, and unpublishing
+ * them: the temporary/rename protocol, and the rule by which whoever removes a snapshot
+ * (a publisher, an unpublisher, or sm_gc through smi_collect_temp) marks it first.
  *
  * A map named NAME is the regular file DIR/sharedmap.NAME (DIR = /dev/shm, a tmpfs,
  * by default).  A publish never writes into a name that readers can see:
@@ -40,7 +41,6 @@
  */
 #include "internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -53,25 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TMP_PREFIX ".sharedmap-tmp."
 #define RESERVE_CHUNK ((off_t)64 << 20)
-
-int sm_name_check(const char *name) {
-    if (!name)
-        return SM_ENAME;
-    size_t n = strlen(name);
-    if (n == 0 || n > SM_NAME_MAX)
-        return SM_ENAME;
-    /* '/' would leave the directory; a control character (a newline, an escape
-     * sequence) could make `ls` or sm_list() output show a map that is not there.
-     * Bytes >= 0x80 pass, UTF-8 or not: names are bytes. */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (c == '/' || c < 0x20 || c == 0x7f)
-            return SM_ENAME;
-    }
-    return 0;
-}
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -144,7 +126,7 @@ static void temp_name(char *out, size_t cap, const char *label) {
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = now_ns() ^ ((uint64_t)getpid() << 32);
     /* the label (the map or file name) is cut so the whole name fits NAME_MAX */
-    snprintf(out, cap, TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
+    snprintf(out, cap, SMI_TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
 }
 
 /* Steps 1-2: an anonymous (or, failing that or if !allow_anon, temporary-named)
@@ -414,25 +396,12 @@ fail:
     return rc;
 }
 
-static int open_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
-}
-
-static int public_name(char *out, size_t cap, const char *name) {
-    int rc = sm_name_check(name);
-    if (rc)
-        return rc;
-    snprintf(out, cap, "%s%s", SM_NAME_PREFIX, name);
-    return 0;
-}
-
 int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags, unsigned mode) {
     char pub[NAME_MAX + 1];
-    int rc = public_name(pub, sizeof pub, name);
+    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
     if (rc)
         return rc;
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     rc = publish_at(b, dirfd, pub, name, flags, mode, 0);
@@ -450,7 +419,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
     const char *base = slash ? slash + 1 : path;
     int dirfd;
     if (!slash) {
-        dirfd = open_dir(".");
+        dirfd = smi_open_dir(".");
     } else {
         size_t dlen = slash == path ? 1 : (size_t)(slash - path);
         char *dir = malloc(dlen + 1);
@@ -458,7 +427,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
             return -ENOMEM;
         memcpy(dir, path, dlen);
         dir[dlen] = 0;
-        dirfd = open_dir(dir);
+        dirfd = smi_open_dir(dir);
         free(dir);
     }
     if (dirfd < 0)
@@ -470,10 +439,10 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
 
 int sm_unpublish(const char *dir, const char *name) {
     char pub[NAME_MAX + 1];
-    int rc = public_name(pub, sizeof pub, name);
+    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
     if (rc)
         return rc;
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
+    int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     /* Only a regular file is removed: a directory, a symlink, a FIFO ... under the
@@ -507,103 +476,32 @@ done:
     return rc;
 }
 
-/* ---- housekeeping ---- */
+/* ---- debris (sm_gc) ---- */
 
-int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
-    if (dirfd < 0)
-        return dirfd;
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        int rc = -errno;
-        close(dirfd);
-        return rc;
+int smi_collect_temp(int dirfd, const char *name) {
+    /* Only a regular file can be ours: anything else under the prefix is left alone,
+     * and never opened (it may be a device). */
+    struct stat st;
+    if (smi_fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    int fd = open_temp(dirfd, name);
+    if (fd < 0)
+        return 0;
+    /* A live writer holds the lock until its rename.  Getting it means the writer
+     * died (or just finished, and then the name is already gone), or that this is a
+     * snapshot a publisher or unpublisher has just taken out of the public name
+     * (those are never locked): so it is marked before it goes, as its remover
+     * would have marked it, or its readers would never learn.  One we cannot mark
+     * (another user's that we may not write) stays, for its owner's gc.  The mode
+     * is touched (writable_fd) only under the lock: a live writer's is its own. */
+    int removed = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        int w = writable_fd(dirfd, name, fd);
+        if (mark_fd(w) != MARK_FAILED && unlinkat(dirfd, name, 0) == 0)
+            removed = 1;
+        if (w != fd)
+            close(w);
     }
-    int rc = 0;
-    size_t plen = strlen(SM_NAME_PREFIX);
-    struct dirent *de;
-    while (!rc && (de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, SM_NAME_PREFIX, plen) != 0 || !de->d_name[plen])
-            continue;
-        sm_info info;
-        memset(&info, 0, sizeof info);
-        int err = 0;
-        int fd = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        struct stat st;
-        if (fd < 0) {
-            err = -errno;
-        } else if (smi_fstat(fd, &st) < 0) {
-            err = -errno;
-        } else if (!S_ISREG(st.st_mode)) {
-            err = SM_ENOTSNAPSHOT;
-        } else {
-            unsigned char head[SMF_HEADER_SIZE];
-            ssize_t n = pread(fd, head, sizeof head, 0);
-            info.size = (uint64_t)st.st_size;
-            if (n < 0) {
-                err = -errno;
-            } else {
-                sm_reader r;
-                memset(&r, 0, sizeof r);
-                /* the header alone, checked against the file's real size */
-                err = n < (ssize_t)sizeof head ? smi_parse_header(head, (uint64_t)n, &r)
-                                               : smi_parse_header(head, (uint64_t)st.st_size, &r);
-                if (!err) {
-                    r.dev = (uint64_t)st.st_dev;
-                    r.ino = (uint64_t)st.st_ino;
-                    sm_reader_info(&r, &info);
-                }
-            }
-        }
-        if (fd >= 0)
-            close(fd);
-        rc = fn(de->d_name + plen, &info, err, ctx);
-    }
-    closedir(d);
-    return rc;
-}
-
-int sm_gc(const char *dir, unsigned *removed) {
-    unsigned count = 0;
-    int dirfd = open_dir(dir ? dir : SM_DEFAULT_DIR);
-    if (dirfd < 0)
-        return dirfd;
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        int rc = -errno;
-        close(dirfd);
-        return rc;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
-            continue;
-        /* Only a regular file can be ours: anything else under the prefix is left
-         * alone, and never opened (it may be a device). */
-        struct stat st;
-        if (smi_fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        int fd = open_temp(dirfd, de->d_name);
-        if (fd < 0)
-            continue;
-        /* A live writer holds the lock until its rename.  Getting it means the writer
-         * died (or just finished, and then the name is already gone), or that this is a
-         * snapshot a publisher or unpublisher has just taken out of the public name
-         * (those are never locked): so it is marked before it goes, as its remover
-         * would have marked it, or its readers would never learn.  One we cannot mark
-         * (another user's that we may not write) stays, for its owner's gc.  The mode
-         * is touched (writable_fd) only under the lock: a live writer's is its own. */
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            int w = writable_fd(dirfd, de->d_name, fd);
-            if (mark_fd(w) != MARK_FAILED && unlinkat(dirfd, de->d_name, 0) == 0)
-                count++;
-            if (w != fd)
-                close(w);
-        }
-        close(fd);
-    }
-    closedir(d);
-    if (removed)
-        *removed = count;
-    return 0;
+    close(fd);
+    return removed;
 }

@@ -33,9 +33,10 @@ static uint64_t find_offset(const uint64_t *offs, uint64_t n, uint64_t off) {
 
 int sm_reader_verify(const sm_reader *r) {
     const unsigned char *base = r->base;
-    if (sm_hash64(base + SMF_HEADER_SIZE, (size_t)(r->size - SMF_HEADER_SIZE), 0) != r->body_sum)
+    uint64_t body = r->h.total_size - SMF_HEADER_SIZE;
+    if (sm_hash64(base + SMF_HEADER_SIZE, (size_t)body, 0) != r->h.body_checksum)
         return SM_ECHECKSUM;
-    uint64_t n = r->count;
+    uint64_t n = r->h.count;
     uint64_t *offs = malloc((size_t)(n ? n : 1) * sizeof *offs);
     unsigned char *seen = calloc((size_t)(n ? n : 1), 1);
     int rc = SM_ECORRUPT;
@@ -45,7 +46,7 @@ int sm_reader_verify(const sm_reader *r) {
     }
     /* records */
     uint64_t off = SMF_HEADER_SIZE, prev_key = 0, prev_klen = 0;
-    uint64_t block_mask = (UINT64_C(1) << r->sample_shift) - 1;
+    uint64_t block_mask = (UINT64_C(1) << r->h.sample_shift) - 1;
     for (uint64_t i = 0; i < n; i++) {
         smf_record rec;
         if (smi_record(r, off, &rec) || off > SMF_MAX_OFFSET)
@@ -54,7 +55,7 @@ int sm_reader_verify(const sm_reader *r) {
             goto done;
         if (i && smi_keycmp(base + prev_key, (size_t)prev_klen, base + rec.key, (size_t)rec.klen) >= 0)
             goto done;
-        if (r->kind == SM_KEYS_STR && !smi_utf8_valid(base + rec.key, (size_t)rec.klen)) {
+        if (r->h.key_kind == SM_KEYS_STR && !smi_utf8_valid(base + rec.key, (size_t)rec.klen)) {
             rc = SM_EUTF8;
             goto done;
         }
@@ -63,11 +64,11 @@ int sm_reader_verify(const sm_reader *r) {
             goto done;
         }
         if ((i & block_mask) == 0) {
-            uint64_t s = i >> r->sample_shift;
+            uint64_t s = i >> r->h.sample_shift;
             unsigned char want[8] = {0};
             memcpy(want, base + rec.key, rec.klen < 8 ? (size_t)rec.klen : 8);
             if (smi_sample_offset(r, s) != off ||
-                memcmp(base + r->samples_off + s * SMF_SAMPLE_SIZE + 8, want, 8) != 0)
+                memcmp(base + r->h.samples_offset + s * SMF_SAMPLE_SIZE + 8, want, 8) != 0)
                 goto done;
         }
         offs[i] = off;
@@ -75,16 +76,16 @@ int sm_reader_verify(const sm_reader *r) {
         prev_klen = rec.klen;
         off = rec.next;
     }
-    if (off != r->records_end)
+    if (off != r->h.records_end)
         goto done;
-    uint64_t samples_end = r->samples_off + r->nsamples * SMF_SAMPLE_SIZE;
-    if (!zeros(base + r->records_end, r->samples_off - r->records_end) ||
-        !zeros(base + samples_end, r->table_off - samples_end))
+    uint64_t samples_end = r->h.samples_offset + r->nsamples * SMF_SAMPLE_SIZE;
+    if (!zeros(base + r->h.records_end, r->h.samples_offset - r->h.records_end) ||
+        !zeros(base + samples_end, r->h.table_offset - samples_end))
         goto done;
     /* table */
-    const unsigned char *table = base + r->table_off;
+    const unsigned char *table = base + r->h.table_offset;
     uint64_t occupied = 0, last_home = 0, after_empty = 0; /* first slot after the last empty one */
-    for (uint64_t i = 0; i < r->table_slots; i++) {
+    for (uint64_t i = 0; i < r->h.table_slots; i++) {
         uint64_t slot = smf_le64(table + 8 * i);
         if (!slot) {
             after_empty = i + 1;
@@ -95,7 +96,7 @@ int sm_reader_verify(const sm_reader *r) {
             goto done;
         uint64_t home = i - disp;
         /* homes never decrease, and no empty slot lies between a key's home and its slot */
-        if (home >= r->home_slots || (occupied && home < last_home) || home < after_empty)
+        if (home >= r->h.home_slots || (occupied && home < last_home) || home < after_empty)
             goto done;
         uint64_t k = find_offset(offs, n, slot & SMF_SLOT_OFFSET_MASK);
         if (k == n || seen[k])
@@ -104,8 +105,9 @@ int sm_reader_verify(const sm_reader *r) {
         smf_record rec;
         if (smi_record(r, offs[k], &rec))
             goto done;
-        uint64_t h = sm_hash64(base + rec.key, (size_t)rec.klen, r->seed);
-        if (smf_home(h, r->home_slots) != home || ((slot >> SMF_SLOT_TAG_SHIFT) & 0xFF) != (h & 0xFF))
+        uint64_t h = sm_hash64(base + rec.key, (size_t)rec.klen, r->h.hash_seed);
+        if (smf_home(h, r->h.home_slots) != home ||
+            ((slot >> SMF_SLOT_TAG_SHIFT) & 0xFF) != (h & 0xFF))
             goto done;
         last_home = home;
         occupied++;

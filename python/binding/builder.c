@@ -35,22 +35,16 @@ static inline lookup_result builder_lookup(BuilderObject *self, PyObject *key, i
 static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
     key_ref k;
     py_value v;
-    sm_key_kind have;
     int rc;
     if (builder_check(self) < 0 || key_parse(key, &k) < 0)
         return -1;
-    have = sm_builder_key_kind(self->b);
-    if (have != SM_KEYS_NONE && have != k.kind) {
-        set_kind_error(have, k.kind);
-        return -1;
-    }
     if (value_from_py(value, &v) < 0)
         return -1;
     rc = sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
     value_release(&v);
     if (rc != 0) {
         if (rc == SM_EKEYKIND)
-            set_kind_error(have, k.kind);
+            set_kind_error(sm_builder_key_kind(self->b), k.kind);
         else
             set_error(rc);
         return -1;
@@ -109,52 +103,24 @@ static void builder_dealloc(BuilderObject *self) {
     Py_DECREF(tp);
 }
 
-/* Copy every entry of a snapshot in: into an empty builder with
- * sm_builder_from_reader (one linear pass), else entry by entry; either way in C,
- * without the GIL. */
+/* Copy every entry of a snapshot in, all or nothing (sm_builder_put_reader: one linear
+ * pass into an empty builder), in C, without the GIL.  Filled in place, b changes
+ * sm_builder_version for the iterators to see. */
 static int builder_merge_snapshot(BuilderObject *self, SnapshotObject *s) {
     sm_key_kind have = sm_builder_key_kind(self->b);
-    int rc = 0;
-    if (s->count == 0)
-        return 0;
-    if (have != SM_KEYS_NONE && have != s->kind) {
-        set_kind_error(have, s->kind);
-        return -1;
-    }
+    int rc;
     Py_INCREF(s);
     self->busy++;
-    if (sm_builder_count(self->b) == 0) {
-        sm_builder *nb = NULL;
-        Py_BEGIN_ALLOW_THREADS
-        rc = sm_builder_from_reader(&nb, s->r);
-        Py_END_ALLOW_THREADS
-        if (rc == 0) {
-            sm_builder_free(self->b);
-            self->b = nb;
-            self->epoch++;
-        }
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        sm_cursor c;
-        sm_entry e;
-        uint64_t i;
-        rc = sm_seek_rank(s->r, 0, &c);
-        for (i = 0; rc == 0 && i < s->count; i++) {
-            if (i > 0 && (rc = sm_cursor_next(&c)) != 0)
-                break;
-            if ((rc = sm_cursor_get(&c, &e)) != 0)
-                break;
-            rc = sm_builder_put(self->b, s->kind, e.key.data, e.key.size, &e.value);
-        }
-        Py_END_ALLOW_THREADS
-    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = sm_builder_put_reader(self->b, s->r);
+    Py_END_ALLOW_THREADS
     self->busy--;
+    if (rc == SM_EKEYKIND)
+        set_kind_error(have, s->kind);
+    else if (rc != 0)
+        set_error(rc);
     Py_DECREF(s);
-    if (rc != 0) {
-        set_error(rc == SM_NOTFOUND ? SM_ECORRUPT : rc);
-        return -1;
-    }
-    return 0;
+    return rc == 0 ? 0 : -1;
 }
 
 /* Copy every entry of another builder in, in C, without the GIL. */

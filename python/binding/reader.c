@@ -442,6 +442,16 @@ PyDoc_STRVAR(reader_info_doc,
              "the file the map lives in (for a map attached by name, its file in /dev/shm; None for "
              "a map made by loads()).");
 
+/* The path of the map named fsname in the default directory, decoded as os decodes file
+ * names (the inverse of name_to_bytes). */
+static PyObject *map_path(PyObject *fsname) {
+    char buf[PATH_MAX];
+    int rc = sm_map_path(NULL, PyBytes_AS_STRING(fsname), buf, sizeof buf);
+    if (rc != 0)
+        return set_error(rc);
+    return PyUnicode_DecodeFSDefault(buf);
+}
+
 static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
     SnapshotObject *s = reader_hold(self);
     PyObject *path, *res;
@@ -452,8 +462,8 @@ static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
     sm_reader_info(s->r, &info);
     if (self->path != NULL)
         path = Py_NewRef(self->path);
-    else if (self->name != NULL)
-        path = PyUnicode_FromFormat("%s/%s%U", SM_DEFAULT_DIR, SM_NAME_PREFIX, self->name);
+    else if (self->fsname != NULL)
+        path = map_path(self->fsname);
     else
         path = Py_NewRef(Py_None);
     if (path == NULL) {

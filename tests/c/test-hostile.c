@@ -102,6 +102,25 @@ static int exercise(const sm_reader *r, const model *m) {
             touch_entry(&be);
         sm_builder_free(b);
     }
+    /* and so does a copy into a builder that holds a key already: all or nothing */
+    if (sm_reader_key_kind(r) != SM_KEYS_NONE) {
+        sm_value one = sm_value_int(1);
+        sm_entry be;
+        ASSERT_OK(sm_builder_new(&b));
+        ASSERT_OK(sm_builder_put(b, sm_reader_key_kind(r), "~", 1, &one));
+        uint64_t ver = sm_builder_version(b);
+        if (sm_builder_put_reader(b, r) != 0) {
+            ASSERT_EQ(sm_builder_count(b), 1);
+            ASSERT_EQ(sm_builder_version(b), ver);
+            ASSERT_OK(sm_builder_at(b, 0, &be));
+            ASSERT_MEM_EQ(be.key.data, be.key.size, "~", 1);
+            ASSERT_VALUE_EQ(&be.value, &one);
+        } else {
+            for (size_t i = 0; sm_builder_at(b, i, &be) == 0; i++)
+                touch_entry(&be);
+        }
+        sm_builder_free(b);
+    }
 
     int vr = sm_reader_verify(r);
     if (vr != 0)

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <sched.h>
@@ -324,6 +325,60 @@ TEST(names) {
     ASSERT_OK(sm_unpublish(NULL, max_name));
     ASSERT_STR_EQ(dir_listing(test_dir()), "");
     sm_builder_free(b);
+}
+
+/* sm_map_path: the file a publish creates and an attach by name opens, or nothing. */
+TEST(map_path) {
+    char buf[PATH_MAX];
+    ASSERT_OK(sm_map_path(NULL, "x", buf, sizeof buf));
+    ASSERT_STR_EQ(buf, "/dev/shm/sharedmap.x");
+    ASSERT_OK(sm_map_path("rel/dir", "\x80\xff", buf, sizeof buf)); /* names are bytes */
+    ASSERT_STR_EQ(buf, "rel/dir/sharedmap.\x80\xff");
+
+    /* it names what sm_publish made: open it as a file, and remove it by its path */
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(7);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "k", 1, &v));
+    const char *name = test_map_name("path");
+    ASSERT_OK(sm_publish(b, test_dir(), name, 0, 0));
+    ASSERT_OK(sm_map_path(test_dir(), name, buf, sizeof buf));
+    ASSERT_STR_EQ(buf, shm_path(test_dir(), name));
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_file(&r, buf));
+    sm_value got;
+    ASSERT_OK(sm_get(r, "k", 1, &got));
+    ASSERT_EQ(got.as.i, 7);
+    sm_reader_close(r);
+    ASSERT_EQ(unlink(buf), 0);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), name), -ENOENT);
+    sm_builder_free(b);
+
+    /* a name the rule refuses, whatever the room */
+    const char *bad[] = {"", "a/b", "a\nb", "\x7f"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strcpy(buf, "untouched");
+        ASSERT_ERR(sm_map_path(NULL, bad[i], buf, sizeof buf), SM_ENAME);
+        ASSERT_STR_EQ(buf, "");
+        ASSERT_ERR(sm_map_path(NULL, bad[i], NULL, 0), SM_ENAME);
+    }
+    ASSERT_ERR(sm_map_path(NULL, NULL, buf, sizeof buf), SM_ENAME);
+
+    /* room for the path and its NUL exactly, and one byte less: never a cut path */
+    size_t need = strlen("/dev/shm/sharedmap.x") + 1;
+    ASSERT_OK(sm_map_path(NULL, "x", buf, need));
+    ASSERT_STR_EQ(buf, "/dev/shm/sharedmap.x");
+    ASSERT_ERR(sm_map_path(NULL, "x", buf, need - 1), -ENAMETOOLONG);
+    ASSERT_STR_EQ(buf, "");
+    ASSERT_ERR(sm_map_path(NULL, "x", NULL, 0), -ENAMETOOLONG);
+
+    /* a directory too long for any path: the attach by name says so too */
+    char *dir = xmalloc(PATH_MAX + 2);
+    memset(dir, 'd', PATH_MAX + 1);
+    dir[PATH_MAX + 1] = 0;
+    ASSERT_ERR(sm_map_path(dir, "x", buf, sizeof buf), -ENAMETOOLONG);
+    ASSERT_ERR(sm_reader_open_shm(&r, dir, "x"), -ENAMETOOLONG);
+    free(dir);
 }
 
 /* Modes are exact, whatever the umask. */

@@ -1,0 +1,530 @@
+/* dict.c: the builder's dictionary, and its memory: a hash-indexed array of entries that
+ * sorts on demand (put, get, del, at, clear, and the copies from a reader).
+ *
+ *   items  [ "pear" | "fig" | "kiwi" | "apple" ]  the entries, dense, in insertion order
+ *                0       1       2        3         (a deletion moves the last one into
+ *                                                   the hole)
+ *   index  [ 0 | 3 | 0 | 0 | 1 | 4 | 0 | 2 ]      item number + 1 (0: empty), by the
+ *                                                   key's hash under index_seed: open
+ *                                                   addressing, linear probing, deletion
+ *                                                   without tombstones
+ *   order  [ 3 | 1 | 2 | 0 ]                      item numbers in key order: apple, fig,
+ *                                                   kiwi, pear
+ *
+ * The order is a cache: appends of growing keys (a copy of a reader, sorted input) and
+ * deletions keep it valid; an insertion that breaks it marks it invalid, and the next
+ * use (sm_builder_at, a layout) rebuilds it by a radix sort on the first 8 key bytes,
+ * then a comparison sort of each run of equal prefixes.
+ *
+ * Writing the entries out as a snapshot is layout.c's; every change here drops the
+ * layout it cached.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define MAX_ITEMS (UINT32_MAX - 1u)
+
+int sm_builder_new(sm_builder **out) {
+    sm_builder *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->order_valid = 1;
+    if (getrandom(&b->index_seed, sizeof b->index_seed, GRND_NONBLOCK) != (ssize_t)sizeof b->index_seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        b->index_seed = (uint64_t)ts.tv_nsec * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)(uintptr_t)b;
+    }
+    *out = b;
+    return 0;
+}
+
+void smi_layout_drop(smi_layout *l) {
+    free(l->table);
+    memset(l, 0, sizeof *l);
+}
+
+void sm_builder_clear(sm_builder *b) {
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->count; i++)
+        free(b->items[i].data);
+    b->count = 0;
+    if (b->index)
+        memset(b->index, 0, b->index_cap * sizeof *b->index);
+    b->order_valid = 1;
+    b->kind = SM_KEYS_NONE;
+    b->version++;
+    smi_layout_drop(&b->lay);
+}
+
+void sm_builder_free(sm_builder *b) {
+    if (!b)
+        return;
+    sm_builder_clear(b);
+    free(b->items);
+    free(b->index);
+    free(b->order);
+    free(b);
+}
+
+size_t sm_builder_count(const sm_builder *b) { return b->count; }
+sm_key_kind sm_builder_key_kind(const sm_builder *b) { return b->kind; }
+uint64_t sm_builder_version(const sm_builder *b) { return b->version; }
+
+/* ---- index ---- */
+
+static inline size_t index_home(const sm_builder *b, uint64_t h) {
+    return (size_t)(h >> 20) & (b->index_cap - 1); /* low bits of h pick the snapshot tag */
+}
+
+/* The index slot holding key, or of the empty slot where it would go. */
+static size_t index_find(const sm_builder *b, const void *key, size_t klen, uint64_t h,
+                         int *found) {
+    size_t mask = b->index_cap - 1, i = index_home(b, h);
+    for (;;) {
+        uint32_t v = b->index[i];
+        if (!v) {
+            *found = 0;
+            return i;
+        }
+        const smi_item *it = &b->items[v - 1];
+        if (it->hash == h && it->klen == klen && memcmp(it->data, key, klen) == 0) {
+            *found = 1;
+            return i;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static int index_grow(sm_builder *b) {
+    size_t ncap = b->index_cap ? b->index_cap * 2 : 16;
+    uint32_t *ni = calloc(ncap, sizeof *ni);
+    if (!ni)
+        return -ENOMEM;
+    free(b->index);
+    b->index = ni;
+    b->index_cap = ncap;
+    for (size_t n = 0; n < b->count; n++) {
+        size_t i = index_home(b, b->items[n].hash);
+        while (ni[i])
+            i = (i + 1) & (ncap - 1);
+        ni[i] = (uint32_t)(n + 1);
+    }
+    return 0;
+}
+
+/* Remove slot i, shifting later members of its cluster back (no tombstones). */
+static void index_remove(sm_builder *b, size_t i) {
+    size_t mask = b->index_cap - 1, j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        uint32_t v = b->index[j];
+        if (!v)
+            break;
+        size_t home = index_home(b, b->items[v - 1].hash);
+        /* move v into the hole at i unless its home lies cyclically in (i, j] */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            b->index[i] = v;
+            i = j;
+        }
+    }
+    b->index[i] = 0;
+}
+
+static size_t index_slot_of(const sm_builder *b, size_t n) {
+    size_t mask = b->index_cap - 1, i = index_home(b, b->items[n].hash);
+    while (b->index[i] != n + 1)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* ---- order ---- */
+
+static int item_cmp(const smi_item *a, const smi_item *b) {
+    return smi_keycmp(a->data, a->klen, b->data, b->klen);
+}
+
+/* Rank of item n in the (valid) order, by binary search on its key. */
+static size_t order_rank(const sm_builder *b, const void *key, size_t klen) {
+    size_t lo = 0, hi = b->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const smi_item *it = &b->items[b->order[mid]];
+        if (smi_keycmp(it->data, it->klen, key, klen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int cmp_items_r(const void *x, const void *y, void *ctx) {
+    const smi_item *items = ctx;
+    return item_cmp(&items[((const smi_kv *)x)->val], &items[((const smi_kv *)y)->val]);
+}
+
+/* LSD radix sort on the big-endian 8-byte key prefix, then a comparison sort of
+ * each run of equal prefixes on the full keys. */
+int smi_builder_sort(sm_builder *b) {
+    if (b->order_valid)
+        return 0;
+    size_t n = b->count;
+    smi_kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
+    if (!a || !t) {
+        free(a);
+        free(t);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        a[i].key = smf_prefix64(b->items[i].data, b->items[i].klen);
+        a[i].val = i;
+    }
+    smi_kv *sorted = smi_radix_sort(a, t, n, 64);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && sorted[j].key == sorted[i].key)
+            j++;
+        if (j - i > 1)
+            qsort_r(sorted + i, j - i, sizeof *sorted, cmp_items_r, b->items);
+        i = j;
+    }
+    uint32_t *order = realloc(b->order, (n ? n : 1) * sizeof *order);
+    if (!order) {
+        free(a);
+        free(t);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (uint32_t)sorted[i].val;
+    free(a);
+    free(t);
+    b->order = order;
+    b->order_cap = n ? n : 1;
+    b->order_valid = 1;
+    return 0;
+}
+
+/* ---- put / get / del ---- */
+
+static void value_fill(const smi_item *it, sm_value *out) {
+    smi_value_decode(it->type, it->data + it->klen, it->vlen, out);
+}
+
+/* The payload of a value as it is stored (the snapshot encoding). */
+static int value_payload(const sm_value *v, unsigned char tmp[8], const void **p, size_t *n) {
+    switch (v->type) {
+    case SM_NONE:
+    case SM_FALSE:
+    case SM_TRUE:
+        *p = tmp, *n = 0;
+        return 0;
+    case SM_INT: {
+        unsigned k = smf_int_size(v->as.i);
+        uint64_t u = (uint64_t)v->as.i;
+        for (unsigned i = 0; i < k; i++)
+            tmp[i] = (unsigned char)(u >> (8 * i));
+        *p = tmp, *n = k;
+        return 0;
+    }
+    case SM_FLOAT: {
+        uint64_t bits;
+        memcpy(&bits, &v->as.f, 8);
+        smf_put64(tmp, bits);
+        *p = tmp, *n = 8;
+        return 0;
+    }
+    case SM_BYTES:
+    case SM_STR:
+        if (v->as.buf.size && !v->as.buf.data)
+            return -EINVAL;
+        if (v->type == SM_STR && !smi_utf8_valid(v->as.buf.data, v->as.buf.size))
+            return SM_EUTF8;
+        *p = v->as.buf.data ? v->as.buf.data : (const void *)tmp, *n = v->as.buf.size;
+        return 0;
+    default:
+        return SM_ETYPE;
+    }
+}
+
+/* A new entry for key and value, checked as sm_builder_put() checks them (all but the
+ * kind against the builder's): key and payload copied into one allocation, the key's hash
+ * under seed.  0, SM_EUTF8, SM_ETYPE, -EINVAL, SM_ETOOBIG or -ENOMEM. */
+static int item_make(smi_item *it, sm_key_kind kind, const void *key, size_t klen,
+                     const sm_value *value, uint64_t seed) {
+    if (kind == SM_KEYS_STR && !smi_utf8_valid(key, klen))
+        return SM_EUTF8;
+    unsigned char tmp[8];
+    const void *payload;
+    size_t plen;
+    int rc = value_payload(value, tmp, &payload, &plen);
+    if (rc)
+        return rc;
+    if (klen > SMF_MAX_OFFSET || plen > (SMF_MAX_OFFSET >> SMF_TYPE_BITS))
+        return SM_ETOOBIG;
+    if (!klen)
+        key = tmp; /* any valid pointer for memcpy/memcmp of 0 bytes */
+    unsigned char *data = malloc(klen + plen ? klen + plen : 1);
+    if (!data)
+        return -ENOMEM;
+    memcpy(data, key, klen);
+    memcpy(data + klen, payload, plen);
+    it->data = data;
+    it->hash = sm_hash64(key, klen, seed);
+    it->klen = klen;
+    it->vlen = plen;
+    it->type = (unsigned)value->type;
+    return 0;
+}
+
+/* Overwrite the value of item n, which has the key of the new item `it`, with that item's,
+ * taking its data. */
+static void item_replace(sm_builder *b, size_t n, const smi_item *it) {
+    smi_item *old = &b->items[n];
+    free(old->data);
+    old->data = it->data;
+    old->vlen = it->vlen;
+    old->type = it->type;
+    smi_layout_drop(&b->lay);
+}
+
+/* Append it, whose key b does not hold and would be at the empty index slot `slot`,
+ * taking its data.  Fails only to grow, with b unchanged: SM_ETOOBIG or -ENOMEM; never
+ * when the room was made beforehand (items, and order if valid, for count + 1). */
+static int item_append(sm_builder *b, sm_key_kind kind, size_t slot, const smi_item *it) {
+    if (b->count >= MAX_ITEMS)
+        return SM_ETOOBIG;
+    if (b->count == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 16;
+        smi_item *ni = realloc(b->items, ncap * sizeof *ni);
+        if (!ni)
+            return -ENOMEM;
+        b->items = ni;
+        b->cap = ncap;
+    }
+    if (b->order_valid) {
+        /* Still in order if the new key is the largest: append. */
+        if (b->count && smi_keycmp(it->data, it->klen, b->items[b->order[b->count - 1]].data,
+                                   b->items[b->order[b->count - 1]].klen) <= 0) {
+            b->order_valid = 0;
+        } else {
+            if (b->count == b->order_cap) {
+                uint32_t *no = realloc(b->order, b->cap * sizeof *no);
+                if (!no)
+                    return -ENOMEM;
+                b->order = no;
+                b->order_cap = b->cap;
+            }
+            b->order[b->count] = (uint32_t)b->count;
+        }
+    }
+    b->items[b->count] = *it;
+    b->index[slot] = (uint32_t)(b->count + 1);
+    b->count++;
+    b->kind = kind;
+    b->version++;
+    smi_layout_drop(&b->lay);
+    return 0;
+}
+
+int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
+                   const sm_value *value) {
+    if (kind != SM_KEYS_BYTES && kind != SM_KEYS_STR)
+        return -EINVAL;
+    if (!value || (klen && !key))
+        return -EINVAL;
+    if (b->count && kind != b->kind)
+        return SM_EKEYKIND;
+    smi_item it;
+    int rc = item_make(&it, kind, key, klen, value, b->index_seed);
+    if (rc)
+        return rc;
+    if (b->count + 1 > b->index_cap / 2 && (rc = index_grow(b))) {
+        free(it.data);
+        return rc;
+    }
+    int found;
+    size_t slot = index_find(b, it.data, it.klen, it.hash, &found);
+    if (found) {
+        item_replace(b, b->index[slot] - 1, &it);
+        return 0;
+    }
+    rc = item_append(b, kind, slot, &it);
+    if (rc)
+        free(it.data);
+    return rc;
+}
+
+int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_value *out) {
+    if (!b->count)
+        return SM_NOTFOUND;
+    if (!klen)
+        key = "";
+    int found;
+    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, b->index_seed), &found);
+    if (!found)
+        return SM_NOTFOUND;
+    if (out)
+        value_fill(&b->items[b->index[slot] - 1], out);
+    return 0;
+}
+
+int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
+    if (!b->count)
+        return SM_NOTFOUND;
+    if (!klen)
+        key = "";
+    int found;
+    size_t slot = index_find(b, key, klen, sm_hash64(key, klen, b->index_seed), &found);
+    if (!found)
+        return SM_NOTFOUND;
+    size_t n = b->index[slot] - 1, last = b->count - 1;
+    if (b->order_valid) {
+        size_t r = order_rank(b, key, klen);
+        memmove(b->order + r, b->order + r + 1, (last - r) * sizeof *b->order);
+    }
+    index_remove(b, slot);
+    free(b->items[n].data);
+    b->count--; /* order[0, count) is valid again, naming item `last` if n != last */
+    if (n != last) {
+        /* move the last item into the hole; repoint its index slot and its rank */
+        size_t s = index_slot_of(b, last);
+        b->items[n] = b->items[last];
+        b->index[s] = (uint32_t)(n + 1);
+        if (b->order_valid) {
+            size_t r = order_rank(b, b->items[n].data, b->items[n].klen);
+            b->order[r] = (uint32_t)n;
+        }
+    }
+    if (!b->count)
+        b->kind = SM_KEYS_NONE;
+    b->version++;
+    smi_layout_drop(&b->lay);
+    return 0;
+}
+
+int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out) {
+    if (rank >= b->count)
+        return SM_NOTFOUND;
+    int rc = smi_builder_sort(b);
+    if (rc)
+        return rc;
+    const smi_item *it = &b->items[b->order[rank]];
+    out->key.data = it->data;
+    out->key.size = it->klen;
+    value_fill(it, &out->value);
+    return 0;
+}
+
+/* Room for want items in b->items (their count stays).  0 or -ENOMEM. */
+static int items_reserve(sm_builder *b, size_t want) {
+    if (want <= b->cap)
+        return 0;
+    if (want > SIZE_MAX / sizeof *b->items)
+        return -ENOMEM;
+    smi_item *ni = realloc(b->items, want * sizeof *ni);
+    if (!ni)
+        return -ENOMEM;
+    b->items = ni;
+    b->cap = want;
+    return 0;
+}
+
+#define READ_BATCH 64
+
+/* All or nothing, in three steps.  1: every entry of r is read, checked and copied into
+ * the spare room of b->items past count (new items, not yet indexed).  2: room in the
+ * index and the order for every copy to be appended, as if b held none of r's keys (when
+ * that many would pass MAX_ITEMS, the copies whose key b lacks are counted first, so that
+ * SM_ETOOBIG means what it says).  3: each copy, in key order, overwrites its key's entry
+ * or is appended, which moves it down to b->items[count] (never above it: count <=
+ * base + i), with nothing left to fail.  A failure in 1 or 2 frees the copies, and b
+ * holds what it held (only its spare room may have grown).  Counting in step 1 always
+ * would reserve exactly, but costs a second lookup of every key, each a cache miss or two
+ * (1M keys into a builder of 500k took twice as long), where reserving for all of them
+ * costs at most an index twice the size it needs. */
+int sm_builder_put_reader(sm_builder *b, const sm_reader *r) {
+    uint64_t n = r->h.count;
+    sm_key_kind kind = (sm_key_kind)r->h.key_kind;
+    if (n == 0)
+        return 0;
+    if (b->count && kind != b->kind)
+        return SM_EKEYKIND;
+    if (n > MAX_ITEMS)
+        return SM_ETOOBIG;
+    size_t base = b->count, made = 0, fresh = 0; /* fresh: copies that may be appended */
+    int count_fresh = base + (size_t)n > MAX_ITEMS;
+    int rc = items_reserve(b, base + (size_t)n);
+
+    sm_cursor c;
+    if (!rc)
+        rc = sm_seek_rank(r, 0, &c);
+    while (!rc && made < n) {
+        sm_entry batch[READ_BATCH];
+        size_t got;
+        rc = sm_cursor_read_many(&c, batch, READ_BATCH, &got);
+        for (size_t k = 0; !rc && k < got; k++) {
+            smi_item *it = &b->items[base + made];
+            rc = item_make(it, kind, batch[k].key.data, batch[k].key.size, &batch[k].value,
+                           b->index_seed);
+            if (rc)
+                break;
+            made++;
+            int found = 0;
+            if (count_fresh)
+                (void)index_find(b, it->data, it->klen, it->hash, &found);
+            fresh += !found; /* a key r repeats (a damaged r) counts twice: room to spare */
+        }
+    }
+    if (rc == SM_NOTFOUND)
+        rc = SM_ECORRUPT; /* fewer records than the header's count */
+    if (!rc && base + fresh > MAX_ITEMS)
+        rc = SM_ETOOBIG;
+
+    if (!rc && !base)
+        b->order_valid = 1; /* an empty order is in order: appends in key order keep it */
+    while (!rc && base + fresh > b->index_cap / 2)
+        rc = index_grow(b);
+    if (!rc && b->order_valid && b->order_cap < base + fresh) {
+        uint32_t *no = realloc(b->order, b->cap * sizeof *no);
+        if (no) {
+            b->order = no;
+            b->order_cap = b->cap;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc) {
+        for (size_t i = 0; i < made; i++)
+            free(b->items[base + i].data);
+        return rc;
+    }
+
+    for (size_t i = 0; i < made; i++) {
+        smi_item it = b->items[base + i];
+        int found;
+        size_t slot = index_find(b, it.data, it.klen, it.hash, &found);
+        if (found)
+            item_replace(b, b->index[slot] - 1, &it);
+        else
+            (void)item_append(b, kind, slot, &it); /* cannot fail: the room is made */
+    }
+    return 0;
+}
+
+int sm_builder_from_reader(sm_builder **out, const sm_reader *r) {
+    sm_builder *b;
+    int rc = sm_builder_new(&b);
+    if (rc)
+        return rc;
+    rc = sm_builder_put_reader(b, r);
+    if (rc) {
+        sm_builder_free(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
