@@ -246,7 +246,7 @@ typedef struct {
     PyObject_HEAD
     sm_builder *b;
     Py_ssize_t busy;    /* > 0 while another thread works on b without the GIL */
-    uint64_t epoch;     /* bumped when b is cleared or replaced (iterators check it) */
+    uint64_t epoch;     /* bumped when b is cleared (iterators check it) */
     PyObject *weakreflist;
 } BuilderObject;
 

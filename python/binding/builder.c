@@ -35,21 +35,28 @@ static inline lookup_result builder_lookup(BuilderObject *self, PyObject *key, i
 static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
     key_ref k;
     py_value v;
-    int rc;
-    if (builder_check(self) < 0 || key_parse(key, &k) < 0)
-        return -1;
+    int rc = -1;
+    /* The key and value may be borrowed from a dict or list that Python code run from
+     * here could empty: held.  The value is converted first, as that may run code (a
+     * bytearray subclass's __buffer__, from 3.12), and nothing may run between the busy
+     * check and the put. */
+    Py_INCREF(key);
+    Py_INCREF(value);
     if (value_from_py(value, &v) < 0)
-        return -1;
-    rc = sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
-    value_release(&v);
-    if (rc != 0) {
+        goto done;
+    if (builder_check(self) == 0 && key_parse(key, &k) == 0) {
+        rc = sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
         if (rc == SM_EKEYKIND)
             set_kind_error(sm_builder_key_kind(self->b), k.kind);
-        else
+        else if (rc != 0)
             set_error(rc);
-        return -1;
+        rc = rc == 0 ? 0 : -1;
     }
-    return 0;
+    value_release(&v);
+done:
+    Py_DECREF(key);
+    Py_DECREF(value);
+    return rc;
 }
 
 static int builder_delete(BuilderObject *self, PyObject *key) {
@@ -415,7 +422,7 @@ PyDoc_STRVAR(builder_popitem_doc,
 static PyObject *builder_popitem(BuilderObject *self, PyObject *unused) {
     size_t n;
     sm_entry e;
-    PyObject *item;
+    PyObject *key, *value, *item;
     key_ref k;
     int rc;
     (void)unused;
@@ -429,16 +436,21 @@ static PyObject *builder_popitem(BuilderObject *self, PyObject *unused) {
     rc = sm_builder_at(self->b, n - 1, &e);
     if (rc != 0)
         return set_error(rc);
-    item = make_item(sm_builder_key_kind(self->b), &e);
-    if (item == NULL)
-        return NULL;
-    /* Delete through our own copy of the key, not through e.key, which points at
-     * the very entry being freed. */
-    if (key_parse(PyTuple_GET_ITEM(item, 0), &k) < 0 ||
+    /* The key and value first (no allocation the collector counts), then the delete,
+     * through our own copy of the key (e.key points into the entry being freed), and
+     * only then the tuple, whose allocation may start a collection whose callbacks
+     * could use this rbtree: by then it is consistent again. */
+    key = key_to_py(sm_builder_key_kind(self->b), &e.key);
+    value = key == NULL ? NULL : value_to_py(&e.value);
+    if (value == NULL || key_parse(key, &k) < 0 ||
         (rc = sm_builder_del(self->b, k.data, (size_t)k.size)) != 0) {
-        Py_DECREF(item);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
         return PyErr_Occurred() ? NULL : set_error(rc);
     }
+    item = PyTuple_Pack(2, key, value);
+    Py_DECREF(key);
+    Py_DECREF(value);
     return item;
 }
 

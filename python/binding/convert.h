@@ -207,7 +207,9 @@ typedef struct {
 } py_value;
 
 /* Convert @p o (str, bytes, bytearray, memoryview, int, float, bool, None): 0, or
- * -1 with TypeError / OverflowError.  Runs no Python code. */
+ * -1 with TypeError / OverflowError.  Runs Python code only for a bytearray subclass
+ * that defines __buffer__ (Python 3.12 and later): convert values before any check
+ * that the code could invalidate. */
 int value_from_py(PyObject *o, py_value *out);
 void value_release(py_value *v);
 

@@ -217,3 +217,104 @@ def test_a_collection_inside_a_method_that_closes_the_reader(name, call):
             if expected is not None:
                 assert read(result) == expected
     assert inside > 0, "no collection ran inside the method: the test proves nothing"
+
+
+# ---- the rbtree's own conversions (a second reader's findings)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="bytearray subclasses run __buffer__ from 3.12")
+def test_a_value_whose_buffer_empties_the_source_dict_keeps_its_key():
+    source = {}
+
+    class Evil(bytearray):
+        def __buffer__(self, flags):
+            source.clear()  # drops the only other reference to the key
+            self.junk = ["Z" * 40 + str(i) for i in range(2000)]  # reuses the freed memory
+            return super().__buffer__(flags)
+
+    key = "".join(["k"] * 41)  # made at run time: only the dict refers to it
+    source[key] = Evil(b"value")
+    del key
+    w = sharedmap.rbtree()
+    w.update(source)
+    assert list(w.items()) == [("k" * 41, b"value")]
+
+
+BUFFER_STARTS_A_DUMP = """
+import sys, threading, time
+import sharedmap
+
+w = sharedmap.rbtree({f"k{i:08d}": "v" for i in range(200_000)})
+done = {}
+
+class Evil(bytearray):
+    def __buffer__(self, flags):
+        t = done["t"] = threading.Thread(target=lambda: done.setdefault("dump", w.dump()))
+        t.start()
+        while True:  # until dump() has the builder
+            try:
+                w.get("k")
+            except RuntimeError:
+                break
+            time.sleep(0.0005)
+        return super().__buffer__(flags)
+
+try:
+    w["new"] = Evil(b"x")
+    print("no error")
+except RuntimeError as e:
+    print("RuntimeError:", e)
+done["t"].join()
+assert sharedmap.loads(done["dump"]).verify()
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="bytearray subclasses run __buffer__ from 3.12")
+def test_a_value_whose_buffer_starts_a_dump_is_a_runtimeerror_not_a_corruption():
+    proc = run_python(BUFFER_STARTS_A_DUMP)
+    assert proc.stdout.startswith("RuntimeError: rbtree is in use"), proc.stdout
+
+
+POPITEM_COLLECTS = """
+import gc, threading, time
+import sharedmap
+
+w = sharedmap.rbtree({"k%07d" % i: i for i in range(300_000)})
+state = {"armed": False, "threads": []}
+
+def callback(phase, info):
+    if state["armed"] and phase == "start":
+        state["armed"] = False
+        t = threading.Thread(target=lambda: state.setdefault("dump", w.dump()))
+        state["threads"].append(t)
+        t.start()
+        time.sleep(0.002)
+
+gc.callbacks.append(callback)
+drain = [(i, -i) for i in range(5000)]  # empties the 2-tuple free list
+popped = []
+gc.set_threshold(1)
+for _ in range(2000):
+    state["armed"] = True
+    try:
+        popped.append(w.popitem())
+    except RuntimeError:
+        pass  # the dump started by an earlier collection has the builder: refused, fine
+    state["armed"] = False
+    if state["threads"]:
+        break
+gc.set_threshold(700)
+for t in state["threads"]:
+    t.join()
+m = sharedmap.loads(state["dump"])
+assert m.verify()
+assert len(w) + len(popped) == 300_000
+assert not any(k in w for k, _ in popped)
+print("collections inside popitem:", len(state["threads"]))
+"""
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="from 3.12 a collection never runs inside an allocation")
+def test_popitem_whose_tuple_starts_a_collection_that_dumps_leaves_a_consistent_rbtree():
+    proc = run_python(POPITEM_COLLECTS)
+    assert "collections inside popitem: 1" in proc.stdout, proc.stdout
