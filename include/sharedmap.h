@@ -469,13 +469,16 @@ SM_API int sm_list(const char *dir, sm_list_fn fn, void *ctx);
 
 /** Remove the debris of publishes whose writer died: temporary objects (regular
  *  files named .sharedmap-tmp.*) no live process holds.  Never touches a published
- *  map or a publish in progress (on a filesystem without O_TMPFILE, a temporary is
- *  created a moment before it is locked; a gc in that moment removes it and that
- *  publish fails with -ENOENT).  A snapshot that sm_publish(SM_FORCE) or
- *  sm_unpublish() has just taken out of its public name is unlocked too, and may be
- *  removed here first: like them, gc sets the superseded word of every snapshot
- *  before it unlinks it, so its readers always learn that it is gone, and it leaves
- *  one it may not write (another user's) for its owner's gc.
+ *  map or bitmap, or a publish in progress: it unlinks a temporary only while it holds
+ *  its lock and the name still holds the file it locked (a temporary it opened just
+ *  before its writer installed it is the public map by then), and a writer whose named
+ *  temporary (on a filesystem without O_TMPFILE) was taken in the moment before it
+ *  locked it notices and starts again.  A snapshot or bitmap that a publish with
+ *  SM_FORCE, sm_unpublish() or sm_bitmap_remove() has just taken out of its public
+ *  name is unlocked too, and may be removed here first: like them, gc sets the
+ *  superseded word of every snapshot and bitmap before it unlinks it, so its readers
+ *  always learn that it is gone, and it leaves one it may not write (another user's)
+ *  for its owner's gc.
  *  @p removed (may be NULL) receives the count.  @return 0 or -errno. */
 SM_API int sm_gc(const char *dir, unsigned *removed);
 
@@ -547,15 +550,16 @@ typedef struct sm_bitmap sm_bitmap;
  *  The file is written completely under a temporary (or anonymous) name, locked, with its
  *  space reserved (a full filesystem is -ENOSPC here, never a SIGBUS later) and mode
  *  @p mode exactly (0: SM_DEFAULT_MODE; the umask does not apply), then renamed to its name
- *  in one atomic step, as sm_publish() does: a creator killed at any moment leaves either
- *  nothing or debris that sm_gc() removes.  Without SM_FORCE an existing bitmap gives
- *  -EEXIST and is left alone; with it, it is replaced atomically: handles attached to the
- *  old one keep using it (now nameless; sm_bitmap_superseded() says 1), new attaches get
- *  the new one.
+ *  in one atomic step, by the same protocol as sm_publish(): a creator killed at any
+ *  moment leaves either nothing or debris that sm_gc() removes.  Without SM_FORCE an
+ *  existing bitmap gives -EEXIST and is left alone; with it, it is replaced atomically:
+ *  handles attached to the old one keep using it (now nameless; sm_bitmap_superseded()
+ *  says 1), new attaches get the new one.  Only a regular file is ever replaced.
  *  @return 0, SM_ENAME, -EINVAL (a flag other than SM_FORCE, or @p mode with bits outside
  *          0777), -EFBIG (size > max_bits, or either > SM_BITMAP_MAX_BITS), -EEXIST,
- *          -ENOSPC, -EACCES / -EPERM, -ENOMEM (no address space for the reservation),
- *          other -errno. */
+ *          -EISDIR / SM_ESYMLINK / SM_ENOTSNAPSHOT (with SM_FORCE: a directory, symlink or
+ *          other non-regular file under the name, left as it is), -ENOSPC, -EACCES /
+ *          -EPERM, -ENOMEM (no address space for the reservation), other -errno. */
 SM_API int sm_bitmap_create(sm_bitmap **out, const char *dir, const char *name, uint64_t size,
                             uint64_t max_bits, unsigned flags, unsigned mode);
 
@@ -569,9 +573,11 @@ SM_API int sm_bitmap_attach(sm_bitmap **out, const char *dir, const char *name, 
  *  invalid.  The bitmap itself stays until sm_bitmap_remove(). */
 SM_API void sm_bitmap_close(sm_bitmap *b);
 
-/** Remove the bitmap @p name from @p dir (NULL: SM_DEFAULT_DIR).  Handles attached to it
- *  keep working on it (sm_bitmap_superseded() says 1); new attaches fail with -ENOENT.
- *  @return 0, -ENOENT if there was no such bitmap, SM_ENAME, other -errno. */
+/** Remove the bitmap @p name from @p dir (NULL: SM_DEFAULT_DIR), as sm_unpublish() removes
+ *  a map.  Handles attached to it keep working on it (sm_bitmap_superseded() says 1); new
+ *  attaches fail with -ENOENT.
+ *  @return 0, -ENOENT if there was no such bitmap, SM_ENAME, -EISDIR / SM_ESYMLINK /
+ *          SM_ENOTSNAPSHOT (not a regular file: left as it is), other -errno. */
 SM_API int sm_bitmap_remove(const char *dir, const char *name);
 
 /** The size in bits (a multiple of 8), as of now: one atomic load. */

@@ -450,110 +450,10 @@ int sm_bitmap_attach(sm_bitmap **out, const char *dir, const char *name, unsigne
 
 /* ---------------------------------------------------------------- creating and removing */
 
-static void temp_name(char *out, size_t cap, const char *label) {
-    uint64_t rnd;
-    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
-        rnd = now_ns() ^ ((uint64_t)getpid() << 32);
-    snprintf(out, cap, SMI_TMP_PREFIX "%ld.%016llx.%.200s", (long)getpid(), (unsigned long long)rnd, label);
-}
-
-/* An anonymous file in dirfd (or, without O_TMPFILE or if !allow_anon, a new file under a
- * temporary name), locked (sm_gc() leaves locked temporaries alone) and given its mode. */
-static int create_temp(int dirfd, const char *label, unsigned mode, char *tmpname, size_t cap,
-                       int allow_anon, int *anon) {
-    int fd = allow_anon ? openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
-    *anon = fd >= 0;
-    if (fd < 0) {
-        if (allow_anon && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
-            return -errno;
-        for (int tries = 0; fd < 0 && tries < 16; tries++) {
-            temp_name(tmpname, cap, label);
-            fd = openat(dirfd, tmpname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-            if (fd < 0 && errno != EEXIST)
-                return -errno;
-        }
-        if (fd < 0)
-            return -EEXIST;
-    }
-    if (flock(fd, LOCK_EX) < 0 || fchmod(fd, mode) < 0) {
-        int rc = -errno;
-        if (!*anon)
-            unlinkat(dirfd, tmpname, 0);
-        close(fd);
-        return rc;
-    }
-    return fd;
-}
-
-/* Give an anonymous file a temporary name. */
-static int link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t cap) {
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    for (int tries = 0; tries < 16; tries++) {
-        temp_name(tmpname, cap, label);
-        if (linkat(AT_FDCWD, proc, dirfd, tmpname, AT_SYMLINK_FOLLOW) == 0)
-            return 0;
-        if (errno == EEXIST)
-            continue;
-        if (errno == ENOENT && linkat(fd, "", dirfd, tmpname, AT_EMPTY_PATH) == 0)
-            return 0;
-        return -errno;
-    }
-    return -EEXIST;
-}
-
-/* Set the superseded word of the bitmap under name, if it is one and we may write it. */
-static void mark_superseded(int dirfd, const char *name) {
-    int fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return;
-    struct stat st;
-    unsigned char magic[SMB_MAGIC_LEN];
-    if (smi_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= SMB_HEADER_SIZE &&
-        pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic &&
-        memcmp(magic, SMB_MAGIC, SMB_MAGIC_LEN) == 0) {
-        /* 0 -> 1 changes one byte: a reader's 8-byte load cannot see a third value */
-        unsigned char word[8];
-        smf_put64(word, 1);
-        if (pwrite(fd, word, sizeof word, SMB_OFF_SUPERSEDED) != (ssize_t)sizeof word) {
-            /* nothing to do: the flag is a hint */
-        }
-    }
-    close(fd);
-}
-
-/* Move the complete temporary to its public name (publish.c's install(), with the bitmap's
- * superseded word): RENAME_NOREPLACE, and with force RENAME_EXCHANGE, after which tmpname
- * holds exactly the bitmap we displaced, to flag and unlink. */
-static int install(int dirfd, const char *tmpname, const char *name, int force) {
-    for (int tries = 0; tries < 64; tries++) {
-        if (renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE) == 0)
-            return 0;
-        if (errno == EEXIST) {
-            if (!force)
-                return -EEXIST;
-            if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0) {
-                mark_superseded(dirfd, tmpname);
-                unlinkat(dirfd, tmpname, 0);
-                return 0;
-            }
-            if (errno == ENOENT)
-                continue;
-        }
-        if (errno != EINVAL && errno != ENOSYS)
-            return -errno;
-        /* no renameat2 flags on this filesystem */
-        if (force) {
-            mark_superseded(dirfd, name);
-            return renameat(dirfd, tmpname, dirfd, name) < 0 ? -errno : 0;
-        }
-        if (linkat(dirfd, tmpname, dirfd, name, 0) < 0)
-            return -errno;
-        unlinkat(dirfd, tmpname, 0);
-        return 0;
-    }
-    return -EAGAIN;
-}
+/* Creating and removing follow the temporary-file protocol of maps (publish.c, through
+ * smi_create_temp, smi_link_temp, smi_install and smi_unpublish_at), so the rules of
+ * publishing hold for bitmaps word for word: only a regular file is replaced or removed,
+ * and whoever unlinks a bitmap that has left its name sets its superseded word first. */
 
 int sm_bitmap_create(sm_bitmap **out, const char *dir, const char *name, uint64_t size,
                      uint64_t max_bits, unsigned flags, unsigned mode) {
@@ -579,8 +479,8 @@ int sm_bitmap_create(sm_bitmap **out, const char *dir, const char *name, uint64_
     int allow_anon = 1, anon, named, fd;
     sm_bitmap *b = NULL;
 again:
-    fd = create_temp(dirfd, name, mode ? mode : SM_DEFAULT_MODE, tmpname, sizeof tmpname,
-                     allow_anon, &anon);
+    fd = smi_create_temp(dirfd, name, mode ? mode : SM_DEFAULT_MODE, tmpname, sizeof tmpname,
+                         allow_anon, &anon);
     if (fd < 0) {
         rc = fd;
         goto done;
@@ -602,7 +502,7 @@ again:
     if (rc)
         goto fail_unlink;
     if (anon) {
-        rc = link_temp(fd, dirfd, name, tmpname, sizeof tmpname);
+        rc = smi_link_temp(fd, dirfd, name, tmpname, sizeof tmpname);
         named = rc == 0;
         if (rc && rc != -EEXIST) {
             /* cannot name an anonymous file here: start again with a named temporary */
@@ -613,7 +513,7 @@ again:
         }
     }
     if (!rc)
-        rc = install(dirfd, tmpname, pub, (flags & SM_FORCE) != 0);
+        rc = smi_install(dirfd, tmpname, pub, (flags & SM_FORCE) != 0);
     if (rc) {
         sm_bitmap_close(b);
         goto fail_unlink;
@@ -637,18 +537,7 @@ int sm_bitmap_remove(const char *dir, const char *name) {
     int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
-    /* move exactly one bitmap out of the public name, flag it, unlink it; a crash in
-     * between leaves an unlocked temporary that sm_gc() removes */
-    char tmpname[NAME_MAX + 1];
-    temp_name(tmpname, sizeof tmpname, name);
-    if (renameat2(dirfd, pub, dirfd, tmpname, RENAME_NOREPLACE) < 0 &&
-        (errno != EINVAL || renameat(dirfd, pub, dirfd, tmpname) < 0)) {
-        rc = -errno;
-    } else {
-        mark_superseded(dirfd, tmpname);
-        if (unlinkat(dirfd, tmpname, 0) < 0)
-            rc = -errno;
-    }
+    rc = smi_unpublish_at(dirfd, pub, name);
     close(dirfd);
     return rc;
 }

@@ -133,6 +133,22 @@ int smi_open_dir(const char *dir);
  * else 0. */
 int smi_collect_temp(int dirfd, const char *name);
 
+/* The temporary file protocol that maps and bitmaps (bitmap.c) share, steps 1 and 4 of
+ * the top of publish.c.  smi_create_temp: a locked file with mode `mode`, anonymous
+ * (O_TMPFILE) if allow_anon and the filesystem can (*anon = 1), else named tmpname (a
+ * name made from label); its fd, or -errno.  smi_link_temp: the anonymous file fd gets
+ * a temporary name in tmpname; 0 or -errno.  smi_install: the complete temporary moves
+ * to name (with force replacing what is there, which must be a regular file, and
+ * retiring it: its superseded word set, then unlinked); 0, -EEXIST, -EISDIR,
+ * SM_ESYMLINK, SM_ENOTSNAPSHOT or -errno.  smi_unpublish_at: the regular file under pub
+ * leaves its name and is retired; 0, -ENOENT, -EISDIR, SM_ESYMLINK, SM_ENOTSNAPSHOT or
+ * -errno.  A superseded word is a snapshot's or a bitmap's, as its magic says. */
+int smi_create_temp(int dirfd, const char *label, unsigned mode, char *tmpname, size_t cap,
+                    int allow_anon, int *anon);
+int smi_link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t cap);
+int smi_install(int dirfd, const char *tmpname, const char *name, int force);
+int smi_unpublish_at(int dirfd, const char *pub, const char *label);
+
 /* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
 
 /* One entry: the key and the value payload in one allocation (the payload as a snapshot

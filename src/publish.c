@@ -41,6 +41,8 @@
  */
 #include "internal.h"
 
+#include "bitmap.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -131,8 +133,8 @@ static void temp_name(char *out, size_t cap, const char *label) {
 
 /* Steps 1-2: an anonymous (or, failing that or if !allow_anon, temporary-named)
  * locked file. */
-static int create_temp(int dirfd, const char *label, unsigned mode, char *tmpname, size_t cap,
-                       int allow_anon, int *anon) {
+int smi_create_temp(int dirfd, const char *label, unsigned mode, char *tmpname, size_t cap,
+                    int allow_anon, int *anon) {
     int fd = allow_anon ? openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
     *anon = fd >= 0;
     if (fd < 0) {
@@ -150,6 +152,19 @@ static int create_temp(int dirfd, const char *label, unsigned mode, char *tmpnam
     int rc = 0;
     if (flock(fd, LOCK_EX) < 0 || fchmod(fd, mode) < 0)
         rc = -errno;
+    if (!rc && !*anon) {
+        /* A named temporary is unlocked between its creation and the flock: sm_gc()
+         * may have taken it for debris and removed it in that moment.  Then the name no
+         * longer holds this file: start again with another name. */
+        struct stat ours, there;
+        if (smi_fstat(fd, &ours) < 0)
+            rc = -errno;
+        else if (smi_fstatat(dirfd, tmpname, &there, AT_SYMLINK_NOFOLLOW) < 0 ||
+                 there.st_dev != ours.st_dev || there.st_ino != ours.st_ino) {
+            close(fd);
+            return smi_create_temp(dirfd, label, mode, tmpname, cap, 0, anon);
+        }
+    }
     if (rc) {
         if (!*anon)
             unlinkat(dirfd, tmpname, 0);
@@ -160,7 +175,7 @@ static int create_temp(int dirfd, const char *label, unsigned mode, char *tmpnam
 }
 
 /* Step 4a: give an anonymous file its temporary name. */
-static int link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t cap) {
+int smi_link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t cap) {
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     for (int tries = 0; tries < 16; tries++) {
@@ -202,18 +217,26 @@ typedef enum mark_result {
 static mark_result mark_fd(int fd) {
     struct stat st;
     unsigned char magic[SMF_MAGIC_LEN];
+    off_t word;
     if (smi_fstat(fd, &st) < 0)
         return MARK_FAILED;
-    if (!S_ISREG(st.st_mode) || st.st_size < SMF_HEADER_SIZE)
+    if (!S_ISREG(st.st_mode) || st.st_size < SMF_HEADER_SIZE || st.st_size < SMB_HEADER_SIZE)
         return MARK_NOT_OURS;
     ssize_t n = pread(fd, magic, sizeof magic, 0);
     if (n < 0)
         return MARK_FAILED;
-    if (n != (ssize_t)sizeof magic || memcmp(magic, SMF_MAGIC, SMF_MAGIC_LEN) != 0)
+    if (n != (ssize_t)sizeof magic)
         return MARK_NOT_OURS;
+    if (memcmp(magic, SMF_MAGIC, SMF_MAGIC_LEN) == 0)
+        word = SMF_OFF_SUPERSEDED; /* a snapshot */
+    else if (memcmp(magic, SMB_MAGIC, SMB_MAGIC_LEN) == 0)
+        word = SMB_OFF_SUPERSEDED; /* a shared bitmap (bitmap.c): the same rule holds */
+    else
+        return MARK_NOT_OURS;
+    /* 0 -> 1 changes one byte: a reader's 8-byte load cannot see a third value */
     unsigned char one[8];
     smf_put64(one, 1);
-    return pwrite(fd, one, 8, SMF_OFF_SUPERSEDED) == 8 ? MARK_DONE : MARK_FAILED;
+    return pwrite(fd, one, 8, word) == 8 ? MARK_DONE : MARK_FAILED;
 }
 
 /* Open the temporary `name` (never following a symlink, never blocking on a FIFO):
@@ -283,7 +306,7 @@ static void retire(int dirfd, const char *tmpname) {
 /* Step 4b: move the complete temporary to its final name.  With force, the
  * snapshot it displaces is retired (flagged superseded and unlinked); RENAME_EXCHANGE
  * makes that exactly the displaced one, even with concurrent publishers. */
-static int install(int dirfd, const char *tmpname, const char *name, int force) {
+int smi_install(int dirfd, const char *tmpname, const char *name, int force) {
     for (int tries = 0; tries < 64; tries++) {
         if (renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE) == 0)
             return 0;
@@ -360,7 +383,7 @@ static int publish_at(sm_builder *b, int dirfd, const char *name, const char *la
     char tmpname[NAME_MAX + 1];
     int allow_anon = 1, anon, fd, named;
 again:
-    fd = create_temp(dirfd, label, mode ? mode : SM_DEFAULT_MODE, tmpname, sizeof tmpname, allow_anon, &anon);
+    fd = smi_create_temp(dirfd, label, mode ? mode : SM_DEFAULT_MODE, tmpname, sizeof tmpname, allow_anon, &anon);
     if (fd < 0)
         return fd;
     named = !anon;
@@ -368,7 +391,7 @@ again:
     if (!rc && durable && fsync(fd) < 0)
         rc = -errno;
     if (!rc && anon) {
-        rc = link_temp(fd, dirfd, label, tmpname, sizeof tmpname);
+        rc = smi_link_temp(fd, dirfd, label, tmpname, sizeof tmpname);
         named = rc == 0;
         if (rc && rc != -EEXIST) {
             /* cannot name an anonymous file here (no /proc, no CAP_DAC_READ_SEARCH on an
@@ -379,7 +402,7 @@ again:
         }
     }
     if (!rc)
-        rc = install(dirfd, tmpname, name, (flags & SM_FORCE) != 0);
+        rc = smi_install(dirfd, tmpname, name, (flags & SM_FORCE) != 0);
     if (rc)
         goto fail;
     if (durable && fsync(dirfd) < 0 && errno != EINVAL && errno != EROFS) {
@@ -437,6 +460,33 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
     return rc;
 }
 
+int smi_unpublish_at(int dirfd, const char *pub, const char *label) {
+    /* Only a regular file is removed: a directory, a symlink, a FIFO ... under the
+     * name is refused, and stays where it is. */
+    int rc = check_replaceable(dirfd, pub);
+    if (rc)
+        return rc;
+    /* Move exactly one file out of the public name (a publisher racing us may put
+     * another there, which then stays), then retire it.  Once it has left the name it
+     * is removed, whoever unlinks it in the end (sm_gc() may be first), and a crash in
+     * between leaves an unlocked temporary that sm_gc() marks and removes. */
+    char tmpname[NAME_MAX + 1];
+    temp_name(tmpname, sizeof tmpname, label);
+    if (renameat2(dirfd, pub, dirfd, tmpname, RENAME_NOREPLACE) < 0 &&
+        (errno != EINVAL || renameat(dirfd, pub, dirfd, tmpname) < 0))
+        return -errno;
+    rc = check_replaceable(dirfd, tmpname);
+    if (rc && rc != -ENOENT) {
+        /* put under the name after the check: back it goes (unless a publisher has
+         * taken the name meanwhile; then it stays under the temporary name, which gc
+         * leaves alone as it is not a regular file) */
+        renameat2(dirfd, tmpname, dirfd, pub, RENAME_NOREPLACE);
+        return rc;
+    }
+    retire(dirfd, tmpname);
+    return 0;
+}
+
 int sm_unpublish(const char *dir, const char *name) {
     char pub[NAME_MAX + 1];
     int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
@@ -445,33 +495,7 @@ int sm_unpublish(const char *dir, const char *name) {
     int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
-    /* Only a regular file is removed: a directory, a symlink, a FIFO ... under the
-     * name is refused, and stays where it is. */
-    rc = check_replaceable(dirfd, pub);
-    if (rc)
-        goto done;
-    /* Move exactly one snapshot out of the public name (a publisher racing us may put
-     * another there, which then stays), then retire it.  Once it has left the name the
-     * map is removed, whoever unlinks it in the end (sm_gc() may be first), and a
-     * crash in between leaves an unlocked temporary that sm_gc() marks and removes. */
-    char tmpname[NAME_MAX + 1];
-    temp_name(tmpname, sizeof tmpname, name);
-    if (renameat2(dirfd, pub, dirfd, tmpname, RENAME_NOREPLACE) < 0 &&
-        (errno != EINVAL || renameat(dirfd, pub, dirfd, tmpname) < 0)) {
-        rc = -errno;
-        goto done;
-    }
-    rc = check_replaceable(dirfd, tmpname);
-    if (rc && rc != -ENOENT) {
-        /* put under the name after the check: back it goes (unless a publisher has
-         * taken the name meanwhile; then it stays under the temporary name, which gc
-         * leaves alone as it is not a regular file) */
-        renameat2(dirfd, tmpname, dirfd, pub, RENAME_NOREPLACE);
-        goto done;
-    }
-    rc = 0;
-    retire(dirfd, tmpname);
-done:
+    rc = smi_unpublish_at(dirfd, pub, name);
     close(dirfd);
     return rc;
 }
@@ -495,7 +519,15 @@ int smi_collect_temp(int dirfd, const char *name) {
      * (another user's that we may not write) stays, for its owner's gc.  The mode
      * is touched (writable_fd) only under the lock: a live writer's is its own. */
     int removed = 0;
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    struct stat ours, there;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && smi_fstat(fd, &ours) == 0 &&
+        smi_fstatat(dirfd, name, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+        there.st_dev == ours.st_dev && there.st_ino == ours.st_ino) {
+        /* Only if the name still holds the file we locked: the open may have met a
+         * writer's temporary that was then installed, and the lock came free when its
+         * writer finished; that file is the public map now, not debris to mark.  Only a
+         * lock holder renames a locked temporary, so with the lock held the name cannot
+         * move on after this check. */
         int w = writable_fd(dirfd, name, fd);
         if (mark_fd(w) != MARK_FAILED && unlinkat(dirfd, name, 0) == 0)
             removed = 1;

@@ -98,9 +98,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 )
             )
         print_table(table)
-    if bitmaps:
-        if maps:
-            out_line()
+    if bitmaps:  # right after the maps: no empty line, every line of ls has a name first
         table = [("BITMAP", "BITS", "SIZE", "CREATED")]
         for b in bitmaps:
             error = b.get("error")
