@@ -245,10 +245,10 @@ def compile_loop(body, names):
 
 
 def random_indices(rng, count, bits, parity):
-    """count random indices below bits with the given parity (0: even, 1: odd)."""
+    """count random indices below bits with the given parity (0: even, 1: odd), as an array."""
     half = bits // 2
     raw = array.array("Q", rng.randbytes(8 * count))
-    return [((x % half) << 1) | parity for x in raw]
+    return array.array("Q", (((x % half) << 1) | parity for x in raw))
 
 
 def mode_calls(a):
@@ -263,11 +263,15 @@ def mode_calls(a):
         empties = []
         last = None
         for rep in range(reps + 1):  # rep 0 warms up (first touch of the pages, code paths)
-            setl = random_indices(rng, probes, bits, 0)
-            getl = setl[:]
-            rng.shuffle(getl)
-            lists = {"set": setl, "get": getl, "get_clear": random_indices(rng, probes, bits, 1),
-                     "test_and_set": random_indices(rng, probes, bits, 0)}
+            seta = random_indices(rng, probes, bits, 0)
+            geta = array.array("Q", seta)
+            rng.shuffle(geta)
+            # lists of int objects made in list order: a list shuffled after the fact would
+            # visit its objects in random memory order (cache misses that the empty loop's
+            # subtraction does not cancel)
+            lists = {"set": list(seta), "get": list(geta),
+                     "get_clear": list(random_indices(rng, probes, bits, 1)),
+                     "test_and_set": list(random_indices(rng, probes, bits, 0))}
             for op in OPS:
                 if op not in loops:
                     continue
