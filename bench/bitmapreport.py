@@ -233,8 +233,9 @@ def c_tables(C):
             out.append("| " + " | ".join(cells) + " |")
         out += ["", "Cells: process 0 / process 1 (for get: the reader / the writer). Same word: "
                     "process p sets bits p, p+2, ... of word 0; same line: word p of one 64-byte "
-                    "line; own line: words 4 KiB apart. `set` always does its `lock or`, even on a "
-                    "bit already set, so every call takes the line exclusively. The last column, per "
+                    "line; own line: words 4 KiB apart. `sm_bitmap_set` always does a locked "
+                    "read-modify-write, even on a bit already set, so every call takes the line "
+                    "exclusively. The last column, per "
                     "placement: the least CPU time / wall time of either process, and the least "
                     "overlap of their runs (1.00, 1.00: side by side throughout; lower: other work "
                     "had a CPU, and contention is understated)."]
