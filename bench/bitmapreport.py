@@ -238,7 +238,10 @@ def c_tables(C):
                     "exclusively. The last column, per "
                     "placement: the least CPU time / wall time of either process, and the least "
                     "overlap of their runs (1.00, 1.00: side by side throughout; lower: other work "
-                    "had a CPU, and contention is understated)."]
+                    "had a CPU, and contention is understated). A run where either process had "
+                    "less than 90% of a CPU is run again, up to 5 times, keeping the best"
+                    + (f" ({con['runs_repeated']} runs repeated here)." if "runs_repeated" in con
+                       else ".")]
     return out
 
 

@@ -27,7 +27,9 @@
  * the bare lock-or on a MAP_SHARED mapping, the hardware's own price for the same placement.
  * Each process reports its ns per operation and its start/end times, from which the overlap of
  * the two (1.0: they ran side by side the whole time; lower: the scheduler did not give them
- * two CPUs at once, and the figure shows less contention than there was to be had).
+ * two CPUs at once, and the figure shows less contention than there was to be had), and its
+ * CPU time / wall time: a run where either had less than 90% of a CPU is run again (up to 5
+ * times; the best one is kept, and the JSON counts the repeats).
  *
  * Prints one JSON object on stdout.  Names: smbench-cbitmap-* (removed at the end; run.sh's
  * cleanup removes them if this is killed).
@@ -471,7 +473,7 @@ int main(int argc, char **argv) {
     /* ---- contended: rounds of every (operation, placement), the median per process */
     const char *cname = "smbench-cbitmap-contended";
     sm_bitmap *cb = make_bitmap(dir, cname, CONTENDED_BITS);
-    int crounds = rounds < 3 ? rounds : 3;
+    int crounds = rounds < 3 ? rounds : 3, retries = 0;
     proc_result *cres = xmalloc(sizeof(proc_result) * 2 * (size_t)crounds * N_COPS * N_PLACES);
 #define CRES(r, co, pl, p) cres[((((size_t)(r) * N_COPS + (co)) * N_PLACES + (pl)) * 2) + (p)]
     t_start = now_ns();
@@ -480,15 +482,33 @@ int main(int argc, char **argv) {
             for (int pl = 0; pl < N_PLACES; pl++) {
                 if (co == CO_GET_VS_SET && pl == PL_ALONE)
                     continue; /* "alone" for get is the reader with no writer: the set row's alone */
-                sm_bitmap_clear_all(cb);
-                contended_run(pl == PL_ALONE ? 1 : 2, pl, co, dir, cname, cseconds, &CRES(r, co, pl, 0));
+                /* a run in which either process had less than 90% of a CPU (other work took
+                 * it) shows less contention than there is: it is run again, up to 5 times,
+                 * and the run with the largest least share is kept */
+                int np = pl == PL_ALONE ? 1 : 2;
+                double best = -1;
+                for (int attempt = 0; attempt < 5 && best < 0.9; attempt++) {
+                    proc_result got[2];
+                    sm_bitmap_clear_all(cb);
+                    contended_run(np, pl, co, dir, cname, cseconds, got);
+                    double share = 1.0;
+                    for (int p = 0; p < np; p++) {
+                        double f = got[p].cpu_s / ((got[p].end - got[p].start) / 1e9);
+                        share = f < share ? f : share;
+                    }
+                    retries += attempt > 0;
+                    if (share > best) {
+                        best = share;
+                        memcpy(&CRES(r, co, pl, 0), got, sizeof(proc_result) * (size_t)np);
+                    }
+                }
             }
         }
     }
     double con_s = (now_ns() - t_start) / 1e9;
     printf(" \"contended\": {\"seconds_per_run\": %.2f, \"rounds\": %d, \"seconds\": %.1f, "
-           "\"cpus_online\": %ld",
-           cseconds, crounds, con_s, sysconf(_SC_NPROCESSORS_ONLN));
+           "\"cpus_online\": %ld, \"runs_repeated\": %d",
+           cseconds, crounds, con_s, sysconf(_SC_NPROCESSORS_ONLN), retries);
     for (int co = 0; co < N_COPS; co++) {
         printf(",\n  \"%s\": {", COP_NAMES[co]);
         int first = 1;
