@@ -103,6 +103,9 @@ def python_tables(B):
                     continue
                 x = ns(v, op)
                 cells.append(fmt_ns(x) if x is not None else "n/a (none)" if v == ORIG else "n/a")
+                rm = _get(per, v, "ops", op, "round_medians") or []
+                if x is not None and len(rm) > 1:  # the spread between fresh processes
+                    cells[-1] += f" ({min(rm):.0f}–{max(rm):.0f})"
                 if r.get("check", "ok") != "ok":
                     cells[-1] += f" **(check: {r['check']})**"
             o, g, f = ns(OURS, op), ns(ORIG, op), ns(BYTEARRAY, op)
@@ -112,7 +115,9 @@ def python_tables(B):
     if calls:
         out += ["", f"Each figure: the median of {cfg.get('reps', '?')} repetitions × "
                     f"{cfg.get('rounds', '?')} rounds (fresh processes, variants alternating) of "
-                    f"{cfg.get('probes', 0):,} calls at random indices, the empty loop subtracted; "
+                    f"{cfg.get('probes', 0):,} calls at random indices, the empty loop subtracted "
+                    "(in parentheses: the lowest and highest of the rounds' medians: fresh processes "
+                    "differ, most at 2^24 bits, where our 2 MiB is the size of a core's L2); "
                     "\"sharedmap faster\" = 1.0.6's time / ours (above 1: ours is faster); "
                     "\"/ bytearray\" = our time / the pure-Python bytearray's (below 1: a sharedmap "
                     "call costs less than the two or three bytecode operations of the bit "
@@ -167,7 +172,7 @@ def race_table(B):
     out += ["", "A lost update is the other process writing back a stale word over this one's set "
                 "(a read-modify-write that is not one atomic instruction). 0 here does not prove "
                 "atomicity (the processes may not have overlapped); sharedmap's updates are "
-                "`lock or` / `lock and` by construction."]
+                "atomic read-modify-writes (locked instructions) by construction."]
     return out
 
 
