@@ -1,11 +1,15 @@
 """Merge the Python and C results; write results.json, results.md (ratios first) and plot.png.
 
-    python report.py PYTHON.json C.json OUTDIR
-Either input may be missing (the table then says what was not run).
+    python report.py PYTHON.json C.json OUTDIR [CMD] [--bitmap BITMAP.json CBITMAP.json] [--only-bitmap]
+Either input may be missing (the table then says what was not run).  --bitmap adds the shared-bitmap
+section (bitmapreport.py); --only-bitmap writes that section alone (no plot).
 """
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bitmapreport  # noqa: E402
 
 OURS = "sharedmap"
 ORIG = "sharedmap-1.0.6"
@@ -399,7 +403,7 @@ def c_table(R):
     return lines
 
 
-def markdown(R, cmd):
+def markdown(R, cmd, bitmap=None):
     meta = R.py.get("meta", {})
     m = meta.get("machine", {})
     v = meta.get("versions", {})
@@ -434,6 +438,8 @@ def markdown(R, cmd):
         out += c_table(R)
     else:
         out += ["", "## C level", "", "Not run."]
+    if bitmap is not None:
+        out += bitmapreport.section(*bitmap)
     if notes.items:
         out += ["", "Notes:", ""] + notes.render()
     out.append("")
@@ -516,17 +522,40 @@ def plot(R, path):
 
 
 def main():
-    py, c, outdir = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3]
-    cmd = sys.argv[4] if len(sys.argv) > 4 else "make bench"
-    R = Results(py, c)
+    argv = sys.argv[1:]
+    bitmap = only_bitmap = None
+    if "--bitmap" in argv:
+        i = argv.index("--bitmap")
+        bitmap = (load(argv[i + 1]), load(argv[i + 2]))
+        del argv[i:i + 3]
+    if "--only-bitmap" in argv:
+        argv.remove("--only-bitmap")
+        only_bitmap = True
+    py, c, outdir = load(argv[0]), load(argv[1]), argv[2]
+    cmd = argv[3] if len(argv) > 3 else "make bench"
     os.makedirs(outdir, exist_ok=True)
+    if bitmap is not None:
+        bm = {"python": bitmap[0], "c": bitmap[1],
+              "targets": [{"target": t, "measured": m, "result": ok}
+                          for t, m, ok in bitmapreport.targets(bitmap[0])]}
+    if only_bitmap:
+        bitmap = bitmap or (None, None)
+        with open(os.path.join(outdir, "results.json"), "w") as f:
+            json.dump({"meta": (bitmap[0] or {}).get("meta", {}), "bitmap": bm}, f, indent=1)
+        with open(os.path.join(outdir, "results.md"), "w") as f:
+            f.write(bitmapreport.standalone(bitmap[0], bitmap[1], cmd))
+        print(f"wrote {outdir}/results.json, results.md (shared bitmap only)", file=sys.stderr)
+        return
+    R = Results(py, c)
     merged = dict(R.py)
     merged["c"] = R.c
     merged["targets"] = [{"target": t, "measured": m, "result": ok} for t, m, ok in targets(R)]
+    if bitmap is not None:
+        merged["bitmap"] = bm
     with open(os.path.join(outdir, "results.json"), "w") as f:
         json.dump(merged, f, indent=1)
     with open(os.path.join(outdir, "results.md"), "w") as f:
-        f.write(markdown(R, cmd))
+        f.write(markdown(R, cmd, bitmap))
     try:
         plot(R, os.path.join(outdir, "plot.png"))
     except Exception as e:  # the table matters more than the picture

@@ -4,13 +4,16 @@
 # Installs what it needs (Debian's libcdb-dev, liblmdb-dev and g++ if missing; two virtualenvs
 # under bench/.venvs/: "main" with this tree's sharedmap and the peers, "orig" with sharedmap
 # 1.0.6 from PyPI, whose module name collides with ours), builds bench/cbench.c against src/*.c,
-# runs the Python benchmark (bench/driver.py) and the C one, and writes bench/results/results.json,
-# results.md and plot.png.
+# runs the Python benchmark (bench/driver.py) and the C one, then the shared-bitmap part
+# (bench/bitmapbench.py, bench/cbitmap.c), and writes bench/results/results.json, results.md
+# and plot.png.
 #
 # Settings (environment):  BENCH_QUICK=1 (10K and 100K only, a few minutes), BENCH_SIZES=10000,...,
 # BENCH_BYTES_SIZES, BENCH_MEM_SIZES, BENCH_PEERS=dict,sharedmap,..., BENCH_BUILD_TIMEBOX (s),
-# BENCH_LOOKUP_BUDGET (s), BENCH_C_SIZES, BENCH_C_PROBES, BENCH_SKIP_C=1, BENCH_SKIP_PY=1; see
-# bench/README.md.  Arguments: --quick (same as BENCH_QUICK=1).
+# BENCH_LOOKUP_BUDGET (s), BENCH_C_SIZES, BENCH_C_PROBES, BENCH_SKIP_C=1, BENCH_SKIP_PY=1,
+# BENCH_SKIP_BITMAP=1, BENCH_ONLY=bitmap (the shared-bitmap part alone, into
+# bench/results/bitmap/: `make bench-bitmap`); see bench/README.md.
+# Arguments: --quick (same as BENCH_QUICK=1).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,12 +26,23 @@ PY="${PYTHON:-python3}"
 for arg in "$@"; do
     case "$arg" in
         --quick) export BENCH_QUICK=1 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
 QUICK="${BENCH_QUICK:-0}"
 [ "$QUICK" = "0" ] && QUICK=""
+ONLY="${BENCH_ONLY:-}"
+case "$ONLY" in
+    ""|bitmap) ;;
+    *) echo "run.sh: BENCH_ONLY=$ONLY: the only part that runs alone is bitmap" >&2; exit 2 ;;
+esac
+BITMAP=1
+[ -n "${BENCH_SKIP_BITMAP:-}" ] && [ "$BENCH_SKIP_BITMAP" != 0 ] && BITMAP=""
+if [ -n "$ONLY" ]; then
+    BITMAP=1
+    RESULTS="${BENCH_RESULTS:-$HERE/results/bitmap}"  # the full run's results stay as they are
+fi
 
 say() { printf '\n=== %s\n' "$*" >&2; }
 T0=$(date +%s)
@@ -37,6 +51,9 @@ cleanup() {
     # whatever a killed run left in shared memory (names are ours alone: smbench-*)
     rm -rf /dev/shm/smbench 2>/dev/null || true
     rm -f /dev/shm/sharedmap.smbench-* /dev/shm/sm_smbench-* /dev/shm/smbench-* 2>/dev/null || true
+    # the bitmap part: its bitmaps, SharedMemory files and 1.0.6's SysV segments (stdlib only)
+    rm -f /dev/shm/sharedbitmap.smbench-* 2>/dev/null || true
+    "$PY" "$HERE/bitmapbench.py" cleanup 2>/dev/null || true
     if [ -x "$VENVS/orig/bin/python" ]; then  # sharedmap 1.0.6 keeps its maps in SysV shm
         "$VENVS/orig/bin/python" - <<'EOF' 2>/dev/null || true
 import itertools, sharedmap
@@ -49,13 +66,35 @@ EOF
     fi
 }
 trap cleanup EXIT
+# The bitmap steps: a TERM or INT while one runs stops it (it cleans up after itself), then
+# exits, which runs the cleanup above.  Bash runs a trap only once its foreground command is
+# done, so those steps run in the background under `wait`, which a trapped signal interrupts at
+# once.  (The trap is set for them only: the other steps keep the default behaviour.)
+CHILD=""
+run_child() {
+    "$@" &
+    CHILD=$!
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+on_signal() {
+    if [ -n "$CHILD" ]; then
+        kill -TERM "$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+    fi
+    exit 143
+}
 
 # ------------------------------------------------------------------ system packages
 need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v g++ >/dev/null || need+=(g++)
-[ -f /usr/include/cdb.h ] || need+=(libcdb-dev)
-[ -f /usr/include/lmdb.h ] || need+=(liblmdb-dev)
+if [ -z "$ONLY" ]; then  # cbench's peers; the bitmap part needs neither
+    [ -f /usr/include/cdb.h ] || need+=(libcdb-dev)
+    [ -f /usr/include/lmdb.h ] || need+=(liblmdb-dev)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     say "apt-get install ${need[*]}"
     SUDO=""
@@ -101,7 +140,7 @@ fi
 # ------------------------------------------------------------------ C benchmark build
 CBENCH="$BUILD/cbench"
 rm -f "$CBENCH"
-if [ -z "${BENCH_SKIP_C:-}" ]; then
+if [ -z "${BENCH_SKIP_C:-}" ] && [ -z "$ONLY" ]; then
     say "building bench/cbench.c (gcc -O2, with src/*.c, -lcdb -llmdb)"
     gcc -O2 -std=c11 -D_GNU_SOURCE -DSM_STATIC -Wall -Wextra -I"$ROOT/include" -I"$ROOT/src" \
         "$ROOT"/src/*.c "$HERE/cbench.c" -lcdb -llmdb -o "$CBENCH" 2> "$BUILD/cbench-build.log" || {
@@ -110,13 +149,26 @@ if [ -z "${BENCH_SKIP_C:-}" ]; then
         rm -f "$CBENCH"
     }
 fi
+CBITMAP="$BUILD/cbitmap"
+rm -f "$CBITMAP"
+if [ -z "${BENCH_SKIP_C:-}" ] && [ -n "$BITMAP" ]; then
+    say "building bench/cbitmap.c (gcc -O2, with src/*.c)"
+    gcc -O2 -std=c11 -D_GNU_SOURCE -DSM_STATIC -Wall -Wextra -pthread -I"$ROOT/include" -I"$ROOT/src" \
+        "$ROOT"/src/*.c "$HERE/cbitmap.c" -o "$CBITMAP" 2> "$BUILD/cbitmap-build.log" || {
+        cat "$BUILD/cbitmap-build.log" >&2
+        echo "run.sh: cbitmap did not build: the C bitmap tables will say not run" >&2
+        rm -f "$CBITMAP"
+    }
+fi
 
 # ------------------------------------------------------------------ run
 PYJSON="$BUILD/python.json"
 CJSON="$BUILD/c.json"
-rm -f "$PYJSON" "$CJSON"
+BJSON="$BUILD/bitmap.json"
+CBJSON="$BUILD/cbitmap.json"
+rm -f "$PYJSON" "$CJSON" "$BJSON" "$CBJSON"
 cleanup
-if [ -z "${BENCH_SKIP_PY:-}" ]; then
+if [ -z "${BENCH_SKIP_PY:-}" ] && [ -z "$ONLY" ]; then
     say "Python benchmark${QUICK:+ (quick)}"
     BENCH_PYTHON="$VENVS/main/bin/python" BENCH_PYTHON_ORIG="$VENVS/orig/bin/python" \
         "$VENVS/main/bin/python" "$HERE/driver.py" "$PYJSON"
@@ -131,8 +183,33 @@ if [ -x "$CBENCH" ]; then
     "$CBENCH" -n "$csizes" -p "$cprobes" -r "$crounds" -d /dev/shm > "$CJSON.tmp" && mv "$CJSON.tmp" "$CJSON"
 fi
 
+if [ -n "$BITMAP" ]; then
+    trap on_signal INT TERM
+    if [ -z "${BENCH_SKIP_PY:-}" ]; then
+        say "shared bitmap, Python${QUICK:+ (quick)}"
+        BENCH_PYTHON="$VENVS/main/bin/python" BENCH_PYTHON_ORIG="$VENVS/orig/bin/python" \
+            run_child "$VENVS/main/bin/python" "$HERE/bitmapbench.py" run "$BJSON"
+    fi
+    if [ -x "$CBITMAP" ]; then
+        if [ -n "$QUICK" ]; then
+            cbargs=(-b "${BENCH_CBITMAP_BITS:-67108864}" -p "${BENCH_CBITMAP_OPS:-1000000}" -r 3
+                    -t "${BENCH_CBITMAP_SECONDS:-0.15}")
+        else
+            cbargs=(-b "${BENCH_CBITMAP_BITS:-1073741824}" -p "${BENCH_CBITMAP_OPS:-4000000}" -r 5
+                    -t "${BENCH_CBITMAP_SECONDS:-0.3}")
+        fi
+        say "shared bitmap, C: ${cbargs[*]}"
+        run_child "$CBITMAP" "${cbargs[@]}" -d /dev/shm > "$CBJSON.tmp" && mv "$CBJSON.tmp" "$CBJSON"
+    fi
+    trap - INT TERM
+fi
+
 CMD="make bench"
-[ -n "$QUICK" ] && CMD="BENCH_QUICK=1 make bench"
-"$VENVS/main/bin/python" "$HERE/report.py" "$PYJSON" "$CJSON" "$RESULTS" "$CMD"
+[ -n "$ONLY" ] && CMD="BENCH_ONLY=bitmap make bench"
+[ -n "$QUICK" ] && CMD="BENCH_QUICK=1 $CMD"
+rargs=()
+[ -n "$BITMAP" ] && rargs=(--bitmap "$BJSON" "$CBJSON")
+[ -n "$ONLY" ] && rargs+=(--only-bitmap)
+"$VENVS/main/bin/python" "$HERE/report.py" "$PYJSON" "$CJSON" "$RESULTS" "$CMD" ${rargs[@]+"${rargs[@]}"}
 say "done in $(( ($(date +%s) - T0) / 60 )) min $(( ($(date +%s) - T0) % 60 )) s: $RESULTS/results.md"
 cat "$RESULTS/results.md"
