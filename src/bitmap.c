@@ -53,7 +53,6 @@
 #include "bitmap.h"
 #include "internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -451,7 +450,7 @@ int sm_bitmap_attach(sm_bitmap **out, const char *dir, const char *name, unsigne
 /* ---------------------------------------------------------------- creating and removing */
 
 /* Creating and removing follow the temporary-file protocol of maps (publish.c, through
- * smi_create_temp, smi_link_temp, smi_install and smi_unpublish_at), so the rules of
+ * smi_create_temp, smi_link_temp, smi_install and smi_unpublish), so the rules of
  * publishing hold for bitmaps word for word: only a regular file is replaced or removed,
  * and whoever unlinks a bitmap that has left its name sets its superseded word first. */
 
@@ -530,16 +529,7 @@ done:
 }
 
 int sm_bitmap_remove(const char *dir, const char *name) {
-    char pub[NAME_MAX + 1];
-    int rc = smi_file_name(pub, sizeof pub, SM_BITMAP_PREFIX, name);
-    if (rc)
-        return rc;
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    rc = smi_unpublish_at(dirfd, pub, name);
-    close(dirfd);
-    return rc;
+    return smi_unpublish(dir, SM_BITMAP_PREFIX, name);
 }
 
 /* ---------------------------------------------------------------- bits */
@@ -807,30 +797,25 @@ static int list_one(int fd, sm_bitmap_info *info) {
     return 0;
 }
 
+typedef struct {
+    sm_bitmap_list_fn fn;
+    void *ctx;
+} bitmap_lister;
+
+static int list_visit(int dirfd, const char *file, const char *name, void *ctx) {
+    const bitmap_lister *l = ctx;
+    if (!*name)
+        return 0;
+    sm_bitmap_info info;
+    memset(&info, 0, sizeof info);
+    int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int err = fd < 0 ? -errno : list_one(fd, &info);
+    if (fd >= 0)
+        close(fd);
+    return l->fn(name, &info, err, l->ctx);
+}
+
 int sm_bitmap_list(const char *dir, sm_bitmap_list_fn fn, void *ctx) {
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        int rc = -errno;
-        close(dirfd);
-        return rc;
-    }
-    int rc = 0;
-    size_t plen = strlen(SM_BITMAP_PREFIX);
-    struct dirent *de;
-    while (!rc && (de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, SM_BITMAP_PREFIX, plen) != 0 || !de->d_name[plen])
-            continue;
-        sm_bitmap_info info;
-        memset(&info, 0, sizeof info);
-        int fd = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        int err = fd < 0 ? -errno : list_one(fd, &info);
-        if (fd >= 0)
-            close(fd);
-        rc = fn(de->d_name + plen, &info, err, ctx);
-    }
-    closedir(d);
-    return rc;
+    bitmap_lister l = {fn, ctx};
+    return smi_walk(dir, SM_BITMAP_PREFIX, list_visit, &l);
 }

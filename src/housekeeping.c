@@ -5,84 +5,71 @@
  */
 #include "internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        int rc = -errno;
-        close(dirfd);
-        return rc;
-    }
-    int rc = 0;
-    size_t plen = strlen(SM_NAME_PREFIX);
-    struct dirent *de;
-    while (!rc && (de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, SM_NAME_PREFIX, plen) != 0 || !de->d_name[plen])
-            continue;
-        sm_info info;
-        memset(&info, 0, sizeof info);
-        int err = 0;
-        int fd = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        struct stat st;
-        if (fd < 0) {
+typedef struct {
+    sm_list_fn fn;
+    void *ctx;
+} map_lister;
+
+/* One published map: its header alone, checked against the file's real size. */
+static int list_visit(int dirfd, const char *file, const char *name, void *ctx) {
+    const map_lister *l = ctx;
+    if (!*name)
+        return 0;
+    sm_info info;
+    memset(&info, 0, sizeof info);
+    int err = 0;
+    int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st;
+    if (fd < 0) {
+        err = -errno;
+    } else if (smi_fstat(fd, &st) < 0) {
+        err = -errno;
+    } else if (!S_ISREG(st.st_mode)) {
+        err = SM_ENOTSNAPSHOT;
+    } else {
+        unsigned char head[SMF_HEADER_SIZE];
+        ssize_t n = pread(fd, head, sizeof head, 0);
+        info.size = (uint64_t)st.st_size;
+        if (n < 0) {
             err = -errno;
-        } else if (smi_fstat(fd, &st) < 0) {
-            err = -errno;
-        } else if (!S_ISREG(st.st_mode)) {
-            err = SM_ENOTSNAPSHOT;
         } else {
-            unsigned char head[SMF_HEADER_SIZE];
-            ssize_t n = pread(fd, head, sizeof head, 0);
-            info.size = (uint64_t)st.st_size;
-            if (n < 0) {
-                err = -errno;
-            } else {
-                /* the header alone, checked against the file's real size */
-                uint64_t len = n < (ssize_t)sizeof head ? (uint64_t)n : (uint64_t)st.st_size;
-                smf_header h;
-                err = smf_header_parse(head, len, &h);
-                if (!err) {
-                    smi_header_info(&h, &info);
-                    info.dev = (uint64_t)st.st_dev;
-                    info.ino = (uint64_t)st.st_ino;
-                }
+            uint64_t len = n < (ssize_t)sizeof head ? (uint64_t)n : (uint64_t)st.st_size;
+            smf_header h;
+            err = smf_header_parse(head, len, &h);
+            if (!err) {
+                smi_header_info(&h, &info);
+                info.dev = (uint64_t)st.st_dev;
+                info.ino = (uint64_t)st.st_ino;
             }
         }
-        if (fd >= 0)
-            close(fd);
-        rc = fn(de->d_name + plen, &info, err, ctx);
     }
-    closedir(d);
-    return rc;
+    if (fd >= 0)
+        close(fd);
+    return l->fn(name, &info, err, l->ctx);
+}
+
+int sm_list(const char *dir, sm_list_fn fn, void *ctx) {
+    map_lister l = {fn, ctx};
+    return smi_walk(dir, SM_NAME_PREFIX, list_visit, &l);
+}
+
+static int gc_visit(int dirfd, const char *file, const char *rest, void *ctx) {
+    (void)rest;
+    *(unsigned *)ctx += (unsigned)smi_collect_temp(dirfd, file);
+    return 0;
 }
 
 int sm_gc(const char *dir, unsigned *removed) {
     unsigned count = 0;
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        int rc = -errno;
-        close(dirfd);
+    int rc = smi_walk(dir, SMI_TMP_PREFIX, gc_visit, &count);
+    if (rc)
         return rc;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, SMI_TMP_PREFIX, strlen(SMI_TMP_PREFIX)) != 0)
-            continue;
-        count += (unsigned)smi_collect_temp(dirfd, de->d_name);
-    }
-    closedir(d);
     if (removed)
         *removed = count;
     return 0;

@@ -17,9 +17,9 @@
  *   find.c          sm_get                          -> hash.c
  *   iter.c          cursors, seeks, ranks, prefix ranges
  *   verify.c        sm_reader_verify                -> hash.c utf8.c
- *   bitmap.c        shared bitmaps (bitmap.h)       -> names.c hash.c
+ *   bitmap.c        shared bitmaps (bitmap.h)       -> publish.c names.c hash.c
  *   format.c        the header: smf_header_parse (R1-R9), smf_header_write -> hash.c
- *   names.c         the name rule, file names, directories, sm_map_path
+ *   names.c         the name rule, file names, directories and their walk, sm_map_path
  *   radix.c         the radix sort of the builder
  *   errors.c        sm_strerror, sm_errname         -> compat.c
  *   hash.c, utf8.c, compat.c (with compat.h)        XXH64, UTF-8, libc past glibc 2.28
@@ -125,6 +125,13 @@ int smi_file_name(char *out, size_t cap, const char *prefix, const char *name);
 /* A descriptor of the directory dir (NULL: SM_DEFAULT_DIR), or -errno. */
 int smi_open_dir(const char *dir);
 
+/* Call visit(dirfd, file, rest, ctx) for each entry of dir (NULL: SM_DEFAULT_DIR) whose
+ * name is prefix + rest, in no particular order, until one returns non-zero.  The
+ * one walk of sm_list, sm_bitmap_list and sm_gc.  Returns 0, visit's non-zero value, or
+ * -errno. */
+typedef int (*smi_walk_fn)(int dirfd, const char *file, const char *rest, void *ctx);
+int smi_walk(const char *dir, const char *prefix, smi_walk_fn visit, void *ctx);
+
 /* ---- publishing (publish.c) ---- */
 
 /* Remove the temporary `name` in dirfd if it is debris: a regular file whose lock no
@@ -140,14 +147,14 @@ int smi_collect_temp(int dirfd, const char *name);
  * a temporary name in tmpname; 0 or -errno.  smi_install: the complete temporary moves
  * to name (with force replacing what is there, which must be a regular file, and
  * retiring it: its superseded word set, then unlinked); 0, -EEXIST, -EISDIR,
- * SM_ESYMLINK, SM_ENOTSNAPSHOT or -errno.  smi_unpublish_at: the regular file under pub
- * leaves its name and is retired; 0, -ENOENT, -EISDIR, SM_ESYMLINK, SM_ENOTSNAPSHOT or
- * -errno.  A superseded word is a snapshot's or a bitmap's, as its magic says. */
+ * SM_ESYMLINK, SM_ENOTSNAPSHOT or -errno.  smi_unpublish: the regular file prefix NAME in
+ * dir leaves its name and is retired (sm_unpublish, sm_bitmap_remove); 0, SM_ENAME,
+ * -ENOENT, -EISDIR, SM_ESYMLINK, SM_ENOTSNAPSHOT or -errno.  A superseded word is a snapshot's or a bitmap's, as its magic says. */
 int smi_create_temp(int dirfd, const char *label, unsigned mode, char *tmpname, size_t cap,
                     int allow_anon, int *anon);
 int smi_link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t cap);
 int smi_install(int dirfd, const char *tmpname, const char *name, int force);
-int smi_unpublish_at(int dirfd, const char *pub, const char *label);
+int smi_unpublish(const char *dir, const char *prefix, const char *name);
 
 /* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
 

@@ -8,9 +8,11 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 
 int sm_name_check(const char *name) {
     if (!name)
@@ -52,4 +54,24 @@ int smi_file_name(char *out, size_t cap, const char *prefix, const char *name) {
 int smi_open_dir(const char *dir) {
     int fd = open(dir ? dir : SM_DEFAULT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
+}
+
+int smi_walk(const char *dir, const char *prefix, smi_walk_fn visit, void *ctx) {
+    int dirfd = smi_open_dir(dir);
+    if (dirfd < 0)
+        return dirfd;
+    DIR *d = fdopendir(dirfd);
+    if (!d) {
+        int rc = -errno;
+        close(dirfd);
+        return rc;
+    }
+    int rc = 0;
+    size_t plen = strlen(prefix);
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, prefix, plen) == 0)
+            rc = visit(dirfd, de->d_name, de->d_name + plen, ctx);
+    closedir(d); /* closes dirfd */
+    return rc;
 }

@@ -460,7 +460,7 @@ int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
     return rc;
 }
 
-int smi_unpublish_at(int dirfd, const char *pub, const char *label) {
+static int unpublish_at(int dirfd, const char *pub, const char *label) {
     /* Only a regular file is removed: a directory, a symlink, a FIFO ... under the
      * name is refused, and stays where it is. */
     int rc = check_replaceable(dirfd, pub);
@@ -487,17 +487,21 @@ int smi_unpublish_at(int dirfd, const char *pub, const char *label) {
     return 0;
 }
 
-int sm_unpublish(const char *dir, const char *name) {
+int smi_unpublish(const char *dir, const char *prefix, const char *name) {
     char pub[NAME_MAX + 1];
-    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
+    int rc = smi_file_name(pub, sizeof pub, prefix, name);
     if (rc)
         return rc;
     int dirfd = smi_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
-    rc = smi_unpublish_at(dirfd, pub, name);
+    rc = unpublish_at(dirfd, pub, name);
     close(dirfd);
     return rc;
+}
+
+int sm_unpublish(const char *dir, const char *name) {
+    return smi_unpublish(dir, SM_NAME_PREFIX, name);
 }
 
 /* ---- debris (sm_gc) ---- */
