@@ -30,34 +30,6 @@ static const char *bm_path(const char *dir, const char *name) {
     return b;
 }
 
-/* The names in dir, sorted, joined by spaces. */
-static const char *listing(const char *dir) {
-    static char out[4096];
-    struct dirent **list;
-    int n = scandir(dir, &list, NULL, alphasort);
-    if (n < 0)
-        test_fail(__FILE__, __LINE__, "scandir %s: %s", dir, strerror(errno));
-    out[0] = 0;
-    for (int i = 0; i < n; i++) {
-        if (strcmp(list[i]->d_name, ".") && strcmp(list[i]->d_name, "..")) {
-            if (out[0])
-                strncat(out, " ", sizeof out - strlen(out) - 1);
-            strncat(out, list[i]->d_name, sizeof out - strlen(out) - 1);
-        }
-        free(list[i]);
-    }
-    free(list);
-    return out;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        test_fail(__FILE__, __LINE__, "open %s: %s", path, strerror(errno));
-    ASSERT_EQ(write(fd, data, n), (ssize_t)n);
-    close(fd);
-}
-
 static unsigned char *read_file(const char *path, size_t *n) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -808,7 +780,7 @@ TEST(bitmap_create_exists_and_force) {
     ASSERT_OK(sm_bitmap_create(&a, dir, "x", 1000, 0, 0, 0));
     ASSERT_OK(sm_bitmap_set(a, 10, 1));
     ASSERT_ERR(sm_bitmap_create(&b, dir, "x", 50, 0, 0, 0), -EEXIST);
-    ASSERT_STR_EQ(listing(dir), "sharedbitmap.x");
+    ASSERT_STR_EQ(test_listing(dir), "sharedbitmap.x");
     ASSERT_OK(sm_bitmap_attach(&c, dir, "x", 0));
     ASSERT_EQ(sm_bitmap_get(c, 10), 1); /* the first is intact */
     sm_bitmap_close(c);
@@ -831,7 +803,7 @@ TEST(bitmap_create_exists_and_force) {
     ASSERT_NE(ia.ino, ic.ino);
     ASSERT_EQ(ia.superseded, 1);
     sm_bitmap_close(c);
-    ASSERT_STR_EQ(listing(dir), "sharedbitmap.x");
+    ASSERT_STR_EQ(test_listing(dir), "sharedbitmap.x");
     /* force onto a free name works too */
     ASSERT_OK(sm_bitmap_create(&c, dir, "fresh", 8, 0, SM_FORCE, 0));
     sm_bitmap_close(c);
@@ -840,10 +812,10 @@ TEST(bitmap_create_exists_and_force) {
     sm_builder *bld = NULL;
     ASSERT_OK(sm_builder_new(&bld));
     ASSERT_OK(sm_publish(bld, dir, "x", 0, 0));
-    ASSERT_STR_EQ(listing(dir), "sharedbitmap.fresh sharedbitmap.x sharedmap.x");
+    ASSERT_STR_EQ(test_listing(dir), "sharedbitmap.fresh sharedbitmap.x sharedmap.x");
     ASSERT_OK(sm_unpublish(dir, "x"));
     sm_builder_free(bld);
-    ASSERT_STR_EQ(listing(dir), "sharedbitmap.fresh sharedbitmap.x");
+    ASSERT_STR_EQ(test_listing(dir), "sharedbitmap.fresh sharedbitmap.x");
     sm_bitmap_close(a);
     sm_bitmap_close(b);
 }
@@ -854,7 +826,7 @@ TEST(bitmap_remove) {
     ASSERT_OK(sm_bitmap_create(&b, dir, "rm", 100, 0, 0, 0));
     ASSERT_OK(sm_bitmap_set(b, 3, 1));
     ASSERT_OK(sm_bitmap_remove(dir, "rm"));
-    ASSERT_STR_EQ(listing(dir), "");
+    ASSERT_STR_EQ(test_listing(dir), "");
     ASSERT_ERR(sm_bitmap_remove(dir, "rm"), -ENOENT);
     ASSERT_ERR(sm_bitmap_attach(&c, dir, "rm", 0), -ENOENT);
     /* the handle keeps working on the removed bitmap, and knows */
@@ -889,7 +861,7 @@ TEST(bitmap_names) {
         ASSERT_ERR(sm_bitmap_attach(&b, dir, bad[i], 0), SM_ENAME);
         ASSERT_ERR(sm_bitmap_remove(dir, bad[i]), SM_ENAME);
     }
-    ASSERT_STR_EQ(listing(dir), "");
+    ASSERT_STR_EQ(test_listing(dir), "");
     char max_name[SM_NAME_MAX + 1];
     memset(max_name, 'm', SM_NAME_MAX);
     const char *prefix = test_map_name("max");
@@ -911,7 +883,7 @@ TEST(bitmap_names) {
     ASSERT_OK(sm_bitmap_create(&b, NULL, max_name, 8, 0, SM_FORCE, 0));
     sm_bitmap_close(b);
     ASSERT_OK(sm_bitmap_remove(NULL, max_name));
-    ASSERT_STR_EQ(listing(dir), "");
+    ASSERT_STR_EQ(test_listing(dir), "");
 }
 
 static void check_modes(mode_t umask_value) {
@@ -936,7 +908,7 @@ static void check_modes(mode_t umask_value) {
         ASSERT_ERR(sm_bitmap_create(&b, dir, "bad", 8, 0, 0, bad[i]), -EINVAL);
     ASSERT_ERR(sm_bitmap_create(&b, dir, "bad", 8, 0, 0x4, 0), -EINVAL);
     ASSERT_ERR(sm_bitmap_create(&b, dir, "bad", 8, 0, SM_BITMAP_RDONLY, 0), -EINVAL);
-    ASSERT_STR_EQ(listing(dir), "sharedbitmap.default sharedbitmap.group sharedbitmap.owner-ro");
+    ASSERT_STR_EQ(test_listing(dir), "sharedbitmap.default sharedbitmap.group sharedbitmap.owner-ro");
     ASSERT_OK(sm_bitmap_remove(dir, "default"));
     ASSERT_OK(sm_bitmap_remove(dir, "group"));
     ASSERT_OK(sm_bitmap_remove(dir, "owner-ro"));
@@ -957,7 +929,7 @@ TEST(bitmap_sizes_and_limits) {
     ASSERT_ERR(sm_bitmap_create(&b, dir, "s", 8, SM_BITMAP_MAX_BITS + 1, 0, 0), -EFBIG);
     ASSERT_ERR(sm_bitmap_create(&b, dir, "s", SM_BITMAP_MAX_BITS + 1, 0, 0, 0), -EFBIG);
     ASSERT_ERR(sm_bitmap_create(&b, dir, "s", UINT64_MAX, 0, 0, 0), -EFBIG);
-    ASSERT_STR_EQ(listing(dir), "");
+    ASSERT_STR_EQ(test_listing(dir), "");
     /* max_bits is rounded up to 64; the size may reach it exactly */
     ASSERT_OK(sm_bitmap_create(&b, dir, "s", 100, 100, 0, 0));
     ASSERT_EQ(sm_bitmap_max_bits(b), 128);
@@ -1057,7 +1029,7 @@ TEST(bitmap_hostile_files) {
         if (c->fix_sum)
             smf_put64(buf + SMB_OFF_HEADER_SUM, sm_hash64(buf, SMB_OFF_HEADER_SUM, 0));
         size_t len = c->len ? c->len : n;
-        write_file(bm_path(dir, "bad"), buf, len);
+        test_write_file(bm_path(dir, "bad"), buf, len);
         int rc = sm_bitmap_attach(&b, dir, "bad", 0);
         if (rc != c->want) {
             char g[160], w[160];
@@ -1087,7 +1059,7 @@ TEST(bitmap_hostile_files) {
     /* a file longer than its capacity is fine (a grow that failed half-way leaves one) */
     unsigned char *longer = xcalloc(n + 8192, 1);
     memcpy(longer, good, n);
-    write_file(bm_path(dir, "bad"), longer, n + 8192);
+    test_write_file(bm_path(dir, "bad"), longer, n + 8192);
     ASSERT_OK(sm_bitmap_attach(&b, dir, "bad", 0));
     ASSERT_EQ(sm_bitmap_get(b, 999), 1);
     sm_bitmap_close(b);
@@ -1097,9 +1069,9 @@ TEST(bitmap_hostile_files) {
     rng r = {3};
     unsigned char junk[4096];
     rng_fill(&r, junk, sizeof junk);
-    write_file(bm_path(dir, "bad"), junk, sizeof junk);
+    test_write_file(bm_path(dir, "bad"), junk, sizeof junk);
     ASSERT_ERR(sm_bitmap_attach(&b, dir, "bad", 0), SM_EBADMAGIC);
-    write_file(bm_path(dir, "bad"), "", 0);
+    test_write_file(bm_path(dir, "bad"), "", 0);
     ASSERT_ERR(sm_bitmap_attach(&b, dir, "bad", 0), SM_EBADMAGIC);
     sm_builder *bld = NULL;
     ASSERT_OK(sm_builder_new(&bld));
@@ -1261,7 +1233,7 @@ TEST(bitmap_killed_creator) {
     /* and debris of the named kind (no O_TMPFILE): unlocked, sm_gc() removes it */
     char debris[128];
     snprintf(debris, sizeof debris, "%s/.sharedmap-tmp.1.0123456789abcdef.b", dir);
-    write_file(debris, "x", 1);
+    test_write_file(debris, "x", 1);
     unsigned removed = 0;
     ASSERT_OK(sm_gc(dir, &removed));
     ASSERT_EQ(removed, 1);
@@ -1321,7 +1293,7 @@ TEST(bitmap_format_example) {
     free(file);
 
     /* and the document's bytes attach */
-    write_file(bm_path(dir, "doc"), ex, len);
+    test_write_file(bm_path(dir, "doc"), ex, len);
     ASSERT_OK(sm_bitmap_attach(&b, dir, "doc", SM_BITMAP_RDONLY));
     ASSERT_EQ(sm_bitmap_size(b), 104);
     ASSERT_EQ(sm_bitmap_max_bits(b), 256);
@@ -1366,7 +1338,7 @@ TEST(bitmap_list) {
     sm_bitmap *a = NULL, *b = NULL;
     ASSERT_OK(sm_bitmap_create(&a, dir, "a", 100, 0, 0, 0));
     ASSERT_OK(sm_bitmap_create(&b, dir, "b", 5000000, 1 << 23, 0, 0));
-    write_file(bm_path(dir, "junk"), "not a bitmap", 12);
+    test_write_file(bm_path(dir, "junk"), "not a bitmap", 12);
     sm_builder *bld = NULL;
     ASSERT_OK(sm_builder_new(&bld));
     ASSERT_OK(sm_publish(bld, dir, "m", 0, 0));
@@ -1429,7 +1401,7 @@ static void child_enospc(void *arg) {
     ASSERT_OK(sm_bitmap_set(b, 3999999, 1));
     ASSERT_EQ(count_of(b), 2);
     ASSERT_ERR(sm_bitmap_create(&c, dir, "big", 100000000, 0, 0, 0), -ENOSPC);
-    ASSERT_STR_EQ(listing(dir), "sharedbitmap.b");
+    ASSERT_STR_EQ(test_listing(dir), "sharedbitmap.b");
     sm_bitmap_close(b);
     ASSERT_OK(sm_bitmap_attach(&b, dir, "b", 0));
     ASSERT_EQ(sm_bitmap_get(b, 3999999), 1);

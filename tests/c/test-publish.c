@@ -61,34 +61,6 @@ static const char *shm_path(const char *dir, const char *name) {
     return b;
 }
 
-/* The names in dir, sorted, joined by spaces. */
-static const char *dir_listing(const char *dir) {
-    static char out[4096];
-    struct dirent **list;
-    int n = scandir(dir, &list, NULL, alphasort);
-    if (n < 0)
-        test_fail(__FILE__, __LINE__, "scandir %s: %s", dir, strerror(errno));
-    out[0] = 0;
-    for (int i = 0; i < n; i++) {
-        if (strcmp(list[i]->d_name, ".") && strcmp(list[i]->d_name, "..")) {
-            if (out[0])
-                strncat(out, " ", sizeof out - strlen(out) - 1);
-            strncat(out, list[i]->d_name, sizeof out - strlen(out) - 1);
-        }
-        free(list[i]);
-    }
-    free(list);
-    return out;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        test_fail(__FILE__, __LINE__, "open %s: %s", path, strerror(errno));
-    ASSERT_EQ(write(fd, data, n), (ssize_t)n);
-    close(fd);
-}
-
 struct attach_ctx {
     const model *m;
     const char *dir, *name;
@@ -150,7 +122,7 @@ TEST(publish_eexist) {
     ASSERT_ERR(sm_publish(b2, dir, "map", 0, 0), -EEXIST);
     ASSERT_ERR(sm_publish(b2, dir, "map", 0, 0600), -EEXIST);
     /* the first map is intact and nothing was left behind */
-    ASSERT_STR_EQ(dir_listing(dir), "sharedmap.map");
+    ASSERT_STR_EQ(test_listing(dir), "sharedmap.map");
     sm_reader *r = NULL;
     ASSERT_OK(sm_reader_open_shm(&r, dir, "map"));
     check_reader(r, &m1, 1, 50);
@@ -235,7 +207,7 @@ TEST(publish_force_replace) {
     check_force_replace(NULL);
     check_force_replace(test_dir());
     /* no debris in the private directory */
-    ASSERT_STR_EQ(dir_listing(test_dir()), "");
+    ASSERT_STR_EQ(test_listing(test_dir()), "");
 }
 
 TEST(unpublish_while_attached) {
@@ -298,7 +270,7 @@ TEST(names) {
         ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), bad[i]), SM_ENAME);
         ASSERT_ERR(sm_unpublish(test_dir(), bad[i]), SM_ENAME);
     }
-    ASSERT_STR_EQ(dir_listing(test_dir()), "");
+    ASSERT_STR_EQ(test_listing(test_dir()), "");
 
     /* the longest name, and names of the kind users pick, work */
     char max_name[SM_NAME_MAX + 1];
@@ -323,7 +295,7 @@ TEST(names) {
     ASSERT_OK(sm_publish(b, NULL, max_name, 0, 0));
     ASSERT_OK(sm_publish(b, NULL, max_name, SM_FORCE, 0));
     ASSERT_OK(sm_unpublish(NULL, max_name));
-    ASSERT_STR_EQ(dir_listing(test_dir()), "");
+    ASSERT_STR_EQ(test_listing(test_dir()), "");
     sm_builder_free(b);
 }
 
@@ -414,7 +386,7 @@ static void check_modes(mode_t umask_value) {
         ASSERT_OK(sm_unpublish(dir, names[i]));
     unlink(test_path("default.snap"));
     unlink(test_path("group.snap"));
-    ASSERT_STR_EQ(dir_listing(dir), "");
+    ASSERT_STR_EQ(test_listing(dir), "");
     sm_builder_free(b);
 }
 
@@ -453,7 +425,7 @@ TEST(publish_bad_modes) {
         ASSERT_ERR(sm_publish(b, dir, "m", SM_FORCE, bad[i]), -EINVAL);
         ASSERT_ERR(sm_save(b, test_path("m.snap"), 0, bad[i]), -EINVAL);
     }
-    ASSERT_STR_EQ(dir_listing(dir), "");
+    ASSERT_STR_EQ(test_listing(dir), "");
     /* nor does a bad mode replace anything */
     ASSERT_OK(sm_publish(b, dir, "m", 0, 0640));
     ASSERT_ERR(sm_publish(b, dir, "m", SM_FORCE, 04640), -EINVAL);
@@ -497,7 +469,7 @@ TEST(save_open_file) {
     ASSERT_OK(sm_reader_open_file(&r2, path));
     check_reader(r2, &m2, 2, 200);
     check_reader(r1, &m1, 3, 50); /* the old one, still mapped */
-    ASSERT_STR_EQ(dir_listing(test_dir()), "map.snap");
+    ASSERT_STR_EQ(test_listing(test_dir()), "map.snap");
 
     /* a relative path (no directory part) */
     char cwd[4096];
@@ -581,7 +553,7 @@ TEST(nofollow) {
     ASSERT(!exists(test_path("absent")));
     ASSERT_OK(lstat(shm_path(test_dir(), "dangling"), &st));
     ASSERT(S_ISLNK(st.st_mode));
-    ASSERT(strstr(dir_listing(test_dir()), ".sharedmap-tmp") == NULL);
+    ASSERT(strstr(test_listing(test_dir()), ".sharedmap-tmp") == NULL);
 
     /* a symlink to a directory of maps is fine for the directory itself */
     char dirlink[600];
@@ -605,13 +577,13 @@ TEST(not_regular_files) {
     ASSERT_OK(mkdir(shm_path(dir, "dir"), 0700));
     ASSERT_ERR(sm_reader_open_shm(&r, dir, "dir"), SM_ENOTSNAPSHOT);
     /* empty, short and garbage files */
-    write_file(shm_path(dir, "empty"), "", 0);
+    test_write_file(shm_path(dir, "empty"), "", 0);
     ASSERT_FAILS(sm_reader_open_shm(&r, dir, "empty"));
-    write_file(shm_path(dir, "short"), "\x89SMP\r\n\x1a\n", 8);
+    test_write_file(shm_path(dir, "short"), "\x89SMP\r\n\x1a\n", 8);
     ASSERT_FAILS(sm_reader_open_shm(&r, dir, "short"));
     char junk[4096];
     memset(junk, 'j', sizeof junk);
-    write_file(shm_path(dir, "junk"), junk, sizeof junk);
+    test_write_file(shm_path(dir, "junk"), junk, sizeof junk);
     ASSERT_ERR(sm_reader_open_shm(&r, dir, "junk"), SM_EBADMAGIC);
 }
 
@@ -639,7 +611,7 @@ TEST(replace_only_regular_files) {
     ASSERT_ERR(sm_save(b, test_path("d.snap"), SM_FORCE, 0), -EISDIR);
     ASSERT_ERR(sm_save(b, test_path("f.snap"), SM_FORCE, 0), SM_ENOTSNAPSHOT);
     /* nothing moved, nothing hidden */
-    ASSERT_STR_EQ(dir_listing(dir), before);
+    ASSERT_STR_EQ(test_listing(dir), before);
     struct stat st;
     ASSERT_OK(lstat(shm_path(dir, "d"), &st));
     ASSERT(S_ISDIR(st.st_mode));
@@ -650,12 +622,12 @@ TEST(replace_only_regular_files) {
     ASSERT_EQ(removed, 0);
 
     /* a regular file that is no snapshot is replaced, and removed, as before */
-    write_file(shm_path(dir, "junk"), "junk", 4);
+    test_write_file(shm_path(dir, "junk"), "junk", 4);
     ASSERT_OK(sm_publish(b, dir, "junk", SM_FORCE, 0));
     ASSERT_OK(sm_unpublish(dir, "junk"));
-    write_file(shm_path(dir, "junk"), "junk", 4);
+    test_write_file(shm_path(dir, "junk"), "junk", 4);
     ASSERT_OK(sm_unpublish(dir, "junk"));
-    ASSERT_STR_EQ(dir_listing(dir), before);
+    ASSERT_STR_EQ(test_listing(dir), before);
     sm_builder_free(b);
     model_free(&m);
 }
@@ -680,7 +652,7 @@ TEST(replace_only_regular_files_race) {
     sm_value v = sm_value_int(1);
     ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, "k", 1, &v));
     ASSERT_OK(mkdir(test_path("other"), 0700));
-    write_file(test_path("other/marker"), "m", 1);
+    test_write_file(test_path("other/marker"), "m", 1);
     ASSERT_OK(sm_publish(b, dir, "x", 0, 0));
     pid_t pid = test_spawn(child_flip_dir, (void *)dir);
     unsigned ok = 0;
@@ -693,7 +665,7 @@ TEST(replace_only_regular_files_race) {
     ASSERT(ok > 0);
     /* the directory is under one of its two names, with what it holds */
     ASSERT(exists(test_path("other/marker")) || exists(shm_path(dir, "x/marker")));
-    ASSERT(strstr(dir_listing(dir), ".sharedmap-tmp") == NULL);
+    ASSERT(strstr(test_listing(dir), ".sharedmap-tmp") == NULL);
     unsigned removed = 9;
     ASSERT_OK(sm_gc(dir, &removed));
     ASSERT_EQ(removed, 0);
@@ -727,9 +699,9 @@ TEST(list_maps) {
     sm_builder *b2 = versioned_builder(&m2, 5, 1);
     ASSERT_OK(sm_publish(b1, dir, "three", 0, 0));
     ASSERT_OK(sm_publish(b2, dir, "five", 0, 0));
-    write_file(shm_path(dir, "junk"), "junk", 4);
-    write_file(test_path(".sharedmap-tmp.1.0000000000000000.three"), "x", 1);
-    write_file(test_path("unrelated"), "x", 1);
+    test_write_file(shm_path(dir, "junk"), "junk", 4);
+    test_write_file(test_path(".sharedmap-tmp.1.0000000000000000.three"), "x", 1);
+    test_write_file(test_path("unrelated"), "x", 1);
 
     struct list_seen s;
     memset(&s, 0, sizeof s);
@@ -808,7 +780,7 @@ TEST(gc_debris) {
     snprintf(stale, sizeof stale, "%s/.sharedmap-tmp.999999.0123456789abcdef.live", dir);
     snprintf(dead, sizeof dead, "%s/.sharedmap-tmp.%ld.fedcba9876543210.live", dir, (long)getpid());
     snprintf(held, sizeof held, "%s/.sharedmap-tmp.%ld.00000000deadbeef.live", dir, (long)getpid());
-    write_file(stale, "stale", 5);
+    test_write_file(stale, "stale", 5);
     ASSERT_CHILD_OK(test_spawn(child_die_with_temp, dead));
 
     int ready[2], go[2];
@@ -836,7 +808,7 @@ TEST(gc_debris) {
     ASSERT_CHILD_OK(pid);
     ASSERT_OK(sm_gc(dir, &removed));
     ASSERT_EQ(removed, 1);
-    ASSERT_STR_EQ(dir_listing(dir), "sharedmap.live");
+    ASSERT_STR_EQ(test_listing(dir), "sharedmap.live");
     ASSERT_OK(sm_gc(dir, NULL));
     ASSERT_OK(sm_gc(dir, &removed));
     ASSERT_EQ(removed, 0);
@@ -898,7 +870,7 @@ TEST_TIMEOUT(publish_race_small, 120) {
         ASSERT_OK(sm_publish(bs[i % 2], c.dir, c.name, SM_FORCE, 0));
     ASSERT_CHILD_OK(p1);
     ASSERT_CHILD_OK(p2);
-    ASSERT_STR_EQ(dir_listing(c.dir), "sharedmap.race");
+    ASSERT_STR_EQ(test_listing(c.dir), "sharedmap.race");
     for (int i = 0; i < 2; i++) {
         sm_builder_free(bs[i]);
         model_free(&ms[i]);
@@ -1102,7 +1074,7 @@ TEST_TIMEOUT(gc_race_publish_unpublish, 60) {
                   s->gc_removed);
     /* nothing is left behind but the map itself */
     ASSERT_OK(sm_gc(test_dir(), NULL));
-    const char *left = dir_listing(test_dir());
+    const char *left = test_listing(test_dir());
     ASSERT(strcmp(left, "") == 0 || strcmp(left, "sharedmap.m") == 0);
     munmap(s, sizeof *s);
 }
@@ -1128,7 +1100,7 @@ TEST(gc_marks_what_a_killed_publisher_displaced) {
     ASSERT_EQ(removed, 1);
     ASSERT_EQ(sm_reader_superseded(r1), 1);
     check_reader(r1, &m1, 1, 20); /* still readable */
-    ASSERT_STR_EQ(dir_listing(dir), "sharedmap.m");
+    ASSERT_STR_EQ(test_listing(dir), "sharedmap.m");
 
     /* an unpublish's rename, and then nothing */
     ASSERT_OK(sm_reader_open_shm(&r2, dir, "m"));
@@ -1137,7 +1109,7 @@ TEST(gc_marks_what_a_killed_publisher_displaced) {
     ASSERT_OK(sm_gc(dir, &removed));
     ASSERT_EQ(removed, 1);
     ASSERT_EQ(sm_reader_superseded(r2), 1);
-    ASSERT_STR_EQ(dir_listing(dir), "");
+    ASSERT_STR_EQ(test_listing(dir), "");
     sm_reader_close(r1);
     sm_reader_close(r2);
     sm_builder_free(b1);
@@ -1231,7 +1203,7 @@ TEST(gc_and_snapshots_it_may_not_write) {
     ASSERT_EQ(removed, 1);
 
     ASSERT_CHILD_OK(test_spawn(child_readonly_maps, (void *)shared));
-    ASSERT_STR_EQ(dir_listing(shared), "");
+    ASSERT_STR_EQ(test_listing(shared), "");
     sm_builder_free(b);
     model_free(&m);
 }

@@ -194,6 +194,10 @@ const char *test_map_name(const char *tag);
 const char *test_dir(void);
 /* test_dir() "/" name, in static storage (eight rotating buffers). */
 const char *test_path(const char *name);
+/* The names in dir, sorted, joined by spaces (static storage). */
+const char *test_listing(const char *dir);
+/* Create (or truncate) path, 0600, holding the n bytes at data. */
+void test_write_file(const char *path, const void *data, size_t n);
 /* Where tests/golden lives (SM_TEST_SRCDIR or "."), joined with rel. */
 const char *test_src_path(const char *rel);
 

@@ -4,6 +4,11 @@
 #include "test.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <string.h>
+#include <fcntl.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -540,4 +545,32 @@ void check_reader(const sm_reader *r, const model *m, uint64_t seed, size_t prob
     ASSERT_ERR(sm_seek_rank(r, UINT64_MAX, &c), -ERANGE);
 
     ASSERT_OK(sm_reader_verify(r));
+}
+
+/* The names in dir, sorted, joined by spaces. */
+const char *test_listing(const char *dir) {
+    static char out[4096];
+    struct dirent **list;
+    int n = scandir(dir, &list, NULL, alphasort);
+    if (n < 0)
+        test_fail(__FILE__, __LINE__, "scandir %s: %s", dir, strerror(errno));
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(list[i]->d_name, ".") && strcmp(list[i]->d_name, "..")) {
+            if (out[0])
+                strncat(out, " ", sizeof out - strlen(out) - 1);
+            strncat(out, list[i]->d_name, sizeof out - strlen(out) - 1);
+        }
+        free(list[i]);
+    }
+    free(list);
+    return out;
+}
+
+void test_write_file(const char *path, const void *data, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        test_fail(__FILE__, __LINE__, "open %s: %s", path, strerror(errno));
+    ASSERT_EQ(write(fd, data, n), (ssize_t)n);
+    close(fd);
 }
