@@ -21,7 +21,7 @@ VENV   ?= .venv
 BUILD  ?= build
 # Python packages the tests need inside the venv (xxhash: the reference that tests the
 # independent reader's xxh64).
-PY_TEST_DEPS := pytest hypothesis mypy xxhash
+PY_TEST_DEPS := pytest hypothesis mypy xxhash numpy
 
 # The newest glibc the library may need (symbol versions; src/compat.h avoids the newer ones):
 # 2.28, for renameat2.  So the wheel is manylinux_2_28: RHEL 8 and its peers install it.

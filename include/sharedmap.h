@@ -21,9 +21,11 @@
  *     SM_NOTFOUND is not a failure: it is the "no such key / past the end" answer.
  *   - There is no global state.  Constructors fill an out-pointer and return int;
  *     sm_*_free(NULL) and sm_reader_close(NULL) are no-ops.
- *   - Keys are byte strings of a kind fixed per map: SM_KEYS_BYTES (any bytes) or
+ *   - Keys are byte strings of a kind fixed per map: SM_KEYS_BYTES (any bytes),
  *     SM_KEYS_STR (valid UTF-8, ordered by code point, which is the byte order of
- *     UTF-8).  Keys sort by unsigned bytewise comparison, shorter first on a tie.
+ *     UTF-8) or SM_KEYS_INT (signed 64-bit integers, passed and handed out as the 8
+ *     bytes sm_key_int() makes, whose byte order is the numeric order).  Keys sort by
+ *     unsigned bytewise comparison, shorter first on a tie.
  *   - Threads: a reader is immutable once opened; any number of threads may use
  *     one reader (and their own cursors) at once without locking.  A builder is
  *     not thread-safe: one thread at a time, including during sm_builder_write.
@@ -94,7 +96,7 @@ extern "C" {
     XX(SM_ECHECKSUM, -30708, CorruptSnapshotError,                                                 \
        "snapshot checksum mismatch")                                                               \
     XX(SM_EKEYKIND, -30709, KeyKindError,                                                          \
-       "key kind mismatch (str and bytes keys cannot be mixed)")                                   \
+       "key kind mismatch (str, bytes and int keys cannot be mixed)")                              \
     XX(SM_EUTF8, -30710, CorruptSnapshotError,                                                     \
        "invalid UTF-8 in a str key or value")                                                      \
     XX(SM_ENAME, -30711, InvalidNameError,                                                         \
@@ -135,8 +137,32 @@ typedef struct sm_reader sm_reader;
 typedef enum sm_key_kind {
     SM_KEYS_NONE = 0,
     SM_KEYS_BYTES = 1,
-    SM_KEYS_STR = 2
+    SM_KEYS_STR = 2,
+    SM_KEYS_INT = 3 /* int64_t, as the SM_INT_KEY_SIZE bytes of sm_key_int() */
 } sm_key_kind;
+
+/** An int key is SM_INT_KEY_SIZE bytes: the key as an unsigned number with its sign bit
+ *  flipped (i + 2^63), big-endian.  Their byte order is the keys' numeric order, so int
+ *  maps iterate, bisect and range in numeric order through the same calls as the other
+ *  kinds.  Snapshots of int maps need a reader of this version or later (FORMAT.md §9). */
+#define SM_INT_KEY_SIZE 8
+
+/** The key bytes of @p i, for sm_get(), sm_builder_put() and the rest on an int map. */
+static inline void sm_key_int(int64_t i, unsigned char out[SM_INT_KEY_SIZE]) {
+    uint64_t u = (uint64_t)i ^ (UINT64_C(1) << 63);
+    for (int k = SM_INT_KEY_SIZE - 1; k >= 0; k--, u >>= 8)
+        out[k] = (unsigned char)u;
+}
+
+/** The integer of SM_INT_KEY_SIZE key bytes (a key handed out by an int map). */
+static inline int64_t sm_key_int_value(const void *key) {
+    const unsigned char *p = (const unsigned char *)key;
+    uint64_t u = 0;
+    for (int k = 0; k < SM_INT_KEY_SIZE; k++)
+        u = u << 8 | p[k];
+    u ^= UINT64_C(1) << 63;
+    return (int64_t)u; /* two's complement: the conversion every supported compiler makes */
+}
 
 /** Value types.  The numbers are the type codes stored in a snapshot. */
 typedef enum sm_type {
@@ -189,7 +215,8 @@ SM_API void sm_builder_free(sm_builder *b);
  *  @return 0; SM_EKEYKIND if kind differs from the keys already present;
  *          SM_EUTF8 for a SM_KEYS_STR key or SM_STR value that is not valid UTF-8;
  *          SM_ETYPE for an unknown value type; SM_ETOOBIG; -ENOMEM; -EINVAL for
- *          kind SM_KEYS_NONE, a NULL value, or a NULL pointer with a non-zero length. */
+ *          kind SM_KEYS_NONE, a NULL value, a NULL pointer with a non-zero length,
+ *          or a SM_KEYS_INT key that is not SM_INT_KEY_SIZE bytes (sm_key_int()). */
 SM_API int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
                           const sm_value *value);
 
@@ -383,6 +410,32 @@ SM_API int sm_reader_superseded(const sm_reader *r);
  *  @return 0 (and *out, if not NULL, holds the value), SM_NOTFOUND, or
  *          SM_ECORRUPT if the snapshot turns out to be damaged. */
 SM_API int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out);
+
+/** Look up @p n keys at once: the same answers as sm_get() of each, in much less time
+ *  per key when the snapshot is larger than the caches.  A lookup is two dependent
+ *  memory accesses (the slot's cache line, then the record); one at a time the CPU
+ *  waits for each, while here the keys go through in groups (SM_GET_MANY_WINDOW of
+ *  them): every key of a group is hashed and its slot line prefetched, then every slot
+ *  probed and the record it names prefetched, then every key compared and its value
+ *  decoded, so the misses of a group overlap.
+ *  @p keys[i] is the i-th key (an int map's keys are sm_key_int() bytes).
+ *  @p status[i] receives what sm_get() would return for it: 0, SM_NOTFOUND or
+ *  SM_ECORRUPT; @p values[i] (when @p values is not NULL) its value where status[i]
+ *  is 0, and is left alone otherwise.  A damaged snapshot fails only the keys whose
+ *  lookup meets the damage; every key is looked up whatever the others gave.
+ *  @return 0 if every status is 0 or SM_NOTFOUND, else the first error among them
+ *          (lowest i); -EINVAL if @p n > 0 and @p keys or @p status is NULL. */
+SM_API int sm_get_many(const sm_reader *r, size_t n, const sm_buf *keys, sm_value *values,
+                       int *status);
+
+/** sm_get_many() for an int map's keys given as integers (no sm_key_int() needed): the
+ *  same answers as sm_get() of each key's sm_key_int() bytes.  On a map of another kind
+ *  every key is SM_NOTFOUND. */
+SM_API int sm_get_many_int(const sm_reader *r, size_t n, const int64_t *keys, sm_value *values,
+                           int *status);
+
+/** The number of keys sm_get_many() keeps in flight (bench/cbench.c measures 1 to 64). */
+#define SM_GET_MANY_WINDOW 16
 
 /** Full check, O(n): body checksum, every record, key order, the sample index,
  *  the hash table (every slot points at a record whose hash matches, every record

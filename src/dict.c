@@ -252,11 +252,14 @@ static int value_payload(const sm_value *v, unsigned char tmp[8], const void **p
 
 /* A new entry for key and value, checked as sm_builder_put() checks them (all but the
  * kind against the builder's): key and payload copied into one allocation, the key's hash
- * under seed.  0, SM_EUTF8, SM_ETYPE, -EINVAL, SM_ETOOBIG or -ENOMEM. */
+ * under seed.  0, SM_EUTF8, SM_ETYPE, -EINVAL (also an int key that is not 8 bytes),
+ * SM_ETOOBIG or -ENOMEM. */
 static int item_make(smi_item *it, sm_key_kind kind, const void *key, size_t klen,
                      const sm_value *value, uint64_t seed) {
     if (kind == SM_KEYS_STR && !smi_utf8_valid(key, klen))
         return SM_EUTF8;
+    if (kind == SM_KEYS_INT && klen != SMF_INT_KEY_SIZE)
+        return -EINVAL;
     unsigned char tmp[8];
     const void *payload;
     size_t plen;
@@ -332,7 +335,7 @@ static int item_append(sm_builder *b, sm_key_kind kind, size_t slot, const smi_i
 
 int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
                    const sm_value *value) {
-    if (kind != SM_KEYS_BYTES && kind != SM_KEYS_STR)
+    if (kind != SM_KEYS_BYTES && kind != SM_KEYS_STR && kind != SM_KEYS_INT)
         return -EINVAL;
     if (!value || (klen && !key))
         return -EINVAL;

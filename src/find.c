@@ -6,14 +6,18 @@
  *   [ h<q ][ h<q ][ h=q ][ h=q ][ h>q ]...
  *     skip   skip  tag,key tag,key  stop: q is absent
  *
- * One cache line of table is usually all a miss costs; a hit adds the record.
+ * One cache line of table is usually all a miss costs; a hit adds the record.  sm_get_many
+ * overlaps those accesses for many keys (below).
  */
 #include "internal.h"
 
+#include <errno.h>
+
 typedef enum probe_result { PROBE_FOUND, PROBE_ABSENT, PROBE_CORRUPT } probe_result;
 
-static probe_result probe(const sm_reader *r, const void *key, size_t klen, smf_record *rec) {
-    uint64_t h = sm_hash64(key, klen, r->h.hash_seed);
+/* The lookup of key, whose hash under the snapshot's seed is h. */
+static probe_result probe(const sm_reader *r, const void *key, size_t klen, uint64_t h,
+                          smf_record *rec) {
     uint64_t home = smf_home(h, r->h.home_slots);
     uint64_t tag = h & 0xFF;
     const unsigned char *table = r->base + r->h.table_offset;
@@ -40,13 +44,11 @@ static probe_result probe(const sm_reader *r, const void *key, size_t klen, smf_
     return PROBE_ABSENT;
 }
 
-int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
-    if (r->h.count == 0)
-        return SM_NOTFOUND;
-    if (!klen)
-        key = "";
+/* What sm_get() returns for key, of hash h. */
+static int get_hashed(const sm_reader *r, const void *key, size_t klen, uint64_t h,
+                      sm_value *out) {
     smf_record rec;
-    switch (probe(r, key, klen, &rec)) {
+    switch (probe(r, key, klen, h, &rec)) {
     case PROBE_FOUND:
         if (out)
             return smi_value(r, &rec, out);
@@ -56,4 +58,114 @@ int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
     default:
         return SM_ECORRUPT;
     }
+}
+
+int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
+    if (r->h.count == 0)
+        return SM_NOTFOUND;
+    if (!klen)
+        key = "";
+    return get_hashed(r, key, klen, sm_hash64(key, klen, r->h.hash_seed), out);
+}
+
+/* ---- many keys at once: group prefetching (Chen, Ailamaki, Gibbons, Mowry 2004) ----
+ *
+ * A group of up to `window` keys goes through three passes, each touching memory that the
+ * pass before asked for, so that the cache misses of the group overlap instead of coming
+ * one after another:
+ *   1. hash every key, prefetch the cache line of its home slot;
+ *   2. read the first slots from each home (now in cache, or on their way) and prefetch the
+ *      record named by the first slot whose home and tag match the key;
+ *   3. look every key up with sm_get()'s own probe (get_hashed), given the hash, whose
+ *      slots and record the passes before brought in.
+ * Pass 3 is the whole lookup, so the answers are sm_get()'s by construction; passes 1 and 2
+ * only prefetch, which never faults, and they compute addresses inside the snapshot only
+ * (a home is below home_slots <= table_slots; a record offset is used only below
+ * records_end). */
+
+/* Slots pass 2 reads from a home to find the record to prefetch: at a load of 0.8 the key
+ * is in the first two nearly always. */
+#define PEEK_SLOTS 4
+
+static void prefetch_record(const sm_reader *r, uint64_t h) {
+    uint64_t home = smf_home(h, r->h.home_slots), tag = h & 0xFF;
+    const unsigned char *table = r->base + r->h.table_offset;
+    uint64_t L = r->h.table_slots;
+    for (uint64_t i = home; i < L && i < home + PEEK_SLOTS; i++) {
+        uint64_t slot = smf_le64(table + 8 * i);
+        uint64_t disp = slot >> SMF_SLOT_DISP_SHIFT;
+        if (!slot || disp > i || i - disp > home)
+            return;
+        if (i - disp == home && ((slot >> SMF_SLOT_TAG_SHIFT) & 0xFF) == tag) {
+            uint64_t off = slot & SMF_SLOT_OFFSET_MASK;
+            if (off < r->h.records_end)
+                __builtin_prefetch(r->base + off);
+            return;
+        }
+    }
+}
+
+int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t *ikeys,
+                 sm_value *values, int *status, size_t window) {
+    if (n && ((!keys && !ikeys) || !status))
+        return -EINVAL;
+    if (window < 1)
+        window = 1;
+    if (window > SMI_GET_MANY_WINDOW_MAX)
+        window = SMI_GET_MANY_WINDOW_MAX;
+    int first_error = 0;
+    int int_keys = ikeys != NULL;
+    if (r->h.count == 0 || (int_keys && r->h.key_kind != SM_KEYS_INT)) {
+        for (size_t i = 0; i < n; i++)
+            status[i] = SM_NOTFOUND;
+        return 0;
+    }
+    uint64_t seed = r->h.hash_seed;
+    const unsigned char *table = r->base + r->h.table_offset;
+    uint64_t hash[SMI_GET_MANY_WINDOW_MAX];
+    unsigned char ibuf[SMI_GET_MANY_WINDOW_MAX][SM_INT_KEY_SIZE];
+    for (size_t start = 0; start < n; start += window) {
+        size_t m = n - start < window ? n - start : window;
+        for (size_t j = 0; j < m; j++) { /* pass 1 */
+            const void *key;
+            size_t klen;
+            if (int_keys) {
+                sm_key_int(ikeys[start + j], ibuf[j]);
+                key = ibuf[j];
+                klen = SM_INT_KEY_SIZE;
+            } else {
+                key = keys[start + j].size ? keys[start + j].data : "";
+                klen = keys[start + j].size;
+            }
+            hash[j] = sm_hash64(key, klen, seed);
+            __builtin_prefetch(table + 8 * smf_home(hash[j], r->h.home_slots));
+        }
+        if (m > 1)
+            for (size_t j = 0; j < m; j++) /* pass 2 */
+                prefetch_record(r, hash[j]);
+        for (size_t j = 0; j < m; j++) { /* pass 3 */
+            size_t i = start + j;
+            const void *key = int_keys ? ibuf[j] : keys[i].size ? keys[i].data : "";
+            size_t klen = int_keys ? SM_INT_KEY_SIZE : keys[i].size;
+            int rc = get_hashed(r, key, klen, hash[j], values ? &values[i] : NULL);
+            status[i] = rc;
+            if (rc && rc != SM_NOTFOUND && !first_error)
+                first_error = rc;
+        }
+    }
+    return first_error;
+}
+
+int sm_get_many(const sm_reader *r, size_t n, const sm_buf *keys, sm_value *values,
+                int *status) {
+    if (n && !keys)
+        return -EINVAL;
+    return smi_get_many(r, n, keys, NULL, values, status, SM_GET_MANY_WINDOW);
+}
+
+int sm_get_many_int(const sm_reader *r, size_t n, const int64_t *keys, sm_value *values,
+                    int *status) {
+    if (n && !keys)
+        return -EINVAL;
+    return smi_get_many(r, n, NULL, keys, values, status, SM_GET_MANY_WINDOW);
 }

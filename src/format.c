@@ -28,7 +28,8 @@ int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h) {
         return SM_ETRUNCATED;
     if (sm_hash64(p, SMF_OFF_HEADER_SUM, 0) != smf_le64(p + SMF_OFF_HEADER_SUM))
         return SM_EHEADER; /* R5 */
-    if (smf_le32(p + SMF_OFF_REQUIRED_FLAGS) != 0)
+    uint32_t required = smf_le32(p + SMF_OFF_REQUIRED_FLAGS);
+    if (required & ~SMF_REQ_KNOWN)
         return SM_EFEATURE; /* R6 */
     for (unsigned i = SMF_OFF_RESERVED; i < SMF_OFF_TOTAL_SIZE; i++)
         if (p[i])
@@ -36,7 +37,7 @@ int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h) {
 
     smf_header d;
     d.version = SMF_VERSION;
-    d.required_flags = 0;
+    d.required_flags = required;
     d.compat_flags = smf_le32(p + SMF_OFF_COMPAT_FLAGS);
     d.key_kind = p[SMF_OFF_KEY_KIND];
     d.hash_id = p[SMF_OFF_HASH_ID];
@@ -57,7 +58,9 @@ int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h) {
     /* R9: every failure is SM_EHEADER, so the order of these does not show.  Regions in
      * order, each inside the snapshot: differences only, no sums that could overflow. */
     uint64_t size = d.total_size, count = d.count, M = d.home_slots, L = d.table_slots;
-    if (d.key_kind > SM_KEYS_STR || (d.key_kind == SM_KEYS_NONE && count != 0))
+    if (d.key_kind > SM_KEYS_INT || (d.key_kind == SM_KEYS_NONE && count != 0))
+        return SM_EHEADER;
+    if (((required & SMF_REQ_INT_KEYS) != 0) != (d.key_kind == SM_KEYS_INT))
         return SM_EHEADER;
     if (d.hash_id != SMF_HASH_XXH64 || d.sample_shift > SMF_SAMPLE_SHIFT_MAX)
         return SM_EHEADER;
@@ -66,6 +69,8 @@ int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h) {
         return SM_EHEADER;
     if (count > (d.records_end - SMF_HEADER_SIZE) / 2)
         return SM_EHEADER;
+    if (d.key_kind == SM_KEYS_INT && count > (d.records_end - SMF_HEADER_SIZE) / 10)
+        return SM_EHEADER; /* an int record is at least 10 bytes */
     if (smf_nsamples(count, d.sample_shift) > (d.table_offset - d.samples_offset) / SMF_SAMPLE_SIZE)
         return SM_EHEADER;
     if ((size - d.table_offset) % 8 != 0 || L != (size - d.table_offset) / 8)

@@ -53,9 +53,9 @@
 #define SMF_OFF_BYTE_ORDER 8      /* u32 */
 #define SMF_OFF_VERSION 12        /* u16 */
 #define SMF_OFF_HEADER_SIZE 14    /* u16 */
-#define SMF_OFF_REQUIRED_FLAGS 16 /* u32: reader refuses any bit it does not know (none in v1) */
+#define SMF_OFF_REQUIRED_FLAGS 16 /* u32: reader refuses any bit it does not know (SMF_REQ_*) */
 #define SMF_OFF_COMPAT_FLAGS 20   /* u32: reader ignores bits it does not know (none in v1) */
-#define SMF_OFF_KEY_KIND 24       /* u8: 0 none (only when count == 0), 1 bytes, 2 str */
+#define SMF_OFF_KEY_KIND 24       /* u8: 0 none (only when count == 0), 1 bytes, 2 str, 3 int */
 #define SMF_OFF_HASH_ID 25        /* u8: 1 = XXH64 */
 #define SMF_OFF_SAMPLE_SHIFT 26   /* u8: log2 of the sample interval, 0..8 (v1 writes 4) */
 #define SMF_OFF_RESERVED 27       /* u8[5]: zero */
@@ -71,6 +71,12 @@
 #define SMF_OFF_BODY_SUM 104      /* u64: XXH64(seed 0) of bytes [128, total_size) */
 #define SMF_OFF_HEADER_SUM 112    /* u64: XXH64(seed 0) of bytes [0, 112) */
 #define SMF_OFF_SUPERSEDED 120    /* u64: mutable, outside both checksums: 0, or 1 once replaced */
+
+/* Required flags (§9): a snapshot that sets one is refused by every reader that does not
+ * know it (R6), so an older reader says "unsupported feature" instead of misreading it. */
+#define SMF_REQ_INT_KEYS 0x1u /* key_kind 3: 8-byte order-preserving int keys; set iff kind 3 */
+#define SMF_REQ_KNOWN SMF_REQ_INT_KEYS
+#define SMF_INT_KEY_SIZE 8u
 
 #define SMF_HASH_XXH64 1u
 #define SMF_SAMPLE_SHIFT 4u     /* what this library writes */
@@ -88,9 +94,11 @@
  * sm_reader_superseded() loads it in place).  The number after each field is its offset. */
 typedef struct smf_header {
     uint16_t version;        /* 12: SMF_VERSION, the only one parse accepts (R3) */
-    uint32_t required_flags; /* 16: 0; parse refuses any bit (R6) */
+    uint32_t required_flags; /* 16: SMF_REQ_*; parse refuses unknown bits (R6) and a
+                              * SMF_REQ_INT_KEYS that disagrees with key_kind (R9) */
     uint32_t compat_flags;   /* 20: ignored by readers; this library writes 0 */
-    uint8_t key_kind;        /* 24: 0 none (only when count == 0), 1 bytes, 2 str (sm_key_kind) */
+    uint8_t key_kind;        /* 24: 0 none (only when count == 0), 1 bytes, 2 str, 3 int
+                              * (sm_key_kind) */
     uint8_t hash_id;         /* 25: SMF_HASH_XXH64 */
     uint8_t sample_shift;    /* 26: log2 of the sample interval, <= SMF_SAMPLE_SHIFT_MAX */
     uint64_t total_size;     /* 32: bytes of the snapshot; parse wants the bytes it has (R8) */

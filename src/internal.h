@@ -51,12 +51,23 @@ struct sm_reader {
  * gives it for each header it reads). */
 void smi_header_info(const smf_header *h, sm_info *out);
 
+/* sm_get_many() (keys, ikeys NULL) and sm_get_many_int() (ikeys, keys NULL) with the
+ * group size as a parameter, 1 to SMI_GET_MANY_WINDOW_MAX (clamped), so that the benchmark
+ * can measure the choice of SM_GET_MANY_WINDOW (find.c). */
+#define SMI_GET_MANY_WINDOW_MAX 64
+int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t *ikeys,
+                 sm_value *values, int *status, size_t window);
+
 /* Parse the record at off, which must be a plausible record start: in
- * [SMF_HEADER_SIZE, records_end).  Returns 0 or SM_ECORRUPT. */
+ * [SMF_HEADER_SIZE, records_end); in an int map its key must be 8 bytes (R10), so that
+ * every key handed out of one can be decoded with sm_key_int_value().  Returns 0 or
+ * SM_ECORRUPT. */
 static inline int smi_record(const struct sm_reader *r, uint64_t off, smf_record *rec) {
     if (off < SMF_HEADER_SIZE || off >= r->h.records_end)
         return SM_ECORRUPT;
     if (smf_record_parse(r->base, off, r->h.records_end, rec))
+        return SM_ECORRUPT;
+    if (r->h.key_kind == SM_KEYS_INT && rec->klen != SMF_INT_KEY_SIZE)
         return SM_ECORRUPT;
     return 0;
 }

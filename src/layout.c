@@ -111,9 +111,9 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
     smi_layout_drop(l);
     l->valid = 1;
     l->h.version = SMF_VERSION;
-    l->h.required_flags = 0;
     l->h.compat_flags = 0;
     l->h.key_kind = (uint8_t)(n ? b->kind : SM_KEYS_NONE);
+    l->h.required_flags = l->h.key_kind == SM_KEYS_INT ? SMF_REQ_INT_KEYS : 0;
     l->h.hash_id = SMF_HASH_XXH64;
     l->h.sample_shift = SMF_SAMPLE_SHIFT;
     l->h.total_size = table_off + L * 8;

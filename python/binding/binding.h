@@ -16,6 +16,7 @@
  *     reader.c    sharedmap: lookups, iteration, views, refresh, info, verify
  *     ordered.c   sharedmap's ordered queries and zero-copy getbuffer()
  *     builder.c   rbtree, the builder: edits, update, share, save, dump
+ *     many.c      get_many() and get_array() of both: batches of keys, NumPy in and out
  *     iter.c      both iterators, and the objects they recycle
  *     views.c     keys(), values(), items() of both, through an operations table
  *     bitmap.c    sharedbitmap, the shared bitset, and its iterator
@@ -48,14 +49,15 @@
  * holds by a strong reference (reader_hold), never a borrowed pointer.
  *
  * Threads: lookups never release the GIL (they are far shorter than a GIL
- * round trip).  Long builder work (layout, write, publish, save, bulk copies)
+ * round trip), except get_many() and get_array() of 10,000 keys or more, which
+ * release it around the lookups once the keys are converted (many.c).  Long builder work (layout, write, publish, save, bulk copies)
  * runs with the GIL released; meanwhile the rbtree's busy counter is non-zero and
  * every other use of that rbtree raises RuntimeError, because a builder is not
  * thread-safe (sharedmap.h).  Nothing that can run Python code may come between
  * the busy check and busy++.  verify() releases the GIL too, holding its own
  * reference to the _Snapshot so that a close() in another thread cannot unmap it.
  *
- * Keys are str or bytes, one kind per map.  Lookups with the other kind, or with
+ * Keys are str, bytes or int (signed 64-bit), one kind per map.  Lookups with the other kind, or with
  * any other type, raise TypeError ("strict" lookups: get, [], in, ordered
  * queries); the set-like views and == answer "not there" instead ("soft"
  * lookups), as a set would.
@@ -290,6 +292,13 @@ extern const char reader_irange_doc[], reader_bisect_left_doc[], reader_bisect_r
 
 /* builder.c */
 Py_ssize_t builder_len(BuilderObject *self);
+
+/* many.c: get_many() and get_array() of both types, and their docstrings */
+PyObject *reader_get_many(ReaderObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *reader_get_array(ReaderObject *self, PyObject *args, PyObject *kwds);
+PyObject *builder_get_many(BuilderObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *builder_get_array(BuilderObject *self, PyObject *args, PyObject *kwds);
+extern const char get_many_doc[], get_array_doc[];
 
 /* iter.c: iterators over the ranks [begin, end) of a snapshot, and over a builder. */
 PyObject *snapiter_new(module_state *st, SnapshotObject *s, uint64_t begin, uint64_t end, int mode,

@@ -45,9 +45,13 @@ static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
     if (value_from_py(value, &v) < 0)
         goto done;
     if (builder_check(self) == 0 && key_parse(key, &k) == 0) {
-        rc = sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
+        rc = k.beyond ? SM_ETOOBIG : sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
         if (rc == SM_EKEYKIND)
             set_kind_error(sm_builder_key_kind(self->b), k.kind);
+        else if (k.beyond)
+            raise_class(SMPY_EXC_TooLargeError,
+                        PyUnicode_FromString("int keys must fit in a signed 64-bit integer"),
+                        SM_ETOOBIG, NULL, NULL);
         else if (rc != 0)
             set_error(rc);
         rc = rc == 0 ? 0 : -1;
@@ -696,6 +700,8 @@ static PyObject *builder_remove(PyObject *unused, PyObject *name_obj) {
 static PyMethodDef builder_methods[] = {
     {"set", METH_CAST(builder_set), METH_FASTCALL, builder_set_doc},
     {"get", METH_CAST(builder_get), METH_FASTCALL, builder_get_doc},
+    {"get_many", METH_CAST(builder_get_many), METH_FASTCALL, get_many_doc},
+    {"get_array", METH_CAST(builder_get_array), METH_VARARGS | METH_KEYWORDS, get_array_doc},
     {"pop", METH_CAST(builder_pop), METH_FASTCALL, builder_pop_doc},
     {"popitem", (PyCFunction)builder_popitem, METH_NOARGS, builder_popitem_doc},
     {"setdefault", METH_CAST(builder_setdefault), METH_FASTCALL, builder_setdefault_doc},

@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 key_ref key_parse_other(PyObject *key) {
-    key_ref k = {NULL, 0, SM_KEYS_NONE};
+    key_ref k = {NULL, 0, SM_KEYS_NONE, 0, {0}};
     if (PyUnicode_Check(key)) {
         Py_ssize_t n;
         const char *p = PyUnicode_AsUTF8AndSize(key, &n);
@@ -18,8 +18,13 @@ key_ref key_parse_other(PyObject *key) {
         k.data = PyBytes_AS_STRING(key);
         k.size = PyBytes_GET_SIZE(key);
         k.kind = SM_KEYS_BYTES;
+    } else if (PyLong_Check(key)) { /* bool and other int subclasses: their value */
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(key, &overflow);
+        if (v != -1 || overflow || !PyErr_Occurred())
+            key_int(v, overflow, &k);
     } else {
-        PyErr_Format(PyExc_TypeError, "keys must be str or bytes, not %.200s",
+        PyErr_Format(PyExc_TypeError, "keys must be str, bytes or int, not %.200s",
                      Py_TYPE(key)->tp_name);
     }
     return k;

@@ -6,20 +6,42 @@
 
 #include "binding.h"
 
-/* A key as the C API wants it.  data belongs to the Python key object. */
+/* A key as the C API wants it.  data belongs to the Python key object, except for an
+ * int key, whose SM_INT_KEY_SIZE bytes (sm_key_int) are ibuf: data points there, so a
+ * key_ref of an int key is used where key_parse filled it, not copied. */
 typedef struct {
     const char *data;
     Py_ssize_t size;
     sm_key_kind kind;
+    /* An int key outside int64_t, which no map can hold: -1 below, +1 above (then data
+     * is NULL and size 0); 0 for every other key. */
+    int beyond;
+    unsigned char ibuf[SM_INT_KEY_SIZE];
 } key_ref;
 
-/* key_parse for every key but an exact compact ASCII str or an exact bytes (str and
- * bytes subclasses, non-ASCII str): kind SM_KEYS_NONE with an exception set if the
- * key is neither str nor bytes (TypeError) or cannot be encoded.  Returned by value,
- * so that the key_ref of the fast paths never needs to be in memory. */
+/* key_parse for every key but an exact compact ASCII str, an exact bytes or an exact
+ * int (subclasses, non-ASCII str): kind SM_KEYS_NONE with an exception set if the key
+ * is not str, bytes or int (TypeError) or cannot be encoded.  Returned by value, so
+ * that the key_ref of the fast paths never needs to be in memory; key_parse points the
+ * data of an int key at its ibuf. */
 key_ref key_parse_other(PyObject *key);
 
+/* An int key from the result of PyLong_AsLongLongAndOverflow. */
+static inline void key_int(long long v, int overflow, key_ref *k) {
+    k->kind = SM_KEYS_INT;
+    k->beyond = overflow;
+    if (overflow) {
+        k->data = NULL;
+        k->size = 0;
+        return;
+    }
+    sm_key_int((int64_t)v, k->ibuf);
+    k->data = (const char *)k->ibuf;
+    k->size = SM_INT_KEY_SIZE;
+}
+
 static inline int key_parse(PyObject *key, key_ref *k) {
+    k->beyond = 0;
     if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
         k->data = (const char *)PyUnicode_DATA(key);
         k->size = PyUnicode_GET_LENGTH(key);
@@ -32,7 +54,15 @@ static inline int key_parse(PyObject *key, key_ref *k) {
         k->kind = SM_KEYS_BYTES;
         return 0;
     }
+    if (PyLong_CheckExact(key)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(key, &overflow);
+        key_int(v, overflow, k);
+        return 0;
+    }
     *k = key_parse_other(key);
+    if (k->kind == SM_KEYS_INT && !k->beyond)
+        k->data = (const char *)k->ibuf;
     return k->kind == SM_KEYS_NONE ? -1 : 0;
 }
 
@@ -41,8 +71,8 @@ typedef enum { KEY_ERROR = -1, KEY_CANNOT_BE_IN = 0, KEY_USABLE = 1 } key_fit;
 
 static inline key_fit key_fit_map(PyObject *key, sm_key_kind map, int strict, key_ref *k) {
     if (key_parse(key, k) < 0) {
-        /* A soft lookup of something that cannot be a key (not str/bytes, or a str
-         * with lone surrogates) just finds nothing. */
+        /* A soft lookup of something that cannot be a key (not str/bytes/int, or a
+         * str with lone surrogates) just finds nothing. */
         if (!strict && (PyErr_ExceptionMatches(PyExc_TypeError) ||
                         PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))) {
             PyErr_Clear();
@@ -51,7 +81,7 @@ static inline key_fit key_fit_map(PyObject *key, sm_key_kind map, int strict, ke
         return KEY_ERROR;
     }
     if (__builtin_expect(k->kind == map, 1))
-        return KEY_USABLE;
+        return k->beyond ? KEY_CANNOT_BE_IN : KEY_USABLE;
     if (map == SM_KEYS_NONE || !strict)
         return KEY_CANNOT_BE_IN;
     set_kind_error(map, k->kind);
@@ -153,6 +183,8 @@ static inline PyObject *str_from_utf8(const void *data, size_t n) {
 static inline PyObject *key_to_py(sm_key_kind kind, const sm_buf *key) {
     if (kind == SM_KEYS_STR)
         return str_from_utf8(key->data, key->size);
+    if (kind == SM_KEYS_INT) /* 8 bytes: the library checks every key of an int map */
+        return PyLong_FromLongLong((long long)sm_key_int_value(key->data));
     return PyBytes_FromStringAndSize((const char *)key->data, (Py_ssize_t)key->size);
 }
 

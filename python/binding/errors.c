@@ -213,7 +213,16 @@ PyObject *set_error(int code) {
 /* ------------------------------------------------------------ the binding's own */
 
 const char *kind_name(sm_key_kind kind) {
-    return kind == SM_KEYS_STR ? "str" : kind == SM_KEYS_BYTES ? "bytes" : "no";
+    switch (kind) {
+    case SM_KEYS_STR:
+        return "str";
+    case SM_KEYS_BYTES:
+        return "bytes";
+    case SM_KEYS_INT:
+        return "int";
+    default:
+        return "no";
+    }
 }
 
 void set_kind_error(sm_key_kind map, sm_key_kind key) {

@@ -152,6 +152,8 @@ static inline PyObject *bytes_recycled(iter_recycler *rc, int g, const void *dat
 static PyObject *key_recycled(iter_recycler *rc, sm_key_kind kind, const sm_buf *key) {
     if (kind == SM_KEYS_STR)
         return str_recycled(rc, RECYCLE_KEY_STRS, key->data, key->size);
+    if (kind == SM_KEYS_INT)
+        return key_to_py(kind, key);
     return bytes_recycled(rc, RECYCLE_KEY_BYTES, key->data, key->size);
 }
 

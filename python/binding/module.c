@@ -127,9 +127,7 @@ static int dir_arg(PyObject *o, PyObject **fs) {
 static int list_cb(const char *name, const sm_info *info, int err, void *ctx) {
     PyObject *list = (PyObject *)ctx, *pyname, *t;
     int rc;
-    const char *kind = info->key_kind == SM_KEYS_STR     ? "str"
-                       : info->key_kind == SM_KEYS_BYTES ? "bytes"
-                                                         : NULL;
+    const char *kind = info->key_kind == SM_KEYS_NONE ? NULL : kind_name(info->key_kind);
     /* a name in the directory need not be UTF-8: decode it as os.listdir() would */
     pyname = PyUnicode_DecodeFSDefault(name);
     if (pyname == NULL)

@@ -5,7 +5,8 @@
 #include "convert.h"
 
 /* The rank sm_seek_key gives for @p key; an empty map (no key kind yet) is
- * rank 0 for any str or bytes key. */
+ * rank 0 for any str, bytes or int key, and an int beyond int64_t is below or above
+ * every key of an int map. */
 static int snap_seek(SnapshotObject *s, PyObject *key, sm_bound bound, uint64_t *rank) {
     key_ref k;
     sm_cursor c;
@@ -14,7 +15,7 @@ static int snap_seek(SnapshotObject *s, PyObject *key, sm_bound bound, uint64_t 
     case KEY_ERROR:
         return -1;
     case KEY_CANNOT_BE_IN:
-        *rank = 0;
+        *rank = k.beyond > 0 && s->kind == SM_KEYS_INT ? s->count : 0;
         return 0;
     case KEY_USABLE:
         break;
@@ -207,6 +208,10 @@ static PyObject *reader_prefix_mode(ReaderObject *self, PyObject *p, int mode) {
     int rc = 0;
     if ((st = state_of((PyObject *)self)) == NULL || (s = reader_hold(self)) == NULL)
         return NULL;
+    if (s->kind == SM_KEYS_INT || PyLong_Check(p)) {
+        PyErr_SetString(PyExc_TypeError, "prefix() needs str or bytes keys: int keys have no prefixes");
+        goto done;
+    }
     switch (key_fit_map(p, s->kind, 1, &k)) {
     case KEY_ERROR:
         goto done;

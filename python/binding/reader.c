@@ -474,7 +474,7 @@ static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
         "{sKsKsIsdsssKsOsOsN}", "entries", (unsigned long long)info.count, "size",
         (unsigned long long)info.size, "format_version", info.format_version, "created",
         (double)info.created_ns / 1e9, "key_kind",
-        info.key_kind == SM_KEYS_STR ? "str" : info.key_kind == SM_KEYS_BYTES ? "bytes" : NULL,
+        info.key_kind == SM_KEYS_NONE ? NULL : kind_name(info.key_kind),
         "checksum", (unsigned long long)info.checksum, "superseded",
         sm_reader_superseded(s->r) ? Py_True : Py_False, "name", self->name ? self->name : Py_None,
         "path", path);
@@ -505,6 +505,8 @@ static PyObject *reader_verify(ReaderObject *self, PyObject *unused) {
 
 static PyMethodDef reader_methods[] = {
     {"get", METH_CAST(reader_get), METH_FASTCALL, reader_get_doc},
+    {"get_many", METH_CAST(reader_get_many), METH_FASTCALL, get_many_doc},
+    {"get_array", METH_CAST(reader_get_array), METH_VARARGS | METH_KEYWORDS, get_array_doc},
     {"keys", (PyCFunction)reader_keys, METH_NOARGS, "A set-like view of the keys, in key order."},
     {"values", (PyCFunction)reader_values, METH_NOARGS, "A view of the values, in key order."},
     {"items", (PyCFunction)reader_items, METH_NOARGS,

@@ -113,8 +113,10 @@ def test_one_key_kind_per_map():
         w.get(b"a")
     with pytest.raises(TypeError, match="this map has str keys, got bytes"):
         del w[b"a"]
-    with pytest.raises(TypeError, match="keys must be str or bytes, not int"):
+    with pytest.raises(TypeError, match="this map has str keys, got int"):
         w[1] = 1
+    with pytest.raises(TypeError, match="keys must be str, bytes or int, not float"):
+        w[1.0] = 1
     # the kind is forgotten when the map becomes empty
     del w["a"]
     w[b"b"] = 1

@@ -222,10 +222,10 @@ def test_match_statement_sees_a_mapping(make):
     assert ns["matched"] == 1
 
 
-@pytest.mark.parametrize("bad", [1, None, 1.5, ("a",), bytearray(b"a"), memoryview(b"a")])
+@pytest.mark.parametrize("bad", [None, 1.5, ("a",), bytearray(b"a"), memoryview(b"a")])
 def test_lookup_with_a_non_key_type_is_a_type_error(make, data, bad):
     m = make(data)
-    with pytest.raises(TypeError, match="keys must be str or bytes"):
+    with pytest.raises(TypeError, match="keys must be str, bytes or int"):
         m[bad]
     with pytest.raises(TypeError):
         m.get(bad)
