@@ -2,9 +2,9 @@
 # views and iterators, and the module-level functions.  Checked by tests/python/test_mypy.py (mypy on usage
 # snippets, and stubtest against the built module).
 #
-# Both classes are generic in the key type K (str or bytes: one kind per map) and the value type V (a subset of
+# Both classes are generic in the key type K (str, bytes or int: one kind per map) and the value type V (a subset of
 # str | bytes | int | float | bool | None).  Unparameterised they default to the widest types, so
-# `sharedmap.sharedmap("name")` is a `sharedmap[str | bytes, str | bytes | int | float | bool | None]`; annotate to
+# `sharedmap.sharedmap("name")` is a `sharedmap[str | bytes | int, str | bytes | int | float | bool | None]`; annotate to
 # narrow: `m: sharedmap.sharedmap[str, int] = sharedmap.sharedmap("counts")`.  Nothing checks such an annotation
 # at run time: it is a promise about what the publisher stored.
 from _typeshed import StrOrBytesPath
@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, NoReturn, SupportsIndex, TypedDict, fina
 from typing_extensions import Buffer, Self, TypeAlias, TypeVar, disjoint_base
 
 # Type-only names (not importable at run time): use them under `if TYPE_CHECKING:`.
-_Key: TypeAlias = str | bytes
+_Key: TypeAlias = str | bytes | int
 _Value: TypeAlias = str | bytes | int | float | bool | None
 
 _K = TypeVar("_K", bound=_Key, default=_Key)
@@ -54,7 +54,7 @@ class _SnapshotInfo(TypedDict):
     size: int  # bytes of the snapshot
     format_version: int
     created: float  # seconds since the Unix epoch
-    key_kind: Literal["str", "bytes"] | None  # None: an empty map has no key kind
+    key_kind: Literal["str", "bytes", "int"] | None  # None: an empty map has no key kind
     checksum: int  # the body checksum stored in the header
     superseded: bool  # the name was republished or removed since this version was attached
     name: str | None  # the published name; None for a file or bytes
@@ -100,6 +100,19 @@ class sharedmap(Mapping[_K, _V_co]):
     def get(self, key: _K, default: None = None, /) -> _V_co | None: ...
     @overload
     def get(self, key: _K, default: _T, /) -> _V_co | _T: ...
+    @overload
+    def get_many(self, keys: Iterable[_K] | Buffer, default: None = None, /) -> list[_V_co | None]: ...
+    @overload
+    def get_many(self, keys: Iterable[_K] | Buffer, default: _T, /) -> list[_V_co | _T]: ...
+    def get_array(
+        self,
+        keys: Iterable[_K] | Buffer,
+        dtype: Any,
+        *,
+        default: float = ...,
+        out: Buffer | None = None,
+        width: SupportsIndex | None = None,
+    ) -> Any: ...  # a numpy.ndarray, or out
     def __contains__(self, key: object, /) -> bool: ...
     def __iter__(self) -> sharedmap_iterator[_K]: ...
     def __reversed__(self) -> sharedmap_iterator[_K]: ...
@@ -165,6 +178,19 @@ class rbtree(MutableMapping[_K, _V]):
     def get(self, key: _K, default: _V, /) -> _V: ...
     @overload
     def get(self, key: _K, default: _T, /) -> _V | _T: ...
+    @overload
+    def get_many(self, keys: Iterable[_K] | Buffer, default: None = None, /) -> list[_V | None]: ...
+    @overload
+    def get_many(self, keys: Iterable[_K] | Buffer, default: _T, /) -> list[_V | _T]: ...
+    def get_array(
+        self,
+        keys: Iterable[_K] | Buffer,
+        dtype: Any,
+        *,
+        default: float = ...,
+        out: Buffer | None = None,
+        width: SupportsIndex | None = None,
+    ) -> Any: ...  # a numpy.ndarray, or out
     def __contains__(self, key: object, /) -> bool: ...
     def __iter__(self) -> rbtree_iterator[_K]: ...
     def __reversed__(self) -> rbtree_iterator[_K]: ...

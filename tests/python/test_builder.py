@@ -100,7 +100,9 @@ def test_set_get_and_item_access():
     with pytest.raises(TypeError):
         w.set("k")
     with pytest.raises(TypeError):
-        del w[1]
+        del w[1.5]
+    with pytest.raises(KeyError):
+        del w[1]  # an int key, which an empty rbtree does not hold
 
 
 def test_one_key_kind_per_map():

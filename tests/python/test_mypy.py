@@ -133,16 +133,16 @@ ERRORS = """
     m.get(1.5)  # E: [call-overload] No overload variant of "get"
     m["a"] = "b"  # E: [index] Unsupported target for indexed assignment
     del m["a"]  # E: [attr-defined] "__delitem__"
-    m.irange(1, 2)  # E: [arg-type] Argument 1 to "irange"
-    m.prefix(3)  # E: [arg-type] Argument 1 to "prefix"
+    m.irange(1.5, 2)  # E: [arg-type] Argument 1 to "irange"
+    m.prefix(3.5)  # E: [arg-type] Argument 1 to "prefix"
     m.peekitem("last")  # E: [arg-type] Argument 1 to "peekitem"
     m.close(True)  # E: [call-arg] Too many arguments for "close"
     m.info()["nope"]  # E: [typeddict-item] "nope"
     m.pop("a")  # E: [attr-defined] "pop"
     sharedmap.sharedmap(b"name")  # E: [arg-type] Argument 1 to "sharedmap"
-    sharedmap.sharedmap[int, str]  # E: [type-var] "_K" of "sharedmap" cannot be "int"
+    sharedmap.sharedmap[float, str]  # E: [type-var] "_K" of "sharedmap" cannot be "float"
     sharedmap.sharedmap[str, list[int]]  # E: [type-var] of "sharedmap" cannot be "list[int]"
-    def bad_annotation(x: sharedmap.sharedmap[int, str]) -> None: ...  # E: [type-var] subtype of "str | bytes"
+    def bad_annotation(x: sharedmap.sharedmap[float, str]) -> None: ...  # E: [type-var] subtype of "str | bytes | int"
     sharedmap.loads("text")  # E: [arg-type] Argument 1 to "loads"
     text: sharedmap.sharedmap[str, str] = sharedmap.sharedmap("name")
     number: int = text["a"]  # E: [assignment] Incompatible types in assignment
@@ -155,11 +155,11 @@ ERRORS = """
     w.share(123)  # E: [arg-type] Argument 1 to "share" of "rbtree" has incompatible type "int"
     w.share("n", mode="0640")  # E: [arg-type] Argument "mode" to "share"
     w.save(42)  # E: [arg-type] Argument 1 to "save"
-    w[1] = "x"  # E: [index] Invalid index type "int"
+    w[1.5] = "x"  # E: [index] Invalid index type "float"
     w["a"] = [1, 2]  # E: [assignment] Incompatible types in assignment
     w.set("a", {"no": "dicts"})  # E: [arg-type] Argument 2 to "set"
     sharedmap.rbtree.remove(1)  # E: [arg-type] Argument 1 to "remove"
-    sharedmap.rbtree({1: "a"})  # E: [type-var] "_K" of "rbtree" cannot be "int"
+    sharedmap.rbtree({1.5: "a"})  # E: [type-var] "_K" of "rbtree" cannot be "float"
     counts = sharedmap.rbtree({"a": 1})
     counts["b"] = "two"  # E: [assignment] Incompatible types in assignment
     dumped: str = w.dump()  # E: [assignment] Incompatible types in assignment
@@ -177,7 +177,7 @@ ERRORS = """
 REVEALS = """
     import sharedmap
 
-    reveal_type(sharedmap.sharedmap("n"))  # N: sharedmap[str | bytes, str | bytes | int | float | bool | None]
+    reveal_type(sharedmap.sharedmap("n"))  # N: sharedmap[str | bytes | int, str | bytes | int | float | bool | None]
     m: sharedmap.sharedmap[str, str] = sharedmap.sharedmap("n")
     reveal_type(m["k"])  # N: "str"
     reveal_type(m.get("k"))  # N: "str | None"
@@ -188,14 +188,19 @@ REVEALS = """
     reveal_type(next(m.prefix_items("a")))  # N: "tuple[str, str]"
     reveal_type(m.peekitem())  # N: "tuple[str, str]"
     reveal_type(m.copy())  # N: "dict[str, str]"
-    reveal_type(m.info()["key_kind"])  # N: Literal['str'] | Literal['bytes'] | None
+    reveal_type(m.get_many(["k"]))  # N: "list[str | None]"
+    reveal_type(m.get_many(("k",), 0))  # N: "list[str | int]"
+    reveal_type(sharedmap.rbtree({1: 2.5}))  # N: rbtree[int, float]
+    ids: sharedmap.sharedmap[int, bytes] = sharedmap.sharedmap("ids")
+    reveal_type(ids.get_many([1, 2]))  # N: "list[bytes | None]"
+    reveal_type(m.info()["key_kind"])  # N: Literal['str'] | Literal['bytes'] | Literal['int'] | None
     reveal_type(sharedmap.sharedmap[bytes, int]("n"))  # N: sharedmap[bytes, int]
-    reveal_type(sharedmap.rbtree())  # N: rbtree[str | bytes,
+    reveal_type(sharedmap.rbtree())  # N: rbtree[str | bytes | int,
     reveal_type(sharedmap.rbtree({"a": 1}))  # N: rbtree[str, int]
     reveal_type(sharedmap.rbtree(m))  # N: rbtree[str, str]
     reveal_type(sharedmap.rbtree(a=1.5))  # N: rbtree[str, float]
     reveal_type(sharedmap.rbtree([(b"k", b"v")]))  # N: rbtree[bytes, bytes]
-    reveal_type(sharedmap.open("p"))  # N: sharedmap[str | bytes,
+    reveal_type(sharedmap.open("p"))  # N: sharedmap[str | bytes | int,
     with sharedmap.sharedmap[str, int]("n") as r:
         reveal_type(r)  # N: sharedmap[str, int]
 """

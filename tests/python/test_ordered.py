@@ -147,8 +147,11 @@ def test_ordered_queries_on_an_empty_map():
     with pytest.raises(IndexError):
         m.peekitem()
     assert list(m.prefix("a")) == [] and list(m.prefix(b"")) == []
+    assert m.bisect_left(3) == 0 and list(m.irange(-5, 5)) == []
     with pytest.raises(TypeError):
-        m.bisect_left(3)
+        m.bisect_left(3.5)
+    with pytest.raises(TypeError, match="int keys have no prefixes"):
+        m.prefix(3)
 
 
 def test_reverse_walks_across_block_and_chunk_boundaries():

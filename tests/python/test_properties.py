@@ -1,4 +1,4 @@
-"""Property tests: random maps (str or bytes keys, including empty, non-ASCII and NUL; every value
+"""Property tests: random maps (str, bytes or int keys, including empty, non-ASCII and NUL; every value
 type) through the builder and the readers, with a dict (sorted, for ordered queries) as the model.
 """
 import bisect
@@ -21,14 +21,22 @@ VALUES = st.one_of(
     st.booleans(),
     st.none(),
 )
+INT_KEYS = st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.sampled_from(
+    [0, -1, 1, 255, 256, -(2**63), 2**63 - 1, -(2**63) + 1, 2**63 - 2, 2**32, -(2**32)]
+)
 STR_MAPS = st.dictionaries(STR_KEYS, VALUES, max_size=40)
 BYTES_MAPS = st.dictionaries(BYTES_KEYS, VALUES, max_size=40)
-MAPS = STR_MAPS | BYTES_MAPS
+INT_MAPS = st.dictionaries(INT_KEYS, VALUES, max_size=40)
+MAPS = STR_MAPS | BYTES_MAPS | INT_MAPS
+
+
+def kind_of(d):
+    return type(next(iter(d))) if d else str
 
 
 def probes_for(data, d, n=6):
     """Keys to ask about: some present, some random of the same kind."""
-    kind = STR_KEYS if (not d or isinstance(next(iter(d)), str)) else BYTES_KEYS
+    kind = {str: STR_KEYS, bytes: BYTES_KEYS, int: INT_KEYS}[kind_of(d)]
     present = st.sampled_from(sorted(d)) if d else kind
     return data.draw(st.lists(present | kind, max_size=n))
 
@@ -49,6 +57,11 @@ def check_mapping(m, d, probes):
             assert same_value(m.get(p), d[p])
         else:
             assert m.get(p, "missing") == "missing"
+    batch = probes + ks[:5] + probes[:2]  # with duplicates
+    got = m.get_many(batch, "missing")
+    assert len(got) == len(batch)
+    assert all(same_value(g, d.get(p, "missing")) for g, p in zip(got, batch))
+    assert all(same_value(g, m.get(p)) for g, p in zip(m.get_many(iter(batch)), batch))
 
 
 def check_ordered(m, d, probes):
@@ -58,7 +71,8 @@ def check_ordered(m, d, probes):
         assert m.bisect_right(p) == bisect.bisect_right(ks, p)
         if p in d:
             assert m.index(p) == ks.index(p)
-        assert list(m.prefix(p)) == [k for k in ks if k.startswith(p)]
+        if not isinstance(p, int):
+            assert list(m.prefix(p)) == [k for k in ks if k.startswith(p)]
     for lo, hi in itertools.product(probes[:3] + [None], repeat=2):
         for inc in ((True, True), (False, True), (True, False), (False, False)):
             expected = [
@@ -116,9 +130,11 @@ OPS = st.one_of(
 )
 
 
-@given(st.lists(OPS, max_size=60), st.sampled_from(["str", "bytes"]))
+@given(st.lists(OPS, max_size=60), st.sampled_from(["str", "bytes", "int"]))
 def test_builder_mutations_match_a_dict(ops, kind):
     def key(i):
+        if kind == "int":
+            return (i - 15) * 2**58  # negatives, zero, and near the ends of int64
         return f"k{i:02}é" if kind == "str" else b"k%02d\xff" % i
 
     w, d = sharedmap.rbtree(), {}
