@@ -62,9 +62,9 @@ extern "C" {
 #endif
 
 #define SM_VERSION_MAJOR 0
-#define SM_VERSION_MINOR 1
+#define SM_VERSION_MINOR 2
 #define SM_VERSION_PATCH 0
-#define SM_VERSION_STRING "0.1.0"
+#define SM_VERSION_STRING "0.2.0"
 
 /** The snapshot format version this library writes and the only one it reads. */
 #define SM_FORMAT_VERSION 1
