@@ -1,6 +1,8 @@
 """Instruction counts of the binding's hot paths under callgrind (stable on a noisy machine,
-unlike times): the instructions spent inside one m.get() of a hit, and inside one step of
-iterating m.items(), on a map of N entries from bench/dataset.py.
+unlike times): the instructions spent inside one m.get() of a hit, per key of m.get_many() in
+batches of 1,000 hits, and inside one step of iterating m.items(), on a map of N entries from
+bench/dataset.py.  Instructions do not show what get_many saves (the memory waits it
+overlaps), only what its extra passes cost; the benchmark's times show the rest.
 
     .venv/bin/python bench/callgrind.py [N]      (default 1,000,000; needs valgrind)
 
@@ -27,13 +29,22 @@ if sys.argv[2] == "get":
     get = m.get
     for k in keys:
         get(k)
+elif sys.argv[2] == "get_many":
+    keys = [k for k in m]
+    many = m.get_many
+    for i in range(0, len(keys), 1000):
+        many(keys[i : i + 1000])
 else:
     for item in m.items():
         pass
 """
 
 # the C functions whose inclusive cost is one call of each path
-PATHS = {"m.get (hit)": ("get", "reader_get"), "items() step": ("items", "snapiter_next")}
+PATHS = {
+    "m.get (hit)": ("get", "reader_get"),
+    "get_many, per key": ("get_many", "reader_get_many"),
+    "items() step": ("items", "snapiter_next"),
+}
 
 
 def main():
@@ -54,7 +65,7 @@ def main():
             total = int(re.search(r"^summary: (\d+)", text, re.M).group(1))
             results[label] = total / n
         for label, per in results.items():
-            print(f"{label:14s} {per:8.1f} instructions per call  ({n:,} entries)")
+            print(f"{label:18s} {per:8.1f} instructions per lookup or step  ({n:,} entries)")
 
 
 if __name__ == "__main__":
