@@ -106,7 +106,7 @@ def test_missing_id_is_a_key_error(ex, maps):
 
 
 def test_script_runs_and_cleans_up(ex):
-    """The whole script, small, both tables (fork only: spawned workers, which import torch
+    """The whole script, small, every table (fork only: spawned workers, which import torch
     afresh, are tested above); no map is left in /dev/shm."""
     name = unique_name("-torchcli")
     proc = subprocess.run(
@@ -115,7 +115,7 @@ def test_script_runs_and_cleans_up(ex):
         capture_output=True, text=True, env=child_env(), timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    for run in ("sharedmap, fork", "dict, fork"):
+    for run in ("none, fork", "sharedmap, fork", "dict, fork", "\nsummary"):
         assert run in proc.stdout
-    assert proc.stdout.count("worker 1 ") == 2
+    assert proc.stdout.count("worker 1 ") == 3
     assert [p for p in my_shm_entries() if name in p] == []
