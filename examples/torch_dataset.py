@@ -29,7 +29,8 @@ stacked (a dict of arrays), so the DataLoader is given collate_fn=default_conver
 the arrays into tensors without a copy.  (The same Dataset works with
 `DataLoader(ds, sampler=BatchSampler(...), batch_size=None)`: __getitem__ takes a list too.)
 
-Run (from the repository, after `make install-py` and `.venv/bin/pip install torch numpy`):
+Run (from the repository, after `make install-py`, which installs torch into .venv when it can;
+or `.venv/bin/pip install torch numpy`):
 
     .venv/bin/python examples/torch_dataset.py                       # N=1,000,000, dim=16
     .venv/bin/python examples/torch_dataset.py --n 100000 --dim 64
@@ -58,14 +59,15 @@ Python 3.11.7, torch 2.13.0+cpu, NumPy 2.4.6), the last lines of
       dict           929.0 ( +637.3)       182.3 ( +174.7)    1461.7 ( +890.8)       454.5 ( +302.3)
 
 The two maps are 103.8 MiB in /dev/shm and cost the job about that, once, with either start
-method (each worker's USS does not grow at all).  The dicts cost 285 MiB in the main process
-(its +329 MiB, less the baseline's +45 of the ids), and then each worker its own copy: with fork a worker starts at 4.7 MiB USS and
-ends the epoch at 182 MiB, as reference counting copied nearly every page of the values it read;
-with spawn a worker holds the whole pickled copy (+302 MiB) from the start.  So with 2 workers
-the dict costs 6.3x (fork) or 8.7x (spawn) the memory of the sharedmap, and each further worker
-adds 175-302 MiB to the dict's figure and nothing to the sharedmap's.  Epoch times (printed
-with each run: 14.6 s sharedmap, 17.0 s dict with fork) are dominated by the DataLoader's own
-per-batch cost (passing tensors between processes) on this loaded machine: not a benchmark.
+method (each worker's USS does not grow at all). The dicts cost 285 MiB in the main process (its
++329 MiB, less the baseline's +45 of the ids), and then each worker its own copy: with fork a
+worker starts at 4.7 MiB USS and ends the epoch at 182 MiB, as reference counting copied nearly
+every page of the values it read; with spawn a worker holds the whole pickled copy (+302 MiB)
+from the start. So with 2 workers the dict costs 6.3x (fork) or 8.7x (spawn) the memory of the
+sharedmap, and each further worker adds 175-302 MiB to the dict's figure and nothing to the
+sharedmap's. Epoch times (printed with each run: 14.6 s sharedmap, 17.0 s dict with fork) are
+dominated by the DataLoader's own per-batch cost (passing tensors between processes) on this
+loaded machine: not a benchmark.
 """
 from __future__ import annotations
 
