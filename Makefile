@@ -22,6 +22,11 @@ BUILD  ?= build
 # Python packages the tests need inside the venv (xxhash: the reference that tests the
 # independent reader's xxh64).
 PY_TEST_DEPS := pytest hypothesis mypy xxhash numpy
+# torch, for tests/python/test_torch_example.py (the PyTorch example), installed after those and
+# not required: if it cannot be installed (no wheel for this Python) the test skips, saying so.
+# Here it is a 192 MB CPU wheel from /opt/wheels, 48 s to install (754 MB in the venv); from
+# PyPI it would be the CUDA build, several GB.  PY_TEST_TORCH= leaves it out.
+PY_TEST_TORCH ?= torch==2.13.0
 
 # The newest glibc the library may need (symbol versions; src/compat.h avoids the newer ones):
 # 2.28, for renameat2.  So the wheel is manylinux_2_28: RHEL 8 and its peers install it.
@@ -192,6 +197,8 @@ $(VENV_STAMP): Makefile
 	@if ! $(VENV)/bin/python -c '' 2>/dev/null; then \
 	    echo "creating $(VENV)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q $(PY_TEST_DEPS)
+	$(if $(PY_TEST_TORCH),$(VENV)/bin/python -m pip install --disable-pip-version-check -q \
+	    $(PY_TEST_TORCH) || echo "$(PY_TEST_TORCH) not installed: test_torch_example.py will skip")
 	touch $@
 
 install-py: $(INSTALL_STAMP) ## build the extension (-Werror) and install the package into .venv
