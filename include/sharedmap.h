@@ -428,9 +428,9 @@ SM_API int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *ou
 SM_API int sm_get_many(const sm_reader *r, size_t n, const sm_buf *keys, sm_value *values,
                        int *status);
 
-/** sm_get_many() for an int map's keys given as integers (no sm_key_int() needed): the
- *  same answers as sm_get() of each key's sm_key_int() bytes.  On a map of another kind
- *  every key is SM_NOTFOUND. */
+/** sm_get_many() for an int map's keys given as integers (no sm_key_int() needed): on an
+ *  int map, the same answers as sm_get() of each key's sm_key_int() bytes.  On a map of
+ *  another kind every key is SM_NOTFOUND (even a bytes key that equals those 8 bytes). */
 SM_API int sm_get_many_int(const sm_reader *r, size_t n, const int64_t *keys, sm_value *values,
                            int *status);
 

@@ -188,6 +188,8 @@ static inline uint64_t publishes_seen(void) {
 SMPY_COLD PyObject *raise_code(int code, PyObject *name, PyObject *path);
 /* Raise the class of index cls (SMPY_EXC_*) with @p message, .code, .name and .path. */
 SMPY_COLD void raise_class(int cls, PyObject *message, int code, PyObject *name, PyObject *path);
+/* raise_class with a message made by PyUnicode_FromFormat(fmt, ...), and no name or path. */
+SMPY_COLD void raise_class_format(int cls, int code, const char *fmt, ...);
 /* raise_code(code, NULL, NULL). */
 SMPY_COLD PyObject *set_error(int code);
 /* The class of index cls (SMPY_EXC_*) of this interpreter's module, a new reference

@@ -9,11 +9,12 @@
  * *k (may be NULL) receives the parsed key. */
 static inline lookup_result builder_lookup(BuilderObject *self, PyObject *key, int strict,
                                            sm_value *out, key_ref *kout) {
-    key_ref k;
+    /* parsed straight into *kout: an int key's data points into its key_ref (convert.h) */
+    key_ref local, *k = kout != NULL ? kout : &local;
     int rc;
     if (builder_check(self) < 0)
         return LOOKUP_ERROR;
-    switch (key_fit_map(key, sm_builder_key_kind(self->b), strict, &k)) {
+    switch (key_fit_map(key, sm_builder_key_kind(self->b), strict, k)) {
     case KEY_ERROR:
         return LOOKUP_ERROR;
     case KEY_CANNOT_BE_IN:
@@ -21,9 +22,7 @@ static inline lookup_result builder_lookup(BuilderObject *self, PyObject *key, i
     case KEY_USABLE:
         break;
     }
-    if (kout != NULL)
-        *kout = k;
-    rc = sm_builder_get(self->b, k.data, (size_t)k.size, out);
+    rc = sm_builder_get(self->b, k->data, (size_t)k->size, out);
     if (rc == 0)
         return LOOKUP_FOUND;
     if (rc == SM_NOTFOUND)
@@ -45,13 +44,16 @@ static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
     if (value_from_py(value, &v) < 0)
         goto done;
     if (builder_check(self) == 0 && key_parse(key, &k) == 0) {
-        rc = k.beyond ? SM_ETOOBIG : sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
+        sm_key_kind have = sm_builder_key_kind(self->b);
+        if (!k.beyond)
+            rc = sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
+        else /* an int no map can hold: the kind error first, as for any other int */
+            rc = have != SM_KEYS_NONE && have != SM_KEYS_INT ? SM_EKEYKIND : SM_ETOOBIG;
         if (rc == SM_EKEYKIND)
-            set_kind_error(sm_builder_key_kind(self->b), k.kind);
+            set_kind_error(have, k.kind);
         else if (k.beyond)
-            raise_class(SMPY_EXC_TooLargeError,
-                        PyUnicode_FromString("int keys must fit in a signed 64-bit integer"),
-                        SM_ETOOBIG, NULL, NULL);
+            raise_class_format(SMPY_EXC_TooLargeError, SM_ETOOBIG,
+                               "int keys must fit in a signed 64-bit integer");
         else if (rc != 0)
             set_error(rc);
         rc = rc == 0 ? 0 : -1;

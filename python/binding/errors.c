@@ -22,6 +22,8 @@
  * KeyError. */
 #include "binding.h"
 
+#include <stdarg.h>
+
 #include <stdio.h>
 
 /* ------------------------------------------------------------ the classes */
@@ -204,6 +206,17 @@ PyObject *raise_code(int code, PyObject *name, PyObject *path) {
 void raise_class(int cls, PyObject *message, int code, PyObject *name, PyObject *path) {
     PyObject *type = exception_class(cls);
     raise_instance(type, PyObject_CallOneArg(type, message), code, name, path);
+}
+
+void raise_class_format(int cls, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    if (msg != NULL) {
+        raise_class(cls, msg, code, NULL, NULL);
+        Py_DECREF(msg);
+    }
 }
 
 PyObject *set_error(int code) {

@@ -29,6 +29,14 @@
 
 /* ------------------------------------------------------------ the keys */
 
+/* PyMem_Malloc of n items of size bytes, NULL when n * size does not fit (a NumPy view of
+ * stride 0 can have any length). */
+static void *alloc_items(Py_ssize_t n, size_t size) {
+    if (n < 0 || (size_t)n > (size_t)PY_SSIZE_T_MAX / size)
+        return NULL;
+    return PyMem_Malloc((size_t)(n ? n : 1) * size);
+}
+
 typedef struct {
     Py_ssize_t n;
     sm_key_kind kind;  /* the map's; SM_KEYS_NONE for an empty map (every key missing) */
@@ -63,10 +71,24 @@ static int batch_mark_absent(key_batch *b, Py_ssize_t i) {
     return 0;
 }
 
+static char buffer_key_format(const Py_buffer *v, int *is_signed);
+
 /* The key object at position i, for an error message (a new reference). */
 static PyObject *batch_key_object(const key_batch *b, Py_ssize_t i) {
     if (b->seq != NULL)
         return Py_NewRef(PySequence_Fast_GET_ITEM(b->seq, i));
+    if (b->ints != NULL && b->has_view) { /* the item as the buffer holds it: an unsigned
+                                            * one past int64 has a stand-in in ints */
+        int is_signed;
+        const char *p = (const char *)b->view.buf + i * (b->view.strides ? b->view.strides[0]
+                                                                          : b->view.itemsize);
+        (void)buffer_key_format(&b->view, &is_signed);
+        if (!is_signed && b->view.itemsize == 8) {
+            unsigned long long u;
+            memcpy(&u, p, 8);
+            return PyLong_FromUnsignedLongLong(u);
+        }
+    }
     if (b->ints != NULL)
         return PyLong_FromLongLong((long long)b->ints[i]);
     if (b->keys != NULL)
@@ -122,6 +144,12 @@ static int64_t load_int(const char *p, Py_ssize_t size, int is_signed, int *beyo
  * a buffer exporter's __buffer__). */
 static int batch_collect(key_batch *b, PyObject *keys, const char *fname) {
     memset(b, 0, sizeof *b);
+    if (PyUnicode_Check(keys) || PyBytes_Check(keys) || PyByteArray_Check(keys)) {
+        /* one key rather than many, most likely: not read as characters or small ints */
+        PyErr_Format(PyExc_TypeError, "%s() takes an iterable of keys, not one %.200s", fname,
+                     Py_TYPE(keys)->tp_name);
+        return -1;
+    }
     if (PyObject_CheckBuffer(keys)) {
         if (PyObject_GetBuffer(keys, &b->view, PyBUF_RECORDS_RO) < 0)
             return -1;
@@ -134,10 +162,6 @@ static int batch_collect(key_batch *b, PyObject *keys, const char *fname) {
         }
         b->n = b->view.shape[0];
         return 0;
-    }
-    if (PyUnicode_Check(keys)) {
-        PyErr_Format(PyExc_TypeError, "%s() takes an iterable of keys, not one str", fname);
-        return -1;
     }
     b->seq = PySequence_Fast(keys, "keys must be an iterable");
     if (b->seq == NULL)
@@ -153,11 +177,10 @@ static int batch_collect(key_batch *b, PyObject *keys, const char *fname) {
 }
 
 static int batch_alloc(key_batch *b, sm_key_kind kind) {
-    size_t n = (size_t)(b->n ? b->n : 1);
     if (kind == SM_KEYS_INT)
-        b->ints = PyMem_Malloc(n * sizeof *b->ints);
+        b->ints = alloc_items(b->n, sizeof *b->ints);
     else
-        b->keys = PyMem_Malloc(n * sizeof *b->keys);
+        b->keys = alloc_items(b->n, sizeof *b->keys);
     if (b->ints == NULL && b->keys == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -178,10 +201,9 @@ static int batch_convert_buffer(key_batch *b, const char *fname) {
     }
     sm_key_kind kind = f == 'i' ? SM_KEYS_INT : SM_KEYS_BYTES;
     if (b->kind != SM_KEYS_NONE && b->kind != kind) {
-        raise_class(SMPY_EXC_KeyKindError,
-                    PyUnicode_FromFormat("%s(): this map has %s keys, got a buffer of %s keys",
-                                         fname, kind_name(b->kind), kind_name(kind)),
-                    SM_EKEYKIND, NULL, NULL);
+        raise_class_format(SMPY_EXC_KeyKindError, SM_EKEYKIND,
+                           "%s(): this map has %s keys, got a buffer of %s keys", fname,
+                           kind_name(b->kind), kind_name(kind));
         return -1;
     }
     if (batch_alloc(b, kind) < 0)
@@ -207,10 +229,8 @@ static int batch_convert_buffer(key_batch *b, const char *fname) {
 
 SMPY_COLD static void key_position_error(const char *fname, Py_ssize_t i, sm_key_kind map,
                                          sm_key_kind got) {
-    raise_class(SMPY_EXC_KeyKindError,
-                PyUnicode_FromFormat("%s(): key %zd is %s, this map has %s keys", fname, i,
-                                     kind_name(got), kind_name(map)),
-                SM_EKEYKIND, NULL, NULL);
+    raise_class_format(SMPY_EXC_KeyKindError, SM_EKEYKIND, "%s(): key %zd is %s, this map has %s keys",
+                       fname, i, kind_name(got), kind_name(map));
 }
 
 /* Step 2: the keys in C form for a map of kind @p kind, each checked against it.  Runs no
@@ -268,18 +288,20 @@ typedef struct {
     BuilderObject *builder;
 } lookup_target;
 
-/* Look up keys [start, start + m) of b: status and values as sm_get_many() gives them.
- * Needs no GIL for a snapshot. */
-static int target_lookup(const lookup_target *t, const key_batch *b, Py_ssize_t start, size_t m,
-                         sm_value *values, int *status) {
-    int rc = 0;
+/* Look up keys [start, start + m) of b: status and values as sm_get_many() gives them (a
+ * key marked absent is SM_NOTFOUND whatever its stand-in gave).  Needs no GIL for a
+ * snapshot.  For a builder the values point into it until its next change. */
+static void target_lookup(const lookup_target *t, const key_batch *b, Py_ssize_t start, size_t m,
+                          sm_value *values, int *status) {
     if (b->kind == SM_KEYS_NONE) {
         for (size_t j = 0; j < m; j++)
             status[j] = SM_NOTFOUND;
     } else if (t->snap != NULL) {
-        rc = b->kind == SM_KEYS_INT
-                 ? sm_get_many_int(t->snap->r, m, b->ints + start, values, status)
-                 : sm_get_many(t->snap->r, m, b->keys + start, values, status);
+        /* errors are in status: the return value, the first of them, is not needed */
+        if (b->kind == SM_KEYS_INT)
+            (void)sm_get_many_int(t->snap->r, m, b->ints + start, values, status);
+        else
+            (void)sm_get_many(t->snap->r, m, b->keys + start, values, status);
     } else {
         for (size_t j = 0; j < m; j++) {
             Py_ssize_t i = start + (Py_ssize_t)j;
@@ -297,7 +319,6 @@ static int target_lookup(const lookup_target *t, const key_batch *b, Py_ssize_t 
         for (size_t j = 0; j < m; j++)
             if (b->absent[start + (Py_ssize_t)j])
                 status[j] = SM_NOTFOUND;
-    return rc;
 }
 
 static int target_kind(const lookup_target *t, sm_key_kind *kind) {
@@ -311,50 +332,58 @@ static int target_kind(const lookup_target *t, sm_key_kind *kind) {
     return 0;
 }
 
+/* The list of values.  Errors come in the order of the keys, as from get() of each: the
+ * first key whose lookup fails (a damaged snapshot) or whose value cannot be made (invalid
+ * UTF-8) raises.  A snapshot's lookups run first, all of them (without the GIL for a big
+ * batch), then the values are made; a builder's values are made one lookup at a time,
+ * because making one can run a collection (before 3.12) whose callbacks could change the
+ * builder under the next. */
 static PyObject *get_many(const lookup_target *t, PyObject *keys, PyObject *dflt) {
     key_batch b;
     PyObject *list = NULL;
     sm_value *values = NULL;
     int *status = NULL;
-    int rc = 0;
     sm_key_kind kind;
-    if (batch_collect(&b, keys, "get_many") < 0 || target_kind(t, &kind) < 0 ||
-        batch_convert(&b, kind, "get_many") < 0)
-        goto done;
-    size_t n = (size_t)b.n;
-    values = PyMem_Malloc((n ? n : 1) * sizeof *values);
-    status = PyMem_Malloc((n ? n : 1) * sizeof *status);
+    if (batch_collect(&b, keys, "get_many") < 0 || (list = PyList_New(b.n)) == NULL)
+        goto fail;
+    if (target_kind(t, &kind) < 0 || batch_convert(&b, kind, "get_many") < 0)
+        goto fail;
+    Py_ssize_t n = b.n, chunk = t->snap != NULL ? (n ? n : 1) : 1;
+    values = alloc_items(chunk, sizeof *values);
+    status = alloc_items(chunk, sizeof *status);
     if (values == NULL || status == NULL) {
         PyErr_NoMemory();
-        goto done;
+        goto fail;
     }
-    if (t->snap != NULL && b.n >= BATCH_NOGIL) {
+    if (t->snap != NULL && n >= BATCH_NOGIL) {
         Py_BEGIN_ALLOW_THREADS
-        rc = target_lookup(t, &b, 0, n, values, status);
+        target_lookup(t, &b, 0, (size_t)n, values, status);
         Py_END_ALLOW_THREADS
-    } else {
-        rc = target_lookup(t, &b, 0, n, values, status);
+    } else if (t->snap != NULL) {
+        target_lookup(t, &b, 0, (size_t)n, values, status);
     }
-    if (rc == 0)
-        for (size_t i = 0; i < n; i++)
-            if (status[i] != 0 && status[i] != SM_NOTFOUND) {
-                rc = status[i];
-                break;
-            }
-    if (rc != 0) {
-        set_error(rc);
-        goto done;
-    }
-    if ((list = PyList_New(b.n)) == NULL)
-        goto done;
-    for (size_t i = 0; i < n; i++) {
-        PyObject *v = status[i] == 0 ? value_to_py(&values[i]) : Py_NewRef(dflt);
-        if (v == NULL) {
-            Py_CLEAR(list);
-            goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t j = i;
+        if (t->snap == NULL) { /* one key at a time, the builder checked before each */
+            if (builder_check(t->builder) < 0)
+                goto fail;
+            target_lookup(t, &b, i, 1, values, status);
+            j = 0;
         }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+        PyObject *v;
+        if (status[j] == 0)
+            v = value_to_py(&values[j]);
+        else if (status[j] == SM_NOTFOUND)
+            v = Py_NewRef(dflt);
+        else
+            v = set_error(status[j]);
+        if (v == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, i, v);
     }
+    goto done;
+fail:
+    Py_CLEAR(list);
 done:
     PyMem_Free(values);
     PyMem_Free(status);
@@ -529,7 +558,13 @@ static PyObject *array_out(PyObject *out, const dtype_info *d, Py_ssize_t n, Py_
         Py_DECREF(arr);
         return NULL;
     }
-    Py_ssize_t want = n * (width > 0 ? width : 1) * d->size;
+    Py_ssize_t row = (width > 0 ? width : 1) * d->size; /* no overflow: width checked */
+    if (n > PY_SSIZE_T_MAX / row) {
+        PyBuffer_Release(view);
+        Py_DECREF(arr);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t want = n * row;
     const char *f = view->format ? view->format : "B";
     if (*f == '@' || *f == '=' || *f == '<')
         f++;
@@ -647,6 +682,10 @@ static PyObject *get_array(const lookup_target *t, PyObject *args, PyObject *kwd
             PyErr_SetString(PyExc_ValueError, "get_array(): width must be at least 1");
             return NULL;
         }
+        if (width > PY_SSIZE_T_MAX / d->size) {
+            PyErr_Format(PyExc_OverflowError, "get_array(): width %zd is too large", width);
+            return NULL;
+        }
     } else if (!d->scalar) {
         PyErr_Format(PyExc_ValueError,
                      "get_array(): dtype %s needs width= (rows of raw bytes values); numbers "
@@ -656,27 +695,28 @@ static PyObject *get_array(const lookup_target *t, PyObject *args, PyObject *kwd
     }
     if (batch_collect(&b, keys, "get_array") < 0)
         goto fail;
+    /* The result first: its size is checked there, so the default's row below is no
+     * larger than a row of a buffer that exists. */
+    if ((arr = array_out(out, d, b.n, width, &view)) == NULL)
+        goto fail;
     size_t row = (size_t)d->size * (size_t)(width > 0 ? width : 1);
     if (dflt != NULL) {
         dflt_buf = row <= sizeof dflt_row ? dflt_row : PyMem_Malloc(row);
         if (dflt_buf == NULL) {
             PyErr_NoMemory();
-            goto fail;
+            goto fail_view;
         }
-        for (Py_ssize_t k = 0; k < (width > 0 ? width : 1); k++)
-            if (store_number(d, dflt_buf + (size_t)k * (size_t)d->size, dflt) < 0)
-                goto fail;
+        /* one item converted (it may run a __float__ or __index__), then copied */
+        if (store_number(d, dflt_buf, dflt) < 0)
+            goto fail_view;
+        for (size_t k = 1; k < row / (size_t)d->size; k++)
+            memcpy(dflt_buf + k * (size_t)d->size, dflt_buf, (size_t)d->size);
     }
     /* Python code may run up to here (numpy.empty, a default's __float__): the map's
      * kind is read, and the keys converted, after it. */
-    if ((arr = array_out(out, d, b.n, width, &view)) == NULL)
-        goto fail;
     sm_key_kind kind;
-    if (target_kind(t, &kind) < 0 || batch_convert(&b, kind, "get_array") < 0) {
-        PyBuffer_Release(&view);
-        Py_CLEAR(arr);
-        goto fail;
-    }
+    if (target_kind(t, &kind) < 0 || batch_convert(&b, kind, "get_array") < 0)
+        goto fail_view;
     fill_job job = {t, &b, d, width, (char *)view.buf, dflt_buf, 0, FILL_OK, 0};
     if (t->snap != NULL && b.n >= BATCH_NOGIL) {
         Py_BEGIN_ALLOW_THREADS
@@ -690,6 +730,10 @@ static PyObject *get_array(const lookup_target *t, PyObject *args, PyObject *kwd
         fill_raise(&job);
         Py_CLEAR(arr);
     }
+    goto fail;
+fail_view:
+    PyBuffer_Release(&view);
+    Py_CLEAR(arr);
 fail:
     if (dflt_buf != dflt_row)
         PyMem_Free(dflt_buf);
@@ -702,8 +746,8 @@ fail:
 SMPY_DOC(get_many_doc,
          "get_many($self, keys, default=None, /)\n--\n\n"
          "The values of keys, as a list in the same order (default for each missing key).\n\n"
-         "keys is any iterable of keys (a list or tuple is read without a copy), or a buffer:\n"
-         "a NumPy array of integers for an int map, of fixed-width bytes (S<n>, trailing\n"
+         "keys is any iterable of keys (a tuple is read as it is, a list copied into one), or a\n"
+         "buffer: a NumPy array of integers for an int map, of fixed-width bytes (S<n>, trailing\n"
          "NULs stripped) for a bytes map.  A key of the wrong kind is a KeyKindError (a\n"
          "TypeError) naming its position.  On a sharedmap the cache misses of many keys\n"
          "overlap (sm_get_many), so a batch costs far less per key than get() one by one.");

@@ -108,8 +108,8 @@ def test_a_buffer_of_int_keys_for_a_str_map_is_a_kind_error():
     for m in readers({"a": 1}):
         with pytest.raises(sharedmap.KeyKindError, match="str keys, got a buffer of int keys"):
             m.get_many(array.array("q", [1]))
-        with pytest.raises(sharedmap.KeyKindError):
-            m.get_many(b"ab")  # bytes are a buffer of small ints, as iterating them gives
+        with pytest.raises(sharedmap.KeyKindError, match="str keys, got a buffer of int keys"):
+            m.get_many(memoryview(b"ab"))  # a buffer of small ints, as iterating it gives
 
 
 def test_numpy_keys_int64_and_fixed_width_bytes():
@@ -305,3 +305,158 @@ def test_rbtree_in_use_by_another_thread_refuses_a_batch():
             errors.append(e)
     t.join()
     assert all("in use by another thread" in str(e) for e in errors)
+
+
+# ---- regressions found by a second reader of get_many and int keys
+
+
+def test_pop_of_an_int_key_deletes_that_key():
+    # builder_lookup handed back a copy of the parsed key whose bytes were in its own frame
+    w = sharedmap.rbtree({i: i * 10 for i in range(10)})
+    assert w.pop(3) == 30 and w.pop(I64_MAX, "none") == "none"
+    assert list(w) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    w[I64_MIN] = "min"
+    assert w.pop(I64_MIN) == "min" and w.popitem() == (9, 90) and len(w) == 8
+
+
+def test_sizes_that_overflow_are_errors_not_overflows():
+    m = sharedmap.loads(sharedmap.rbtree({1: b"\0" * 8}).dump())
+    with pytest.raises(OverflowError, match="too large"):
+        m.get_array([1], "int64", default=0, width=2**61)
+    with pytest.raises((MemoryError, ValueError)):
+        m.get_array([1], "int8", default=0, width=2**40, out=bytearray(8))
+    np = pytest.importorskip("numpy")
+    huge = np.broadcast_to(np.int8(1), (2**61,))  # stride 0: any length, no memory
+    with pytest.raises(MemoryError):
+        m.get_many(huge)
+    with pytest.raises(MemoryError):
+        m.get_array(huge, "int64", out=bytearray(0))
+
+
+def test_a_collection_during_an_rbtree_batch_cannot_free_its_values():
+    import gc
+
+    b = sharedmap.rbtree({b"k%d" % i: b"value-%d-" % i * 8 for i in range(100)})
+    keys = tuple(b"k%d" % i for i in range(100))
+    fired = []
+
+    def cb(phase, info):
+        if phase == "start" and not fired:
+            fired.append(1)
+            b.clear()  # frees every entry; the batch goes on with what it finds after
+            for i in range(1000):
+                b[b"x%d" % i] = b"Z" * 200
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(cb)
+    gc.set_threshold(1)
+    try:
+        got = b.get_many(keys)
+    finally:
+        gc.callbacks.remove(cb)
+        gc.set_threshold(*threshold)
+    # each value is either the one the key had, or None once the rbtree was emptied
+    assert all(v in (b"value-%d-" % i * 8, None) for i, v in enumerate(got))
+
+
+def _slot_of(data, key_bytes):
+    """(slot index, record offset) of the record of an int map whose key is key_bytes."""
+    import struct
+
+    table, slots = struct.unpack_from("<Q", data, 72)[0], struct.unpack_from("<Q", data, 64)[0]
+    for s in range(slots):
+        off = struct.unpack_from("<Q", data, table + 8 * s)[0] & ((1 << 48) - 1)
+        if off and data[off + 2 : off + 10] == key_bytes:
+            return table + 8 * s, off
+    raise AssertionError("no such key")
+
+
+def _damage_slot(data, key_bytes):
+    """Point the slot of that record at offset 100, below the records (R10)."""
+    at, _ = _slot_of(data, key_bytes)
+    data[at : at + 6] = (100).to_bytes(6, "little")
+
+
+def test_ints_beyond_int64_are_missing_even_where_their_stand_in_is_damaged():
+    data = bytearray(sharedmap.rbtree({i: "v%d" % i for i in range(-25, 25)}).dump())
+    _damage_slot(data, (2**63 - 1).to_bytes(8, "big"))  # the key -1
+    m = sharedmap.loads(bytes(data))
+    with pytest.raises(sharedmap.CorruptSnapshotError):
+        m.get(-1)
+    assert m.get(2**64) is None and m.get_many([2**64]) == [None]
+    assert m.get_many([5, 2**64, -(2**63) - 1]) == ["v5", None, None]
+    assert m.get_many(array.array("Q", [2**64 - 1])) == [None]
+    assert m.get_array([2**64], "int64", default=-1).tolist() == [-1] if _has_numpy() else True
+
+
+def _has_numpy():
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_errors_come_in_the_order_of_the_keys():
+    data = bytearray(sharedmap.rbtree({1: "abc", 2: "xyz", 3: "q"}).dump())
+    _, off = _slot_of(data, (1 + 2**63).to_bytes(8, "big"))
+    data[off + 10] = 0xFF  # the value of key 1: invalid UTF-8
+    _damage_slot(data, (2 + 2**63).to_bytes(8, "big"))
+    m = sharedmap.loads(bytes(data))
+    for keys in ([1, 2], [3, 1, 2]):
+        with pytest.raises(UnicodeDecodeError):
+            [m.get(k) for k in keys]
+        with pytest.raises(UnicodeDecodeError):
+            m.get_many(keys)
+    with pytest.raises(sharedmap.CorruptSnapshotError):
+        m.get_many([3, 2, 1])
+
+
+def test_a_missing_unsigned_key_is_named_as_given():
+    m = sharedmap.loads(sharedmap.rbtree({1: 1}).dump())
+    out = bytearray(8)
+    for k in (2**64 - 1, 2**63):
+        with pytest.raises(KeyError) as e:
+            m.get_array(array.array("Q", [k]), "int64", out=out)
+        assert e.value.args == (k,)
+
+
+def test_an_int_beyond_int64_into_a_str_rbtree_is_a_kind_error():
+    w = sharedmap.rbtree({"a": 1})
+    with pytest.raises(sharedmap.KeyKindError, match="this map has str keys, got int"):
+        w[2**70] = 1
+
+
+def test_one_bytes_or_bytearray_is_not_a_batch():
+    for m in readers({b"a": 1}) + readers({1: 1}):
+        for one in (b"ab", bytearray(b"ab"), "ab"):
+            with pytest.raises(TypeError, match="takes an iterable of keys, not one"):
+                m.get_many(one)
+            with pytest.raises(TypeError, match="takes an iterable of keys, not one"):
+                m.get_array(one, "int64", default=0)
+    assert readers({1: 1})[1].get_many(memoryview(b"\x01")) == [1]  # a buffer of small ints
+
+
+def test_errors_leak_no_references():
+    import sys as _sys
+
+    m = sharedmap.loads(sharedmap.rbtree({1: 1}).dump())
+    w = sharedmap.rbtree({"a": 1})
+    if not hasattr(_sys, "gettotalrefcount"):  # a release build: count objects instead
+        import gc
+
+        def live():
+            gc.collect()
+            return len(gc.get_objects())
+    else:
+        live = _sys.gettotalrefcount
+    for f in (lambda: m.get_many(["a"]), lambda: w.get_many(array.array("q", [1])),
+              lambda: w.__setitem__(2**70, 1)):
+        for _ in range(100):
+            with pytest.raises(TypeError):
+                f()
+        before = live()
+        for _ in range(1000):
+            with pytest.raises(TypeError):
+                f()
+        assert live() - before < 50
