@@ -258,7 +258,7 @@ def test_xxh64_against_xxhash_package_every_length():
 def test_example_transcription_matches_the_document():
     """The bytes above are the xxd dump printed in FORMAT.md §10."""
     text = FORMAT_MD.read_text(encoding="utf-8")
-    section = text[text.index("## 10.") :]
+    section = text[text.index("## 10.") : text.index("### 10.1")]
     rows = re.findall(r"^([0-9a-f]{8}): ((?:[0-9a-f]{4} ){7}[0-9a-f]{4})  ", section, re.MULTILINE)
     assert [int(off, 16) for off, _ in rows] == list(range(0, 224, 16))
     assert bytes.fromhex("".join(hexes.replace(" ", "") for _, hexes in rows)) == EXAMPLE
@@ -1376,3 +1376,47 @@ def test_int_hostile_both_readers_refuse(name, data, action, rule, cls, code):
         snap = sharedmap.loads(data)
         assert same_value(Snapshot(data).get(-2), snap.get(-2))
         assert Snapshot(data).get(7, "ABSENT") == snap.get(7, "ABSENT") == "ABSENT"
+
+
+# ------------------------------------------------------------------------------------------ §10.1, an int map
+def _int_example_transcription():
+    text = FORMAT_MD.read_text(encoding="utf-8")
+    section = text[text.index("### 10.1") : text.index("## 11.")]
+    rows = re.findall(r"^([0-9a-f]{8}): ((?:[0-9a-f]{4} ){7}[0-9a-f]{4})  ", section, re.MULTILINE)
+    assert [int(off, 16) for off, _ in rows] == list(range(0, 224, 16))
+    assert "(224 bytes" in section
+    return bytes.fromhex("".join(hexes.replace(" ", "") for _, hexes in rows))
+
+
+def test_int_example_section10_1():
+    """The §10.1 dump is what our writer (from FORMAT.md) writes for that map, and its fields are as explained."""
+    d = _int_example_transcription()
+    assert d == build(INT_EXAMPLE_MAP.items(), created=EXAMPLE_CREATED)
+    assert (field(d, "required_flags"), field(d, "key_kind")) == (1, 3)
+    assert (field(d, "records_end"), field(d, "samples_offset"), field(d, "table_offset")) == (162, 168, 192)
+    assert field(d, "body_checksum") == 0xF122_40D5_259B_5FD3 == xxh64(d[128:])
+    assert field(d, "header_checksum") == 0x1064_A438_4CDC_222E == xxh64(d[:112])
+    snap = Snapshot(d)
+    assert [r.offset for r in snap.records()] == [128, 141, 152]
+    assert d[128:141] == bytes.fromhex("08367FFFFFFFFFFFFFFE") + b"323"
+    assert d[141:152] == bytes.fromhex("0813800000000000002AFE")
+    assert d[152:162] == bytes.fromhex("0802FFFFFFFFFFFFFFFF")
+    assert snap.sample(0) == (128, int_key(-2))
+    assert [snap.slot(p) for p in range(4)] == [0, 0x00DF_0000_0000_008D, 0x00B9_0000_0000_0080,
+                                                0x01C9_0000_0000_0098]
+    for k, (home, tag) in {-2: (2, 0xB9), 42: (1, 0xDF), 2**63 - 1: (2, 0xC9)}.items():
+        assert snap.home_and_tag(int_key(k)) == (home, tag)
+    assert dict(snap.items()) == INT_EXAMPLE_MAP and snap.verify()
+
+
+def test_package_writes_the_int_example_section10_1():
+    """The library writes exactly the §10.1 bytes: the package's dump() but `created` (and the header checksum that
+    covers it) is the same, and its reader reads the document's bytes as the map."""
+    sharedmap = _pkg()
+    d = _int_example_transcription()
+    data = _package_map(sharedmap, INT_EXAMPLE_MAP).dump()
+    assert data[:96] + data[104:112] + data[120:] == d[:96] + d[104:112] + d[120:]
+    snap = sharedmap.loads(d)
+    assert snap.verify()
+    assert list(snap.items()) == sorted(INT_EXAMPLE_MAP.items())
+    assert snap.info()["created"] == EXAMPLE_CREATED / 1e9 and snap.info()["key_kind"] == "int"
