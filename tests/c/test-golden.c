@@ -1,8 +1,8 @@
 /* test-golden.c: the library still writes exactly the bytes of tests/golden/small.snap
  * and tests/golden/int.snap for the maps in golden-map.h, and reads them back as
  * tests/golden/small.expected and int.expected say.  A failure here means the format
- * changed: if that was intended, bump the
- * format version as docs/FORMAT.md requires and run `make golden`. */
+ * changed: if that was intended, bump the format version as docs/FORMAT.md requires and
+ * run `make golden`. */
 #include "test.h"
 #include "golden-map.h"
 

@@ -1420,3 +1420,45 @@ def test_package_writes_the_int_example_section10_1():
     assert snap.verify()
     assert list(snap.items()) == sorted(INT_EXAMPLE_MAP.items())
     assert snap.info()["created"] == EXAMPLE_CREATED / 1e9 and snap.info()["key_kind"] == "int"
+
+
+# ------------------------------------------------------------------------------------------ tests/golden/int.snap
+GOLDEN_DIR = FORMAT_MD.parents[1] / "tests" / "golden"
+
+
+def _golden_int_expected():
+    """(key, type, text) rows of tests/golden/int.expected (golden-map.h's dump: decimal keys, floats as bits)."""
+    rows = []
+    for line in (GOLDEN_DIR / "int.expected").read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            key, vtype, text = line.split("\t")
+            rows.append((int(key), vtype, text))
+    return rows
+
+
+def _as_golden_text(value):
+    if value is None or isinstance(value, bool):
+        return {None: "none", False: "false", True: "true"}[value], ""
+    if isinstance(value, int):
+        return "int", str(value)
+    if isinstance(value, float):
+        return "float", "0x%016x" % struct.unpack("<Q", struct.pack("<d", value))[0]
+    return ("bytes", value.decode("ascii")) if isinstance(value, bytes) else ("str", value)
+
+
+def test_golden_int_snapshot_reads_as_expected():
+    """The C-written golden int map (make-golden --int) read by this reader and by the package, as int.expected says."""
+    data = (GOLDEN_DIR / "int.snap").read_bytes()
+    snap = Snapshot(data)
+    assert snap.verify() and (snap.key_kind, snap.required_flags, snap.created) == (3, 1, EXAMPLE_CREATED)
+    want = _golden_int_expected()
+    assert [(k, *_as_golden_text(v)) for k, v in snap.items()] == want
+    assert [k for k, _, _ in want] == sorted(k for k, _, _ in want)
+    assert want[0][0] == -(2**63) and want[-1][0] == 2**63 - 1
+    sharedmap = _pkg()
+    theirs = sharedmap.loads(data)
+    assert theirs.verify() and theirs.info()["key_kind"] == "int"
+    assert [(k, *_as_golden_text(v)) for k, v in theirs.items()] == want
+    # the package writes the same bytes for the same map (but `created` and the header checksum)
+    again = _package_map(sharedmap, dict(snap.items())).dump()
+    assert again[:96] + again[104:112] + again[120:] == data[:96] + data[104:112] + data[120:]
