@@ -183,9 +183,10 @@ example: $(BUILD)/ctest/example $(BUILD)/ctest/example-san ## build and run the 
 ctest: $(BUILD)/ctest/runner check-exports check-glibc example ## build and run the C tests under ASan+UBSan (ARGS=NAME runs one)
 	$(BUILD)/ctest/runner $(ARGS)
 
-# Regenerates tests/golden/small.{snap,expected}: run only for an intended format change.
-golden: $(BUILD)/ctest/make-golden ## rewrite the golden snapshot after an intended format change
+# Regenerates tests/golden/{small,int}.{snap,expected}: run only for an intended format change.
+golden: $(BUILD)/ctest/make-golden ## rewrite the golden snapshots after an intended format change
 	$(BUILD)/ctest/make-golden tests/golden/small.snap tests/golden/small.expected
+	$(BUILD)/ctest/make-golden --int tests/golden/int.snap tests/golden/int.expected
 
 $(BUILD)/ctest/make-golden: tests/golden/make-golden.c tests/golden/golden-map.h $(SAN_OBJS) | $(BUILD)/ctest
 	$(CC) $(TEST_CFLAGS) -Itests/golden -o $@ tests/golden/make-golden.c $(SAN_OBJS)

@@ -5,7 +5,9 @@
  * or read out of bounds (ASan/UBSan watch).  And when verify accepts a snapshot,
  * the read paths must agree with each other: iteration is strictly increasing,
  * every iterated key is found by sm_get with the same value, sm_rank gives its
- * rank, and seeks land where bisect says.
+ * rank, and seeks land where bisect says.  sm_get_many and sm_get_many_int answer every
+ * key (some from the walk, some cut from the input, repeats included) as sm_get does, on
+ * damaged snapshots too.
  */
 #include "sharedmap.h"
 
@@ -38,6 +40,58 @@ static int same_value(const sm_value *a, const sm_value *b) {
         return a->as.buf.size == b->as.buf.size && a->as.buf.data == b->as.buf.data;
     default:
         return 1;
+    }
+}
+
+#define MANY 48
+
+/* sm_get_many() of keys[0, n) and sm_get_many_int() of those that are 8 bytes (as integers):
+ * each status and value is what sm_get() gives for the key; the return value is the first
+ * error among them. */
+static void check_many(const sm_reader *r, const sm_buf *keys, size_t n) {
+    sm_value want[MANY], got[MANY];
+    int wst[MANY], gst[MANY], first = 0;
+    for (size_t i = 0; i < n; i++) {
+        wst[i] = sm_get(r, keys[i].data, keys[i].size, &want[i]);
+        if (wst[i] != 0 && wst[i] != SM_NOTFOUND && !first)
+            first = wst[i];
+    }
+    CHECK(sm_get_many(r, n, keys, got, gst) == first);
+    for (size_t i = 0; i < n; i++) {
+        CHECK(gst[i] == wst[i]);
+        if (wst[i] == 0)
+            CHECK(same_value(&got[i], &want[i]));
+    }
+    first = 0;
+    for (size_t i = 0; i < n; i++) { /* presence only */
+        wst[i] = sm_get(r, keys[i].data, keys[i].size, NULL);
+        if (wst[i] != 0 && wst[i] != SM_NOTFOUND && !first)
+            first = wst[i];
+    }
+    CHECK(sm_get_many(r, n, keys, NULL, gst) == first);
+    for (size_t i = 0; i < n; i++)
+        CHECK(gst[i] == wst[i]);
+
+    int64_t ik[MANY];
+    size_t ni = 0;
+    first = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].size != SM_INT_KEY_SIZE)
+            continue;
+        ik[ni] = sm_key_int_value(keys[i].data);
+        unsigned char kb[SM_INT_KEY_SIZE];
+        sm_key_int(ik[ni], kb);
+        CHECK(memcmp(kb, keys[i].data, SM_INT_KEY_SIZE) == 0);
+        wst[ni] = sm_reader_key_kind(r) == SM_KEYS_INT ? sm_get(r, kb, sizeof kb, &want[ni]) : SM_NOTFOUND;
+        if (wst[ni] != 0 && wst[ni] != SM_NOTFOUND && !first)
+            first = wst[ni];
+        ni++;
+    }
+    CHECK(sm_get_many_int(r, ni, ik, got, gst) == first);
+    for (size_t i = 0; i < ni; i++) {
+        CHECK(gst[i] == wst[i]);
+        if (wst[i] == 0)
+            CHECK(same_value(&got[i], &want[i]));
     }
 }
 
@@ -125,6 +179,27 @@ static void read_all(uint8_t *copy, size_t size, const uint8_t *data) {
         uint64_t b, z;
         if (sm_prefix_range(r, k, len % 4, &b, &z) == 0 && verified)
             CHECK(b <= z && z <= n);
+    }
+    /* many keys at once: walked keys, then cuts of the input (8 bytes each every other
+     * time, so that int maps get plausible keys), then the first ones again */
+    {
+        sm_buf keys[MANY];
+        size_t nk = 0;
+        if (sm_seek_rank(r, 0, &c) == 0)
+            while (nk < MANY / 3 && sm_cursor_get(&c, &e) == 0) {
+                keys[nk++] = e.key;
+                if (sm_cursor_next(&c) != 0)
+                    break;
+            }
+        for (size_t off = 0; nk < 2 * MANY / 3 && off + 1 < size; off += 61) {
+            size_t len = nk % 2 ? SM_INT_KEY_SIZE : data[off] % 16;
+            if (len > size - off - 1)
+                len = size - off - 1;
+            keys[nk++] = (sm_buf){copy + off + 1, len};
+        }
+        for (size_t i = 0; nk < MANY && i < nk; i++)
+            keys[nk++] = keys[i];
+        check_many(r, keys, nk);
     }
     sm_builder *copyb;
     if (verified) {

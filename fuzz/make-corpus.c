@@ -158,6 +158,27 @@ int main(int argc, char **argv) {
         put(b, SM_KEYS_STR, k, kl, sm_value_str(v, vl));
     }
     emit(rd, "random-300.snap", b);
+    /* int keys (key_kind 3, required flag bit 0): FORMAT.md §10.1's map, then int64 edges and
+     * more, over two sample blocks */
+    unsigned char ik[SM_INT_KEY_SIZE];
+    sm_key_int(-2, ik);
+    put(b, SM_KEYS_INT, ik, sizeof ik, sm_value_str("323", 3));
+    sm_key_int(42, ik);
+    put(b, SM_KEYS_INT, ik, sizeof ik, sm_value_int(-2));
+    sm_key_int(INT64_MAX, ik);
+    put(b, SM_KEYS_INT, ik, sizeof ik, sm_value_bool(1));
+    emit(rd, "int-example.snap", b);
+    static const int64_t edges[] = {INT64_MIN, INT64_MIN + 1, -65536, -256, -1, 0, 1, 255, 256, 65536,
+                                    INT64_MAX - 1, INT64_MAX};
+    for (unsigned i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        sm_key_int(edges[i], ik);
+        put(b, SM_KEYS_INT, ik, sizeof ik, sm_value_int(edges[i]));
+    }
+    for (unsigned i = 0; i < 30; i++) {
+        sm_key_int((int64_t)i * 1000003 - 7000000, ik);
+        put(b, SM_KEYS_INT, ik, sizeof ik, sm_value_int((int64_t)i));
+    }
+    emit(rd, "int-keys.snap", b);
     sm_builder_free(b);
 
     /* fuzz_build programs: op, klen, key, value bytes */

@@ -107,19 +107,34 @@ static int exercise(const sm_reader *r, const model *m) {
         sm_value one = sm_value_int(1);
         sm_entry be;
         ASSERT_OK(sm_builder_new(&b));
-        ASSERT_OK(sm_builder_put(b, sm_reader_key_kind(r), "~", 1, &one));
+        /* "~", or in an int map the 8-byte key of 0x7e7e7e7e7e7e7e7e - 2^63 */
+        const char *tilde = sm_reader_key_kind(r) == SM_KEYS_INT ? "~~~~~~~~" : "~";
+        size_t tlen = strlen(tilde);
+        ASSERT_OK(sm_builder_put(b, sm_reader_key_kind(r), tilde, tlen, &one));
         uint64_t ver = sm_builder_version(b);
         if (sm_builder_put_reader(b, r) != 0) {
             ASSERT_EQ(sm_builder_count(b), 1);
             ASSERT_EQ(sm_builder_version(b), ver);
             ASSERT_OK(sm_builder_at(b, 0, &be));
-            ASSERT_MEM_EQ(be.key.data, be.key.size, "~", 1);
+            ASSERT_MEM_EQ(be.key.data, be.key.size, tilde, tlen);
             ASSERT_VALUE_EQ(&be.value, &one);
         } else {
             for (size_t i = 0; sm_builder_at(b, i, &be) == 0; i++)
                 touch_entry(&be);
         }
         sm_builder_free(b);
+    }
+
+    /* sm_get_many / sm_get_many_int answer as sm_get does, key by key, damage or not */
+    {
+        size_t nk = m->n + sizeof probes / sizeof probes[0];
+        sm_buf *keys = xcalloc(nk, sizeof *keys);
+        for (size_t i = 0; i < m->n; i++)
+            keys[i] = (sm_buf){m->e[i].key, m->e[i].klen};
+        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++)
+            keys[m->n + i] = (sm_buf){probes[i], i == 1 ? 1 : strlen(probes[i])};
+        check_get_many(r, keys, nk);
+        free(keys);
     }
 
     int vr = sm_reader_verify(r);
@@ -178,9 +193,13 @@ static void fix_header_sum(unsigned char *p) {
     smf_put64(p + SMF_OFF_HEADER_SUM, sm_hash64(p, SMF_OFF_HEADER_SUM, 0));
 }
 
-/* A small snapshot of every value type, and its model. */
+/* Set by the int-key variants of the tests below: small_snapshot() then makes int maps. */
+static int int_keys_mode;
+
+/* A small snapshot of every value type, and its model: bytes keys for odd seeds, str
+ * keys for even ones, int keys in int_keys_mode. */
 static unsigned char *small_snapshot(model *m, size_t n, uint64_t seed, size_t *size) {
-    model_random(m, seed % 2 ? SM_KEYS_BYTES : SM_KEYS_STR, n, seed);
+    model_random(m, int_keys_mode ? SM_KEYS_INT : seed % 2 ? SM_KEYS_BYTES : SM_KEYS_STR, n, seed);
     sm_builder *b = model_builder(m);
     unsigned char *snap = snapshot_of(b, size, 0);
     sm_builder_free(b);
@@ -329,8 +348,8 @@ TEST_TIMEOUT(hostile_flips, 300) {
 }
 
 /* Body damage with both checksums recomputed: only structure checks remain. */
-TEST_TIMEOUT(hostile_body_rechecksummed, 300) {
-    for (uint64_t seed = 7; seed <= 8; seed++) {
+static void body_rechecksummed(uint64_t first_seed, uint64_t last_seed) {
+    for (uint64_t seed = first_seed; seed <= last_seed; seed++) {
         model m;
         size_t size;
         unsigned char *snap = small_snapshot(&m, 40, seed, &size);
@@ -359,10 +378,14 @@ TEST_TIMEOUT(hostile_body_rechecksummed, 300) {
     }
 }
 
+TEST_TIMEOUT(hostile_body_rechecksummed, 300) {
+    body_rechecksummed(7, 8);
+}
+
 /* Many random byte overwrites in one region (records, samples or table), sums fixed. */
-TEST_TIMEOUT(hostile_regions_random, 300) {
-    rng g = {99};
-    for (int trial = 0; trial < 3000; trial++) {
+static void regions_random(uint64_t seed, int trials) {
+    rng g = {seed};
+    for (int trial = 0; trial < trials; trial++) {
         model m;
         size_t size;
         unsigned char *snap = small_snapshot(&m, 1 + (size_t)rng_below(&g, 80), 1000 + (uint64_t)trial, &size);
@@ -395,6 +418,27 @@ TEST_TIMEOUT(hostile_regions_random, 300) {
         model_free(&m);
         free(snap);
     }
+}
+
+TEST_TIMEOUT(hostile_regions_random, 300) {
+    regions_random(99, 3000);
+}
+
+/* The same damage to int maps (8-byte keys, key_kind 3 with required flag bit 0). */
+TEST_TIMEOUT(hostile_int_flips, 300) {
+    int_keys_mode = 1;
+    flips(3, 4, 1);
+    flips(40, 5, 0);
+}
+
+TEST_TIMEOUT(hostile_int_body_rechecksummed, 300) {
+    int_keys_mode = 1;
+    body_rechecksummed(7, 8);
+}
+
+TEST_TIMEOUT(hostile_int_regions_random, 300) {
+    int_keys_mode = 1;
+    regions_random(98, 1500);
 }
 
 /* Header fields set to hostile values, header checksum fixed. */
@@ -489,9 +533,21 @@ TEST(hostile_header_codes) {
     fix_header_sum(c);
     ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EVERSION);
     RESET();
-    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 1);
+    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 2); /* a required bit nobody knows */
     fix_header_sum(c);
     ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EFEATURE);
+    RESET();
+    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 3); /* ... even next to bit 0 */
+    fix_header_sum(c);
+    ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EFEATURE);
+    RESET();
+    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 1); /* bit 0 (int keys) without key_kind 3: R9 */
+    fix_header_sum(c);
+    ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EHEADER);
+    RESET();
+    c[SMF_OFF_KEY_KIND] = SM_KEYS_INT; /* key_kind 3 without bit 0: R9 */
+    fix_header_sum(c);
+    ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EHEADER);
     RESET();
     smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 0x80000000u);
     fix_header_sum(c);
@@ -570,9 +626,10 @@ TEST_TIMEOUT(hostile_garbage, 300) {
                 smf_put64(buf + SMF_OFF_HOME_SLOTS, slots ? 1 + rng_below(&g, slots) : 0);
                 smf_put64(buf + SMF_OFF_COUNT, slots ? rng_below(&g, slots + 1) : 0);
                 buf[SMF_OFF_SAMPLE_SHIFT] = (unsigned char)rng_below(&g, 9);
-                buf[SMF_OFF_KEY_KIND] = (unsigned char)(1 + rng_below(&g, 2));
+                buf[SMF_OFF_KEY_KIND] = (unsigned char)(1 + rng_below(&g, 3));
                 memset(buf + SMF_OFF_RESERVED, 0, 5);
-                smf_put32(buf + SMF_OFF_REQUIRED_FLAGS, 0);
+                smf_put32(buf + SMF_OFF_REQUIRED_FLAGS,
+                          buf[SMF_OFF_KEY_KIND] == SM_KEYS_INT ? SMF_REQ_INT_KEYS : 0);
             }
             fix_sums(buf, n);
         }

@@ -157,9 +157,13 @@ size_t model_bisect(const model *m, const void *key, size_t klen, int right);
 size_t model_find(const model *m, const void *key, size_t klen);
 
 /* Random model of n unique entries: str keys (ASCII and some multi-byte UTF-8) when
- * kind is SM_KEYS_STR, arbitrary bytes (NUL, 0xFF, empty) for SM_KEYS_BYTES, and
+ * kind is SM_KEYS_STR, arbitrary bytes (NUL, 0xFF, empty) for SM_KEYS_BYTES, the
+ * sm_key_int() bytes of random int64s (INT64_MIN/MAX among them) for SM_KEYS_INT, and
  * values of every type. */
 void model_random(model *m, sm_key_kind kind, size_t n, uint64_t seed);
+
+/* A random int64: all magnitudes, both signs, INT64_MIN/MAX and other edges often. */
+int64_t rand_int64(rng *r);
 
 /* A builder holding the model's entries (asserts every put succeeds). */
 sm_builder *model_builder(const model *m);
@@ -185,6 +189,15 @@ const char *value_fmt(char *buf, size_t n, const sm_value *v);
  * value, absent keys not found, cursor walks both ways, seeks, ranks, prefixes,
  * seek_rank and verify.  probes bounds the number of seek/rank probes. */
 void check_reader(const sm_reader *r, const model *m, uint64_t seed, size_t probes);
+
+/* sm_get_many() of keys[0..n), with values and without, gives what sm_get() of each key
+ * gives (status, value; a value left alone where the status is not 0), and returns the
+ * first error; sm_get_many_int() of the 8-byte ones as integers likewise (all
+ * SM_NOTFOUND on a map that is not an int map); n = 0 with NULL pointers is 0. */
+void check_get_many(const sm_reader *r, const sm_buf *keys, size_t n);
+/* check_get_many() on every key of the model (in a scrambled order), `extra` misses and
+ * as many duplicates, the empty key (NULL and ""), and shorter batches. */
+void check_get_many_model(const sm_reader *r, const model *m, uint64_t seed, size_t extra);
 
 /* A map name unique to this test process: "ctest.<pid>.<tag>" (static storage,
  * eight rotating buffers).  The runner removes leftovers after the test. */

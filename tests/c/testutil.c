@@ -217,9 +217,22 @@ static size_t rand_utf8(rng *r, unsigned char *p) {
     return 4;
 }
 
+int64_t rand_int64(rng *r) {
+    static const int64_t special[] = {INT64_MIN, INT64_MIN + 1, -256, -255, -2, -1, 0, 1, 2, 255, 256,
+                                      INT64_C(2147483647), INT64_C(2147483648), INT64_MAX - 1,
+                                      INT64_MAX};
+    if (rng_below(r, 8) == 0)
+        return special[rng_below(r, sizeof special / sizeof special[0])];
+    return (int64_t)rng_next(r) >> rng_below(r, 64); /* small and large, both signs */
+}
+
 /* A random key of the model's kind into buf (at least 128 bytes); returns its length. */
 static size_t rand_key(rng *r, sm_key_kind kind, unsigned char *buf) {
     static const unsigned char alphabet[] = {0x00, 0x01, 'a', 'b', 'c', 0x7F, 0x80, 0xFE, 0xFF};
+    if (kind == SM_KEYS_INT) {
+        sm_key_int(rand_int64(r), buf);
+        return SM_INT_KEY_SIZE;
+    }
     size_t want = (size_t)rng_below(r, 25), n = 0;
     if (kind == SM_KEYS_STR) {
         while (n < want)
@@ -275,7 +288,7 @@ void model_random(model *m, sm_key_kind kind, size_t n, uint64_t seed) {
         for (size_t i = 0; i < deficit; i++) {
             size_t klen = rand_key(&r, kind, kb);
             /* longer keys avoid running out of distinct short ones at large n */
-            if (n > 1000 && klen < 8) {
+            if (n > 1000 && klen < 8 && kind != SM_KEYS_INT) {
                 for (size_t j = 0; j < 8; j++)
                     kb[klen + j] = (unsigned char)('a' + rng_below(&r, 26));
                 klen += 8;
@@ -573,4 +586,121 @@ void test_write_file(const char *path, const void *data, size_t n) {
         test_fail(__FILE__, __LINE__, "open %s: %s", path, strerror(errno));
     ASSERT_EQ(write(fd, data, n), (ssize_t)n);
     close(fd);
+}
+
+/* The values of two lookups agree: both failed with the same status, or both found
+ * equal values. */
+static void check_one_of_many(const sm_reader *r, size_t i, int single, const sm_value *sv, int many,
+                              const sm_value *mv, const sm_value *untouched, const char *what) {
+    char a[160], b[160];
+    if (single != many)
+        test_fail(__FILE__, __LINE__, "%s: key %zu of the batch: status %s, sm_get says %s", what, i,
+                  test_code(a, sizeof a, many), test_code(b, sizeof b, single));
+    if (mv == NULL)
+        return;
+    if (single == 0 && !value_eq(sv, mv))
+        test_fail(__FILE__, __LINE__, "%s: key %zu: value %s, sm_get gives %s", what, i,
+                  value_fmt(a, sizeof a, mv), value_fmt(b, sizeof b, sv));
+    if (single != 0 && memcmp(mv, untouched, sizeof *mv) != 0)
+        test_fail(__FILE__, __LINE__, "%s: key %zu (status %s): its value was written", what, i,
+                  test_code(a, sizeof a, single));
+    (void)r;
+}
+
+/* The first error (lowest index) among statuses, or 0. */
+static int first_error(const int *status, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (status[i] != 0 && status[i] != SM_NOTFOUND)
+            return status[i];
+    return 0;
+}
+
+void check_get_many(const sm_reader *r, const sm_buf *keys, size_t n) {
+    int *want = xcalloc(n + 1, sizeof *want), *want_p = xcalloc(n + 1, sizeof *want_p);
+    int *got = xcalloc(n + 1, sizeof *got);
+    sm_value *wv = xcalloc(n + 1, sizeof *wv), *gv = xcalloc(n + 1, sizeof *gv), untouched;
+    int64_t *ik = xcalloc(n + 1, sizeof *ik);
+    memset(&untouched, 0xA5, sizeof untouched);
+    for (size_t i = 0; i < n; i++) {
+        want[i] = sm_get(r, keys[i].data, keys[i].size, &wv[i]);
+        want_p[i] = sm_get(r, keys[i].data, keys[i].size, NULL);
+        ASSERT(want[i] == 0 || want[i] == SM_NOTFOUND || want[i] == SM_ECORRUPT);
+    }
+    /* with values, then presence only */
+    for (size_t i = 0; i < n; i++)
+        memcpy(&gv[i], &untouched, sizeof untouched);
+    int rc = sm_get_many(r, n, keys, gv, got);
+    ASSERT_EQ(rc, first_error(want, n));
+    for (size_t i = 0; i < n; i++)
+        check_one_of_many(r, i, want[i], &wv[i], got[i], &gv[i], &untouched, "sm_get_many");
+    rc = sm_get_many(r, n, keys, NULL, got);
+    ASSERT_EQ(rc, first_error(want_p, n));
+    for (size_t i = 0; i < n; i++)
+        check_one_of_many(r, i, want_p[i], NULL, got[i], NULL, &untouched, "sm_get_many (no values)");
+
+    /* sm_get_many_int: the 8-byte keys as integers; on another kind, nothing is found */
+    size_t ni = 0;
+    for (size_t i = 0; i < n; i++)
+        if (keys[i].size == SM_INT_KEY_SIZE)
+            ik[ni++] = sm_key_int_value(keys[i].data);
+    for (size_t i = 0; i < ni; i++) {
+        unsigned char kb[SM_INT_KEY_SIZE];
+        sm_key_int(ik[i], kb);
+        if (sm_reader_key_kind(r) == SM_KEYS_INT) {
+            want[i] = sm_get(r, kb, sizeof kb, &wv[i]);
+            want_p[i] = sm_get(r, kb, sizeof kb, NULL);
+        } else {
+            want[i] = want_p[i] = SM_NOTFOUND;
+        }
+        memcpy(&gv[i], &untouched, sizeof untouched);
+    }
+    rc = sm_get_many_int(r, ni, ik, gv, got);
+    ASSERT_EQ(rc, first_error(want, ni));
+    for (size_t i = 0; i < ni; i++)
+        check_one_of_many(r, i, want[i], &wv[i], got[i], &gv[i], &untouched, "sm_get_many_int");
+    rc = sm_get_many_int(r, ni, ik, NULL, got);
+    ASSERT_EQ(rc, first_error(want_p, ni));
+    for (size_t i = 0; i < ni; i++)
+        check_one_of_many(r, i, want_p[i], NULL, got[i], NULL, &untouched, "sm_get_many_int (no values)");
+
+    /* n = 0 touches nothing, even through NULL pointers */
+    ASSERT_OK(sm_get_many(r, 0, NULL, NULL, NULL));
+    ASSERT_OK(sm_get_many_int(r, 0, NULL, NULL, NULL));
+    free(want);
+    free(want_p);
+    free(got);
+    free(wv);
+    free(gv);
+    free(ik);
+}
+
+void check_get_many_model(const sm_reader *r, const model *m, uint64_t seed, size_t extra) {
+    rng g = {seed ^ UINT64_C(0x9e7a11)};
+    size_t n = m->n + 2 * extra + 3, k = 0;
+    sm_buf *keys = xcalloc(n, sizeof *keys);
+    unsigned char(*miss)[16] = xcalloc(extra + 1, sizeof *miss);
+    for (size_t i = 0; i < m->n; i++) /* every key, in a shuffled-ish order */
+        keys[k++] = (sm_buf){m->e[(i * 7919) % m->n].key, m->e[(i * 7919) % m->n].klen};
+    for (size_t i = 0; i < extra; i++) { /* misses (mostly), and duplicates of present keys */
+        size_t len = m->kind == SM_KEYS_INT ? SM_INT_KEY_SIZE : (size_t)rng_below(&g, 17);
+        if (m->kind == SM_KEYS_INT)
+            sm_key_int(rand_int64(&g), miss[i]);
+        else
+            rng_fill(&g, miss[i], len);
+        keys[k++] = (sm_buf){miss[i], len};
+        if (m->n) {
+            const model_entry *e = &m->e[rng_below(&g, m->n)];
+            keys[k++] = (sm_buf){e->key, e->klen};
+        } else
+            keys[k++] = (sm_buf){miss[i], len};
+    }
+    keys[k++] = (sm_buf){NULL, 0}; /* the empty key, as NULL */
+    keys[k++] = (sm_buf){"", 0};
+    keys[k++] = (sm_buf){"\xff\xff\xff\xff\xff\xff\xff\xff\xff", 9};
+    ASSERT(k <= n);
+    check_get_many(r, keys, k);
+    for (size_t len = 0; len <= 40 && len <= k; len += 7) /* shorter batches, window boundaries */
+        check_get_many(r, keys + (k - len), len);
+    free(keys);
+    free(miss);
 }

@@ -1,7 +1,8 @@
-/* golden-map.h: the fixed small map of the golden test, and the text dump of a
- * snapshot that tests/golden/small.expected holds.  Shared by make-golden.c (which
- * wrote tests/golden/small.{snap,expected} once) and tests/c/test-golden.c (which
- * checks that the library still writes and reads exactly those). */
+/* golden-map.h: the fixed small maps of the golden test (str keys: small.*; int keys:
+ * int.*), and the text dump of a snapshot that the .expected files hold.  Shared by
+ * make-golden.c (which wrote tests/golden/{small,int}.{snap,expected} once) and
+ * tests/c/test-golden.c (which checks that the library still writes and reads exactly
+ * those). */
 #ifndef SM_GOLDEN_MAP_H
 #define SM_GOLDEN_MAP_H
 
@@ -71,6 +72,35 @@ static inline int golden_fill(sm_builder *b) {
     return 0;
 }
 
+/* Fills b with the golden int map (key_kind 3, FORMAT.md §3.1): 20 keys from INT64_MIN
+ * to INT64_MAX, so that the sample index has two samples, with values of every type. */
+static inline int golden_fill_int(sm_builder *b) {
+    static const int64_t keys[] = {INT64_MIN, INT64_MIN + 1, -(INT64_C(1) << 32), -1000, -256, -2, -1,
+                                   0,         1,             2,                   42,    255,  256,
+                                   65536,     INT64_C(1) << 31, INT64_C(1) << 32, INT64_C(1234567890123),
+                                   INT64_C(1) << 62, INT64_MAX - 1, INT64_MAX};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char text[32];
+        int tl = snprintf(text, sizeof text, "v%" PRId64, keys[i]);
+        sm_value v;
+        switch (i % 7) {
+        case 0: v = sm_value_str(text, (size_t)tl); break;
+        case 1: v = sm_value_int(-keys[i] / 2); break;
+        case 2: v = sm_value_bool(1); break;
+        case 3: v = sm_value_none(); break;
+        case 4: v = sm_value_float((double)keys[i]); break;
+        case 5: v = sm_value_bytes(text, (size_t)tl); break;
+        default: v = sm_value_bool(0); break;
+        }
+        unsigned char k[SM_INT_KEY_SIZE];
+        sm_key_int(keys[i], k);
+        int rc = sm_builder_put(b, SM_KEYS_INT, k, sizeof k, &v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Bytes as text: printable ASCII as is (but backslash), the rest as \xHH. */
 static inline void golden_escape(FILE *f, const void *p, size_t n) {
     const unsigned char *s = p;
@@ -82,8 +112,8 @@ static inline void golden_escape(FILE *f, const void *p, size_t n) {
     }
 }
 
-/* One line per entry, in key order: KEY<TAB>TYPE<TAB>VALUE; floats as their bits.
- * Returns 0 or the first error. */
+/* One line per entry, in key order: KEY<TAB>TYPE<TAB>VALUE; floats as their bits; an
+ * int map's keys in decimal.  Returns 0 or the first error. */
 static inline int golden_dump(FILE *f, const sm_reader *r) {
     sm_info info;
     sm_reader_info(r, &info);
@@ -97,7 +127,10 @@ static inline int golden_dump(FILE *f, const sm_reader *r) {
     if (rc)
         return rc;
     while ((rc = sm_cursor_get(&c, &e)) == 0) {
-        golden_escape(f, e.key.data, e.key.size);
+        if (info.key_kind == SM_KEYS_INT)
+            fprintf(f, "%" PRId64, sm_key_int_value(e.key.data));
+        else
+            golden_escape(f, e.key.data, e.key.size);
         uint64_t bits;
         switch (e.value.type) {
         case SM_NONE: fputs("\tnone\t", f); break;

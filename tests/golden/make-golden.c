@@ -1,8 +1,9 @@
-/* make-golden.c: writes the golden snapshot (small.snap) and its dump (small.expected)
- * from the fixed map in golden-map.h.  Run by `make golden`, only when the format
- * changes on purpose; tests/c/test-golden.c then holds the library to these bytes.
+/* make-golden.c: writes a golden snapshot (small.snap, or int.snap with --int) and its
+ * dump (small.expected, int.expected) from the fixed maps in golden-map.h.  Run by
+ * `make golden`, only when the format changes on purpose; tests/c/test-golden.c then
+ * holds the library to these bytes.
  *
- *   make-golden SNAP_PATH EXPECTED_PATH */
+ *   make-golden [--int] SNAP_PATH EXPECTED_PATH */
 #include "golden-map.h"
 
 #include <stdlib.h>
@@ -13,8 +14,13 @@ static int fail(const char *what, int rc) {
 }
 
 int main(int argc, char **argv) {
+    int int_map = argc > 1 && strcmp(argv[1], "--int") == 0;
+    if (int_map) {
+        argc--;
+        argv++;
+    }
     if (argc != 3) {
-        fprintf(stderr, "usage: make-golden SNAP_PATH EXPECTED_PATH\n");
+        fprintf(stderr, "usage: make-golden [--int] SNAP_PATH EXPECTED_PATH\n");
         return 2;
     }
     sm_builder *b = NULL;
@@ -22,7 +28,7 @@ int main(int argc, char **argv) {
     int rc = sm_builder_new(&b);
     if (rc)
         return fail("sm_builder_new", rc);
-    if ((rc = golden_fill(b)))
+    if ((rc = int_map ? golden_fill_int(b) : golden_fill(b)))
         return fail("golden_fill", rc);
     uint64_t size;
     if ((rc = sm_builder_layout(b, &size)))

@@ -4,7 +4,7 @@ It exists to check that FORMAT.md is enough to write a reader, and to cross-chec
 to be obvious rather than fast.  Section numbers (§n) and rule ids (R1..R12, V1..V6) refer to FORMAT.md.
 
     snap = Snapshot(data)        # R1..R9 (O(1)), raises FormatError(rule_id, message)
-    snap.get(key)                # point lookup through the hash table (§5); R10..R12 as records/slots are used
+    snap.get(key)                # point lookup (an int map's keys are Python ints, §3.1) through the hash table (§5); R10..R12 as records/slots are used
     list(snap.items())           # in key order, by walking the records (§3)
     snap.record_at_rank(i)       # rank -> record through the samples (§4)
     snap.bisect_left(key)        # binary search over the samples (§4), then a short walk
@@ -18,6 +18,8 @@ __all__ = [
     "MASK48",
     "MASK64",
     "FormatError",
+    "int_key",
+    "int_key_value",
     "Record",
     "Snapshot",
     "read_varint",
@@ -31,7 +33,10 @@ BYTE_ORDER = 0x0A0B0C0D
 VERSION = 1
 HEADER_SIZE = 128
 
-KEY_NONE, KEY_BYTES, KEY_STR = 0, 1, 2
+KEY_NONE, KEY_BYTES, KEY_STR, KEY_INT = 0, 1, 2, 3
+REQ_INT_KEYS = 0x1  # §9: required_flags bit 0, set exactly when key_kind is 3
+REQ_KNOWN = REQ_INT_KEYS
+INT_KEY_SIZE = 8  # §3.1
 T_NONE, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_BYTES, T_STR = range(7)
 TYPE_NAMES = ("none", "false", "true", "int", "float", "bytes", "str")
 
@@ -108,6 +113,19 @@ def xxh64(data, seed=0):
     h = (h * P3) & MASK64
     h ^= h >> 32
     return h
+
+
+# ---------------------------------------------------------------------------------------------- §3.1 int keys
+def int_key(i):
+    """The 8 key bytes of the signed 64-bit integer `i` (§3.1): i + 2^63, big-endian."""
+    if not -(1 << 63) <= i < 1 << 63:
+        raise OverflowError(f"{i} is not a signed 64-bit integer")
+    return (i + (1 << 63)).to_bytes(INT_KEY_SIZE, "big")
+
+
+def int_key_value(raw):
+    """The integer of 8 int-key bytes (§3.1)."""
+    return int.from_bytes(raw, "big") - (1 << 63)
 
 
 # ---------------------------------------------------------------------------------------------- §3 records
@@ -214,11 +232,11 @@ class Snapshot:
             raise FormatError(
                 "R5", f"header checksum 0x{self.header_checksum:016X} != computed 0x{computed:016X}"
             )
-        # R6: required flags.
+        # R6: required flags: bit 0 (int keys, §9) is the only one known.
         self.required_flags = self._u("I", 16)
         self.compat_flags = self._u("I", 20)  # unknown bits ignored
-        if self.required_flags != 0:
-            raise FormatError("R6", f"unknown required flags 0x{self.required_flags:08X}")
+        if self.required_flags & ~REQ_KNOWN:
+            raise FormatError("R6", f"unknown required flags 0x{self.required_flags & ~REQ_KNOWN:08X}")
         # The rest of the header.
         self.key_kind = d[24]
         self.hash_id = d[25]
@@ -245,10 +263,14 @@ class Snapshot:
             raise FormatError("R8", f"total_size {self.total_size} but {n} bytes are available")
         # R9: key kind, hash id, sample shift, then the layout (Python integers do not overflow, so sums would be
         # safe here; differences anyway).
-        if self.key_kind > KEY_STR:
+        if self.key_kind > KEY_INT:
             raise FormatError("R9", f"unknown key_kind {self.key_kind}")
         if self.key_kind == KEY_NONE and self.count != 0:
             raise FormatError("R9", f"key_kind 0 (none) with count {self.count}")
+        if bool(self.required_flags & REQ_INT_KEYS) != (self.key_kind == KEY_INT):
+            raise FormatError(
+                "R9", f"required_flags bit 0 is {self.required_flags & REQ_INT_KEYS} with key_kind {self.key_kind}"
+            )
         if self.hash_id != 1:
             raise FormatError("R9", f"unknown hash_id {self.hash_id}")
         if self.sample_shift > 8:
@@ -274,11 +296,15 @@ class Snapshot:
             raise FormatError("R9", f"count {self.count} > table_slots {self.table_slots}")
         if self.count > (self.records_end - HEADER_SIZE) // 2:
             raise FormatError("R9", f"count {self.count} records cannot fit in [128, {self.records_end})")
+        if self.key_kind == KEY_INT and self.count > (self.records_end - HEADER_SIZE) // 10:
+            raise FormatError("R9", f"count {self.count} int records cannot fit in [128, {self.records_end})")
         if self.count > 0 and self.home_slots == 0:
             raise FormatError("R9", "home_slots is 0 with a non-empty map")
 
     # ------------------------------------------------------------------ keys and values
     def _decode_key(self, raw):
+        if self.key_kind == KEY_INT:
+            return int_key_value(raw)  # R10 made klen 8
         if self.key_kind == KEY_STR:
             try:
                 return raw.decode("utf-8")
@@ -288,6 +314,12 @@ class Snapshot:
 
     def _encode_key(self, key):
         """A query key to bytes; None when it cannot be a key of this snapshot."""
+        if self.key_kind == KEY_INT or (isinstance(key, int) and not isinstance(key, bool)):
+            if isinstance(key, bool) or not isinstance(key, int) or self.key_kind not in (KEY_INT, KEY_NONE):
+                return None  # an int map holds only int keys, and only an int map holds them
+            if not -(1 << 63) <= key < 1 << 63:
+                return None
+            return int_key(key)
         if isinstance(key, str):
             try:
                 return key.encode("utf-8")
@@ -332,6 +364,8 @@ class Snapshot:
         pos += klen
         if vlen > end - pos:
             raise FormatError("R10", f"record at {offset}: {vlen}-byte payload runs past records_end {end}")
+        if self.key_kind == KEY_INT and klen != INT_KEY_SIZE:
+            raise FormatError("R10", f"record at {offset}: a {klen}-byte key in an int map (§3.1: 8)")
         _check_payload_length(offset, vtype, vlen)
         return Record(offset, key, vtype, pos, pos + vlen, pos + vlen)
 
@@ -435,7 +469,7 @@ class Snapshot:
     def _bisect(self, key, right):
         q = self._encode_key(key)
         if q is None:
-            raise ValueError(f"{key!r} has no UTF-8 form")
+            raise ValueError(f"{key!r} cannot be a key of this snapshot (no UTF-8 form, or not an int64 of an int map)")
         if self.count == 0:
             return 0
         qprefix = _prefix8(q)

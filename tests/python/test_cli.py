@@ -337,7 +337,9 @@ def test_jsonl_bytes_keys(tmp_path, new_name):
     [
         (b'{"key": "a"}', "line 1"),
         (b"not json", "not valid JSON"),
-        (b'{"key": 1, "value": 2}', "key must be"),
+        (b'{"key": 1.5, "value": 2}', "key must be"),
+        (b'{"key": true, "value": 2}', "key must be"),
+        (b'{"key": 9223372036854775808, "value": 2}', "out of range"),
         (b'{"key": "a", "value": [1, 2]}', "cannot be stored"),
         (b'{"key": "a", "value": {"$bytes": "!!"}}', "base64"),
         (b'{"key": "a", "value": 18446744073709551616}', "line 1"),
@@ -696,11 +698,11 @@ def test_ls(new_name):
     publish(name, {str(i): f"{i:03d}" + "x" * 100 for i in range(50)})
     out = ok("ls").stdout.decode()
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "ENTRIES", "SIZE", "CREATED"]
+    assert lines[0].split() == ["NAME", "ENTRIES", "KEYS", "SIZE", "CREATED"]
     row = [line for line in lines if line.split()[0] == name]
     assert len(row) == 1
     cols = row[0].split()
-    assert cols[1] == "50" and cols[3] in ("B", "KiB")
+    assert cols[1] == "50" and cols[2] == "str" and cols[4] in ("B", "KiB")
 
     rows = json.loads(ok("ls", "--json").stdout)
     mine = [m for m in rows if m["name"] == name]
@@ -1133,3 +1135,138 @@ def test_ls_info_and_rm_show_bitmaps_too():
         ok("rm", "--bitmap", "-f", name)
     finally:
         sharedmap.sharedbitmap.remove(name)
+
+
+# ---------------------------------------------------------------- int keys
+
+INT_MAP = {INT64_MIN: "min", -(2**32): None, -5: 1.5, -1: b"\x00\xff", 0: True, 1: False, 42: 7,
+           2**53 + 1: "big", INT64_MAX: "max"}
+
+
+def test_int_map_jsonl_round_trip(tmp_path, new_name):
+    """JSON integer keys make an int map by themselves; export writes them as JSON integers; load(export(m)) == m."""
+    name = new_name()
+    publish(name, INT_MAP)
+    out = ok("export", name, "--format", "jsonl").stdout
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert [rec["key"] for rec in lines] == sorted(INT_MAP)  # numeric order, as JSON integers
+    assert all(type(rec["key"]) is int for rec in lines)
+    again = new_name()
+    ok("load", again, "-", "--format", "jsonl", input=out)
+    with sharedmap.sharedmap(again) as m:
+        assert m.info()["key_kind"] == "int"
+        items = list(m.items())
+    assert [k for k, _ in items] == sorted(INT_MAP)
+    assert all(same_value(v, INT_MAP[k]) for k, v in items)
+    # and through a file, by extension
+    dst = tmp_path / "out.jsonl"
+    ok("export", name, "-o", dst)
+    third = new_name()
+    ok("load", third, dst)
+    with sharedmap.sharedmap(third) as m:
+        assert list(m.keys()) == sorted(INT_MAP)
+
+
+def test_int_map_tsv_and_csv_with_keys_int(tmp_path, new_name):
+    name = new_name()
+    strs = {k: f"v{k}" for k in INT_MAP}
+    publish(name, strs)
+    out = ok("export", name).stdout
+    assert out.decode().splitlines()[0] == f"{INT64_MIN}\tv{INT64_MIN}"
+    assert out.decode().splitlines()[-1] == f"{INT64_MAX}\tv{INT64_MAX}"
+    again = new_name()
+    ok("load", again, "-", "--format", "tsv", "--keys", "int", input=out)
+    with sharedmap.sharedmap(again) as m:
+        assert m.info()["key_kind"] == "int" and dict(m.items()) == strs
+    assert ok("export", again).stdout == out  # load(export(m)) == m, byte for byte
+    # without --keys int the same file is a str map
+    as_str = new_name()
+    ok("load", as_str, "-", "--format", "tsv", input=out)
+    with sharedmap.sharedmap(as_str) as m:
+        assert m.info()["key_kind"] == "str"
+    # csv
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"key,value\r\n-3,a\r\n+7,b\r\n0010,c\r\n9223372036854775807,d\r\n")
+    csv_name = new_name()
+    ok("load", csv_name, src, "--header", "--keys", "int")
+    with sharedmap.sharedmap(csv_name) as m:
+        assert list(m.items()) == [(-3, "a"), (7, "b"), (10, "c"), (INT64_MAX, "d")]
+
+
+@pytest.mark.parametrize(
+    "fmt,data,line,message",
+    [
+        ("tsv", b"1\ta\nx\tb\n", 2, "not an integer"),
+        ("tsv", b"1\ta\n2\tb\n1.5\tc\n", 3, "not an integer"),
+        ("tsv", b" 1\ta\n", 1, "not an integer"),
+        ("tsv", b"\ta\n", 1, "not an integer"),
+        ("tsv", b"1\ta\n9223372036854775808\tb\n", 2, "out of range"),
+        ("tsv", b"-9223372036854775809\tb\n", 1, "out of range"),
+        ("csv", b"1,a\n2,b\nabc,c\n", 3, "not an integer"),
+        ("csv", b"99999999999999999999,a\n", 1, "out of range"),
+        ("jsonl", b'{"key": 1, "value": 2}\n{"key": "x", "value": 3}\n', 2, "not an integer"),
+        ("jsonl", b'{"key": 1, "value": 2}\n{"key": -9223372036854775809, "value": 3}\n', 2, "out of range"),
+    ],
+)
+def test_keys_int_bad_keys_name_the_line(new_name, fmt, data, line, message):
+    name = new_name()
+    r, err = fails(EXIT_ERROR, "load", name, "-", "--format", fmt, "--keys", "int", input=data)
+    assert f"line {line}" in err and message in err, err
+    assert not os.path.exists(shm_path(name))
+
+
+def test_jsonl_int_keys_and_mixing(new_name):
+    name = new_name()
+    ok("load", name, "-", "--format", "jsonl", input=b'{"key": 3, "value": "c"}\n{"key": -1, "value": "a"}\n')
+    with sharedmap.sharedmap(name) as m:
+        assert list(m.items()) == [(-1, "a"), (3, "c")]
+    # an int key after str keys, a str key after int keys: the kinds cannot be mixed
+    for data in (b'{"key": "a", "value": 1}\n{"key": 2, "value": 2}\n',
+                 b'{"key": 1, "value": 1}\n{"key": "b", "value": 2}\n'):
+        r, err = fails(EXIT_ERROR, "load", new_name(), "-", "--format", "jsonl", input=data)
+        assert "line 2" in err
+    # --keys int: string keys of decimal integers are int keys too
+    mixed = new_name()
+    ok("load", mixed, "-", "--format", "jsonl", "--keys", "int",
+       input=b'{"key": "5", "value": 1}\n{"key": 6, "value": 2}\n')
+    with sharedmap.sharedmap(mixed) as m:
+        assert list(m.items()) == [(5, 1), (6, 2)]
+
+
+def test_keys_option_usage_errors(new_name):
+    r, err = fails(EXIT_USAGE, "load", new_name(), "-", "--format", "jsonl", "--keys", "bytes", input=b"")
+    assert "--keys bytes" in err
+    r, err = fails(EXIT_USAGE, "load", new_name(), "-", "--format", "tsv", "--keys", "int", "--bytes-keys",
+                   input=b"")
+    assert "conflicts" in err
+    r, err = fails(EXIT_USAGE, "load", new_name(), "-", "--format", "tsv", "--keys", "float", input=b"")
+    assert "--keys" in err
+    # --keys bytes is --bytes-keys
+    name = new_name()
+    ok("load", name, "-", "--format", "tsv", "--keys", "bytes", input=b"a\t1\n")
+    with sharedmap.sharedmap(name) as m:
+        assert list(m.items()) == [(b"a", "1")]
+
+
+def test_int_map_info_ls_get(tmp_path, new_name):
+    name = new_name()
+    publish(name, INT_MAP)
+    fields = dict(line.split(":", 1) for line in ok("info", name).stdout.decode().splitlines())
+    assert fields["key kind"].strip() == "int" and fields["entries"].strip() == str(len(INT_MAP))
+    assert json.loads(ok("info", name, "--json").stdout)["key_kind"] == "int"
+    row = [line.split() for line in ok("ls").stdout.decode().splitlines() if line.split()[0] == name]
+    assert row and row[0][1:3] == [str(len(INT_MAP)), "int"]
+    mine = [m for m in json.loads(ok("ls", "--json").stdout) if m["name"] == name]
+    assert mine[0]["key_kind"] == "int"
+    assert ok("get", name, "42").stdout == b"7\n"
+    assert ok("get", name, "--", "-5").stdout == b"1.5\n"
+    assert ok("get", name, str(INT64_MIN)).stdout == b"min\n"
+    assert ok("get", name, "--json", "-1").stdout.strip() == b'{"$bytes": "AP8="}'
+    for missing in ("43", "abc", "4.0", str(INT64_MAX + 1)):
+        r, err = fails(EXIT_ERROR, "get", name, missing)
+        assert "key not found" in err
+    path = tmp_path / "int.smap"
+    w = sharedmap.rbtree(INT_MAP)
+    w.save(str(path))
+    assert "key kind:       int" in ok("info", "--path", path).stdout.decode()
+    assert ok("verify", "--path", path).stdout == b"OK\n"

@@ -15,7 +15,7 @@ import re
 import struct
 
 import pytest
-from fmtreader import MASK48, MASK64, FormatError, Snapshot, read_varint, xxh64
+from fmtreader import MASK48, MASK64, FormatError, Snapshot, int_key, int_key_value, read_varint, xxh64
 from support import same_value
 
 FORMAT_MD = pathlib.Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
@@ -153,20 +153,27 @@ def build(
     created=0,
     sort=True,
     raw_records=None,
+    required_flags=None,
 ):
-    """A snapshot of `entries`: [(key, value)] with str/bytes keys and Python values, or values given as
+    """A snapshot of `entries`: [(key, value)] with str/bytes/int keys and Python values, or values given as
     ("raw", type, payload).  `sort=False` keeps the given record order (to break V2); `raw_records` {index:
-    bytes} replaces the encoding of some records (the hash table still names them by their key)."""
+    bytes} replaces the encoding of some records (the hash table still names them by their key).  An int map
+    (key_kind 3, §3.1) gets required_flags bit 0 unless `required_flags` says otherwise."""
     norm = []
     for key, value in entries:
-        kind = 2 if isinstance(key, str) else 1
+        kind = 3 if isinstance(key, int) else 2 if isinstance(key, str) else 1
         if key_kind is None:
             key_kind = kind
-        kb = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else bytes(key)
+        if isinstance(key, int):
+            kb = int_key(key)
+        else:
+            kb = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else bytes(key)
         tv = value[1:] if isinstance(value, tuple) and value[:1] == ("raw",) else encode_value(value)
         norm.append((kb, *tv))
     if key_kind is None:
         key_kind = 0
+    if required_flags is None:
+        required_flags = 1 if key_kind == 3 else 0
     if sort:
         norm.sort(key=lambda e: e[0])
     n = len(norm)
@@ -202,8 +209,8 @@ def build(
     buf[128:records_end] = body
     buf[samples_offset : samples_offset + len(samples)] = samples
     buf[table_offset:total] = table
-    struct.pack_into("<8sIHHIIBBB5s", buf, 0, b"\x89SMP\r\n\x1a\n", 0x0A0B0C0D, 1, 128, 0, 0, key_kind, 1,
-                     sample_shift, bytes(5))
+    struct.pack_into("<8sIHHIIBBB5s", buf, 0, b"\x89SMP\r\n\x1a\n", 0x0A0B0C0D, 1, 128, required_flags, 0,
+                     key_kind, 1, sample_shift, bytes(5))
     struct.pack_into("<9Q", buf, 32, total, n, seed, M, L, table_offset, samples_offset, records_end, created)
     struct.pack_into("<Q", buf, 104, xxh64(buf[128:]))
     struct.pack_into("<Q", buf, 112, xxh64(buf[:112]))
@@ -251,7 +258,7 @@ def test_xxh64_against_xxhash_package_every_length():
 def test_example_transcription_matches_the_document():
     """The bytes above are the xxd dump printed in FORMAT.md §10."""
     text = FORMAT_MD.read_text(encoding="utf-8")
-    section = text[text.index("## 10.") :]
+    section = text[text.index("## 10.") : text.index("### 10.1")]
     rows = re.findall(r"^([0-9a-f]{8}): ((?:[0-9a-f]{4} ){7}[0-9a-f]{4})  ", section, re.MULTILINE)
     assert [int(off, 16) for off, _ in rows] == list(range(0, 224, 16))
     assert bytes.fromhex("".join(hexes.replace(" ", "") for _, hexes in rows)) == EXAMPLE
@@ -567,6 +574,23 @@ def _fill_slots_example():
 
 
 _decreasing, _decreasing_key = _homes_decrease_without_gap()
+
+# Int maps (§3.1): the map of the §10 int example, and damaged ones.
+INT_EXAMPLE_MAP = {-2: "323", 42: -2, 2**63 - 1: True}
+INT_EXAMPLE = build(INT_EXAMPLE_MAP.items())
+# Keys of 1 byte in a snapshot that says int: R9's count / 10 rule refuses it before any record is read.
+INT_SHORT_KEYS = build([(bytes([c]), None) for c in b"abcde"], key_kind=3)
+
+
+def _int_klen(n):
+    """An int map whose record of key 42 has an n-byte key (the slot still names it by 42's hash).  The values are
+    long enough for R9's count / 10 rule to pass, so that R10 is what fires."""
+    entries = [(-2, "x" * 20), (42, -2), (2**63 - 1, "y" * 20)]
+    key = (int_key(42) * 2)[:n]
+    return build(entries, raw_records={1: encode_record(key, 3, b"\xfe")})
+
+
+INT_KLEN = {n: _int_klen(n) for n in (0, 7, 9, 16)}
 _big = build({f"key{i:02d}": i for i in range(40)}.items())
 _big_samples = Snapshot(_big).samples_offset
 
@@ -608,9 +632,14 @@ CASES = [
     Case("R5", "checksum_flipped", mutate(fields={"header_checksum": 0x9173AC1CF2636989})),
     Case("R5", "checksum_zero", mutate(fields={"header_checksum": 0})),
     Case("R5", "flags_stale_checksum", mutate(fields={"required_flags": 1}, seal_header=False)),
-    # R6: required flags.
-    Case("R6", "bit0", mutate(fields={"required_flags": 1})),
+    # R6: required flags: bit 0 (int keys, §9) is known, every other bit refused (before R9 looks at bit 0).
+    Case("R6", "bit1", mutate(fields={"required_flags": 2})),
     Case("R6", "bit31", mutate(fields={"required_flags": 0x80000000})),
+    Case("R6", "bit0_and_bit1", mutate(fields={"required_flags": 3})),
+    Case("R6", "int_map_bit1", mutate(INT_EXAMPLE, fields={"required_flags": 3})),
+    Case("R6", "int_map_bit16", mutate(INT_EXAMPLE, fields={"required_flags": 0x10001})),
+    Case("R6", "int_map_unknown_bit_without_bit0", mutate(INT_EXAMPLE, fields={"required_flags": 4})),
+    Case("R6", "unknown_bit_and_bad_reserved", mutate(fields={"required_flags": 8}, patches=[(27, b"\x01")])),
     # R7: reserved bytes.
     Case("R7", "reserved_27", mutate(patches=[(27, b"\x01")])),
     Case("R7", "reserved_31", mutate(patches=[(31, b"\x80")])),
@@ -620,8 +649,20 @@ CASES = [
     Case("R8", "total_size_225", mutate(fields={"total_size": 225})),
     Case("R8", "total_size_max", mutate(fields={"total_size": MASK64})),
     Case("R8", "extra_byte_and_key_kind_3", mutate(fields={"key_kind": 3}) + b"\0"),  # R8 comes before R9
-    # R9: key_kind, hash_id, sample_shift.
-    Case("R9", "key_kind_3", mutate(fields={"key_kind": 3})),
+    # R9: key_kind, required_flags bit 0 iff key_kind 3, hash_id, sample_shift.
+    Case("R9", "key_kind_3", mutate(fields={"key_kind": 3})),  # str records, and no flag
+    Case("R9", "key_kind_4", mutate(INT_EXAMPLE, fields={"key_kind": 4})),
+    Case("R9", "flag_bit0_with_str_keys", mutate(fields={"required_flags": 1})),
+    Case("R9", "flag_bit0_with_bytes_keys", mutate(fields={"required_flags": 1, "key_kind": 1})),
+    Case("R9", "flag_bit0_empty_kind_0", mutate(build([]), fields={"required_flags": 1})),
+    Case("R9", "int_map_without_flag", mutate(INT_EXAMPLE, fields={"required_flags": 0})),
+    Case("R9", "int_map_as_str_with_flag", mutate(INT_EXAMPLE, fields={"key_kind": 2})),
+    Case("R9", "int_map_as_bytes_with_flag", mutate(INT_EXAMPLE, fields={"key_kind": 1})),
+    Case("R9", "int_map_kind_0_with_flag", mutate(INT_EXAMPLE, fields={"key_kind": 0})),
+    Case("R9", "int_empty_without_flag", mutate(build([], key_kind=3, required_flags=0))),
+    # count <= (records_end - 128) / 10 in an int map: the example's 3 records pass /2 but not /10 at 29 bytes.
+    Case("R9", "int_count_over_tenth_of_records", mutate(INT_EXAMPLE, fields={"records_end": 128 + 29})),
+    Case("R9", "int_count_over_tenth_of_records_short_keys", INT_SHORT_KEYS),
     Case("R9", "key_kind_255", mutate(fields={"key_kind": 255})),
     Case("R9", "key_kind_0_with_entries", mutate(fields={"key_kind": 0})),
     Case("R9", "hash_id_0", mutate(fields={"hash_id": 0})),
@@ -663,6 +704,16 @@ CASES = [
     Case("R10", "sample_offset_records_end", mutate(patches=[(152, struct.pack("<Q", 146))]), ("rank", 0)),
     Case("R10", "sample_offset_0", mutate(patches=[(152, struct.pack("<Q", 0))]), ("bisect", "b")),
     Case("R10", "sample_offset_max", mutate(patches=[(152, struct.pack("<Q", MASK64))]), ("rank", 1)),
+    # R10 in an int map: klen is 8 (§3.1), on every record parsed.
+    Case("R10", "int_klen_9_get", INT_KLEN[9], ("get", 42)),
+    Case("R10", "int_klen_7_get", INT_KLEN[7], ("get", 42)),
+    Case("R10", "int_klen_0_get", INT_KLEN[0], ("get", 42)),
+    Case("R10", "int_klen_16_get", INT_KLEN[16], ("get", 42)),
+    Case("R10", "int_klen_9_verify", INT_KLEN[9], "verify"),
+    Case("R10", "int_klen_7_items", INT_KLEN[7], "items"),
+    Case("R10", "int_klen_0_rank", INT_KLEN[0], ("rank", 2)),
+    Case("R10", "int_klen_7_bisect", INT_KLEN[7], ("bisect", 2**62)),
+    Case("R10", "int_first_klen_patched_to_7", mutate(INT_EXAMPLE, patches=[(128, b"\x07")]), ("rank", 0)),
     # R11: value type and payload length.
     Case("R11", "type_7", mutate(patches=[(137, b"\x17")]), ("get", "tes")),
     Case("R11", "type_15", mutate(patches=[(137, b"\x1f")]), ("get", "tes")),
@@ -691,6 +742,8 @@ CASES = [
     Case("V2", "duplicate", build([("aaa", 1), ("aaa", 2), ("b", 3)]), "verify"),
     Case("V2", "longer_before_prefix", build([(b"ab", 1), (b"a", 2)], sort=False), "verify"),
     Case("V2", "signed_byte_order", build([(b"\x80", 1), (b"\x7f", 2)], sort=False), "verify"),
+    Case("V2", "int_unsorted", build([(42, 1), (-2, 2)], sort=False), "verify"),
+    Case("V2", "int_duplicate", build([(7, 1), (7, 2)]), "verify"),
     # V3: UTF-8 of str keys and str values.
     Case("V3", "value_surrogate", mutate(patches=[(133, b"\xed\xa0\x80")]), "verify"),
     Case("V3", "value_overlong", mutate(patches=[(133, b"\xe0\x80\xaf")]), "verify"),
@@ -1132,3 +1185,280 @@ def test_package_rejects_what_we_reject(case):
     messages = _error_messages()
     if messages:
         assert str(info.value) in [messages[c] for c in case.codes], (case.codes, str(info.value))
+
+
+# ------------------------------------------------------------------------------------------ §3.1 int keys
+def test_int_key_bytes_section3_1():
+    """The five encodings §3.1 lists, and bytewise order = numeric order."""
+    listed = {-(2**63): "0000000000000000", -1: "7FFFFFFFFFFFFFFF", 0: "8000000000000000",
+              42: "800000000000002A", 2**63 - 1: "FFFFFFFFFFFFFFFF"}
+    for i, hexes in listed.items():
+        assert int_key(i) == bytes.fromhex(hexes) and int_key_value(bytes.fromhex(hexes)) == i
+    rng = random.Random(31)
+    ints = sorted({rng.randrange(-(2**63), 2**63) >> rng.randrange(64) for _ in range(500)} | set(listed))
+    assert sorted(ints, key=int_key) == ints
+    for bad in (2**63, -(2**63) - 1):
+        with pytest.raises(OverflowError):
+            int_key(bad)
+
+
+def test_int_example_reads_and_verifies():
+    snap = Snapshot(INT_EXAMPLE)
+    assert (snap.key_kind, snap.required_flags, snap.count) == (3, 1, 3)
+    assert list(snap.items()) == sorted(INT_EXAMPLE_MAP.items())
+    assert [r.key for r in snap.records()] == [int_key(k) for k in sorted(INT_EXAMPLE_MAP)]
+    assert snap.sample(0) == (128, int_key(-2))  # the 8-byte prefix is the whole key
+    for k, v in INT_EXAMPLE_MAP.items():
+        assert snap.get(k) == v
+    for absent in (-1, 0, 1, 41, 43, -(2**63), 2**63 - 2, 2**63, -(2**63) - 1, "a", b"\x80" * 8, True):
+        assert snap.get(absent, "ABSENT") == "ABSENT", absent
+    assert [snap.bisect_left(q) for q in (-(2**63), -2, -1, 42, 43, 2**63 - 1)] == [0, 0, 1, 1, 2, 2]
+    assert [snap.bisect_right(q) for q in (-(2**63), -2, -1, 42, 43, 2**63 - 1)] == [0, 1, 1, 2, 2, 3]
+    assert snap.peekitem() == (2**63 - 1, True) and snap.peekitem(0) == (-2, "323")
+    assert snap.verify()
+
+
+def random_int_key(rng):
+    r = rng.random()
+    if r < 0.2:
+        return rng.choice([-(2**63), -(2**63) + 1, -1, 0, 1, 2**63 - 2, 2**63 - 1, 255, 256, -256, 2**31, -(2**31)])
+    return rng.randrange(-(2**63), 2**63) >> rng.randrange(64)
+
+
+@pytest.mark.parametrize("sample_shift", [0, 1, 4, 8])
+def test_reader_on_our_writer_int(sample_shift):
+    rng = random.Random(f"int{sample_shift}")
+    m = {}
+    while len(m) < 150:
+        m[random_int_key(rng)] = random_value(rng)
+    snap = Snapshot(build(m.items(), sample_shift=sample_shift, seed=rng.getrandbits(64)))
+    assert snap.verify()
+    keys = sorted(m)
+    assert [k for k, _ in snap.items()] == keys
+    assert all(same_value(snap.get(k), m[k]) for k in keys)
+    assert [snap.peekitem(i)[0] for i in range(len(keys))] == keys
+    for _ in range(200):
+        q = random_int_key(rng)
+        assert snap.bisect_left(q) == bisect.bisect_left(keys, q)
+        assert snap.bisect_right(q) == bisect.bisect_right(keys, q)
+        if q not in m:
+            assert snap.get(q, "ABSENT") == "ABSENT"
+
+
+def test_int_empty_map_needs_the_flag():
+    """An empty map may say key_kind 3 (R9 allows it for count 0), and then it sets bit 0 like any int map."""
+    snap = Snapshot(build([], key_kind=3))
+    assert (snap.key_kind, snap.required_flags, snap.count) == (3, 1, 0)
+    assert snap.get(5, "ABSENT") == "ABSENT" and snap.bisect_left(5) == 0 and snap.verify()
+
+
+def test_int_R9_tenth_rule_at_the_boundary():
+    """count = (records_end - 128) / 10 exactly passes R9 (10-byte records: klen 8, empty payloads)."""
+    snap = Snapshot(build([(i, None) for i in range(5)]))
+    assert snap.records_end - 128 == 50 and snap.verify()
+    with pytest.raises(FormatError) as info:
+        Snapshot(mutate(snap.data, fields={"count": 6}))
+    assert info.value.rule == "R9"
+
+
+def _package_int_map(sharedmap, m):
+    w = sharedmap.rbtree()
+    for k, v in m.items():
+        w[k] = v
+    return w
+
+
+def _agree_on(sharedmap, data, m, probes=()):
+    """fmtreader and the package read `data` (an int map holding m) the same."""
+    mine = Snapshot(data)
+    theirs = sharedmap.loads(data)
+    assert mine.verify() and theirs.verify()
+    assert (mine.key_kind, mine.required_flags) == ((3, 1) if m else (0, 0))
+    assert len(mine) == len(theirs) == len(m)
+    keys = sorted(m)
+    assert list(mine) == list(theirs) == keys
+    assert all(same_value(a, b) for (_, a), (_, b) in zip(mine.items(), theirs.items()))
+    for k, v in m.items():
+        assert same_value(mine.get(k), v) and same_value(theirs[k], v), k
+    for q in probes:
+        assert (q in mine) == (q in theirs) == (q in m), q
+        assert mine.bisect_left(q) == theirs.bisect_left(q) == bisect.bisect_left(keys, q), q
+        assert mine.bisect_right(q) == theirs.bisect_right(q) == bisect.bisect_right(keys, q), q
+    for i in range(0, len(m), max(1, len(m) // 20)):
+        assert mine.peekitem(i)[0] == theirs.peekitem(i)[0] == keys[i]
+    assert theirs.info()["key_kind"] == ("int" if m else None)
+    if m:  # our writer, given the package's seed and M, writes the same bytes (but `created`)
+        ours = build(m.items(), seed=mine.hash_seed, home_slots=mine.home_slots)
+        assert ours[:96] + ours[104:112] + ours[120:] == data[:96] + data[104:112] + data[120:]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 17, 300])
+def test_package_cross_check_int(n):
+    sharedmap = _pkg()
+    rng = random.Random(f"xint{n}")
+    m = {}
+    while len(m) < n:
+        m[random_int_key(rng)] = random_value(rng)
+    if n:
+        for i, k in enumerate([-(2**63), 2**63 - 1, -1, 0, 1]):
+            m[k] = SPECIAL_VALUES[i]
+    _agree_on(sharedmap, _package_map(sharedmap, m).dump(), m, [random_int_key(rng) for _ in range(100)])
+
+
+def test_package_dump_of_the_int_example():
+    sharedmap = _pkg()
+    data = _package_map(sharedmap, INT_EXAMPLE_MAP).dump()
+    assert data[:96] + data[104:112] + data[120:] == INT_EXAMPLE[:96] + INT_EXAMPLE[104:112] + INT_EXAMPLE[120:]
+
+
+try:
+    from hypothesis import given
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - the venv has it
+    given = None
+
+if given is not None:
+    _int64 = st.one_of(st.integers(-(2**63), 2**63 - 1),
+                       st.sampled_from([-(2**63), -(2**63) + 1, -1, 0, 1, 2**63 - 2, 2**63 - 1]))
+    _values = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
+                        st.binary(max_size=20), st.text(max_size=10))
+
+    @given(st.dictionaries(_int64, _values, max_size=60), st.lists(_int64, max_size=20))
+    def test_package_agrees_on_random_int_maps(m, probes):
+        sharedmap = _pkg()
+        _agree_on(sharedmap, _package_map(sharedmap, m).dump(), m, probes)
+
+
+# The damaged int snapshots and flag cases: the package's exception class and code, and that both readers stop.
+INT_HOSTILE = [
+    # (name, data, action, fmtreader rule, package exception class name, code)
+    ("kind3_without_flag", mutate(INT_EXAMPLE, fields={"required_flags": 0}), "open", "R9",
+     "CorruptSnapshotError", "SM_EHEADER"),
+    ("flag_without_kind3_str", mutate(fields={"required_flags": 1}), "open", "R9", "CorruptSnapshotError",
+     "SM_EHEADER"),
+    ("flag_without_kind3_bytes", mutate(INT_EXAMPLE, fields={"key_kind": 1}), "open", "R9", "CorruptSnapshotError",
+     "SM_EHEADER"),
+    ("unknown_bit_int_map", mutate(INT_EXAMPLE, fields={"required_flags": 3}), "open", "R6",
+     "UnsupportedVersionError", "SM_EFEATURE"),
+    ("unknown_bit_str_map", mutate(fields={"required_flags": 1 << 7}), "open", "R6", "UnsupportedVersionError",
+     "SM_EFEATURE"),
+    ("unknown_bit_beats_kind3_without_flag", mutate(INT_EXAMPLE, fields={"required_flags": 2}), "open", "R6",
+     "UnsupportedVersionError", "SM_EFEATURE"),
+    ("tenth_rule", mutate(INT_EXAMPLE, fields={"records_end": 128 + 29}), "open", "R9", "CorruptSnapshotError",
+     "SM_EHEADER"),
+    ("klen_9_get", INT_KLEN[9], ("get", 42), "R10", "CorruptSnapshotError", "SM_ECORRUPT"),
+    ("klen_7_get", INT_KLEN[7], ("get", 42), "R10", "CorruptSnapshotError", "SM_ECORRUPT"),
+    ("klen_0_get", INT_KLEN[0], ("get", 42), "R10", "CorruptSnapshotError", "SM_ECORRUPT"),
+    ("klen_16_verify", INT_KLEN[16], "verify", "R10", "CorruptSnapshotError", "SM_ECORRUPT"),
+    ("klen_7_verify", INT_KLEN[7], "verify", "R10", "CorruptSnapshotError", "SM_ECORRUPT"),
+    ("klen_9_items", INT_KLEN[9], "items", "R10", "CorruptSnapshotError", "SM_ECORRUPT"),
+]
+
+
+@pytest.mark.parametrize("name,data,action,rule,cls,code", INT_HOSTILE, ids=[c[0] for c in INT_HOSTILE])
+def test_int_hostile_both_readers_refuse(name, data, action, rule, cls, code):
+    sharedmap = _pkg()
+    case = Case(rule, name, data, action)
+    with pytest.raises(FormatError) as mine:
+        case.run()
+    assert mine.value.rule == rule, str(mine.value)
+    with pytest.raises(getattr(sharedmap, cls)) as theirs:
+        snap = sharedmap.loads(data)
+        if action == "verify":
+            snap.verify()
+        elif action == "items":
+            list(snap.items())
+        elif isinstance(action, tuple):
+            snap.get(action[1])
+    assert theirs.value.code == sharedmap._sharedmap.ERROR_CODES[code], (theirs.value, code)
+    # A lookup that meets no damage answers the same in both (the other records are whole).
+    if isinstance(action, tuple) or action in ("verify", "items"):
+        snap = sharedmap.loads(data)
+        assert same_value(Snapshot(data).get(-2), snap.get(-2))
+        assert Snapshot(data).get(7, "ABSENT") == snap.get(7, "ABSENT") == "ABSENT"
+
+
+# ------------------------------------------------------------------------------------------ §10.1, an int map
+def _int_example_transcription():
+    text = FORMAT_MD.read_text(encoding="utf-8")
+    section = text[text.index("### 10.1") : text.index("## 11.")]
+    rows = re.findall(r"^([0-9a-f]{8}): ((?:[0-9a-f]{4} ){7}[0-9a-f]{4})  ", section, re.MULTILINE)
+    assert [int(off, 16) for off, _ in rows] == list(range(0, 224, 16))
+    assert "(224 bytes" in section
+    return bytes.fromhex("".join(hexes.replace(" ", "") for _, hexes in rows))
+
+
+def test_int_example_section10_1():
+    """The §10.1 dump is what our writer (from FORMAT.md) writes for that map, and its fields are as explained."""
+    d = _int_example_transcription()
+    assert d == build(INT_EXAMPLE_MAP.items(), created=EXAMPLE_CREATED)
+    assert (field(d, "required_flags"), field(d, "key_kind")) == (1, 3)
+    assert (field(d, "records_end"), field(d, "samples_offset"), field(d, "table_offset")) == (162, 168, 192)
+    assert field(d, "body_checksum") == 0xF122_40D5_259B_5FD3 == xxh64(d[128:])
+    assert field(d, "header_checksum") == 0x1064_A438_4CDC_222E == xxh64(d[:112])
+    snap = Snapshot(d)
+    assert [r.offset for r in snap.records()] == [128, 141, 152]
+    assert d[128:141] == bytes.fromhex("08367FFFFFFFFFFFFFFE") + b"323"
+    assert d[141:152] == bytes.fromhex("0813800000000000002AFE")
+    assert d[152:162] == bytes.fromhex("0802FFFFFFFFFFFFFFFF")
+    assert snap.sample(0) == (128, int_key(-2))
+    assert [snap.slot(p) for p in range(4)] == [0, 0x00DF_0000_0000_008D, 0x00B9_0000_0000_0080,
+                                                0x01C9_0000_0000_0098]
+    for k, (home, tag) in {-2: (2, 0xB9), 42: (1, 0xDF), 2**63 - 1: (2, 0xC9)}.items():
+        assert snap.home_and_tag(int_key(k)) == (home, tag)
+    assert dict(snap.items()) == INT_EXAMPLE_MAP and snap.verify()
+
+
+def test_package_writes_the_int_example_section10_1():
+    """The library writes exactly the §10.1 bytes: the package's dump() but `created` (and the header checksum that
+    covers it) is the same, and its reader reads the document's bytes as the map."""
+    sharedmap = _pkg()
+    d = _int_example_transcription()
+    data = _package_map(sharedmap, INT_EXAMPLE_MAP).dump()
+    assert data[:96] + data[104:112] + data[120:] == d[:96] + d[104:112] + d[120:]
+    snap = sharedmap.loads(d)
+    assert snap.verify()
+    assert list(snap.items()) == sorted(INT_EXAMPLE_MAP.items())
+    assert snap.info()["created"] == EXAMPLE_CREATED / 1e9 and snap.info()["key_kind"] == "int"
+
+
+# ------------------------------------------------------------------------------------------ tests/golden/int.snap
+GOLDEN_DIR = FORMAT_MD.parents[1] / "tests" / "golden"
+
+
+def _golden_int_expected():
+    """(key, type, text) rows of tests/golden/int.expected (golden-map.h's dump: decimal keys, floats as bits)."""
+    rows = []
+    for line in (GOLDEN_DIR / "int.expected").read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            key, vtype, text = line.split("\t")
+            rows.append((int(key), vtype, text))
+    return rows
+
+
+def _as_golden_text(value):
+    if value is None or isinstance(value, bool):
+        return {None: "none", False: "false", True: "true"}[value], ""
+    if isinstance(value, int):
+        return "int", str(value)
+    if isinstance(value, float):
+        return "float", "0x%016x" % struct.unpack("<Q", struct.pack("<d", value))[0]
+    return ("bytes", value.decode("ascii")) if isinstance(value, bytes) else ("str", value)
+
+
+def test_golden_int_snapshot_reads_as_expected():
+    """The C-written golden int map (make-golden --int) read by this reader and by the package, as int.expected says."""
+    data = (GOLDEN_DIR / "int.snap").read_bytes()
+    snap = Snapshot(data)
+    assert snap.verify() and (snap.key_kind, snap.required_flags, snap.created) == (3, 1, EXAMPLE_CREATED)
+    want = _golden_int_expected()
+    assert [(k, *_as_golden_text(v)) for k, v in snap.items()] == want
+    assert [k for k, _, _ in want] == sorted(k for k, _, _ in want)
+    assert want[0][0] == -(2**63) and want[-1][0] == 2**63 - 1
+    sharedmap = _pkg()
+    theirs = sharedmap.loads(data)
+    assert theirs.verify() and theirs.info()["key_kind"] == "int"
+    assert [(k, *_as_golden_text(v)) for k, v in theirs.items()] == want
+    # the package writes the same bytes for the same map (but `created` and the header checksum)
+    again = _package_map(sharedmap, dict(snap.items())).dump()
+    assert again[:96] + again[104:112] + again[120:] == data[:96] + data[104:112] + data[120:]

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import sharedmap as sm
 
@@ -66,13 +66,13 @@ def opened(args: argparse.Namespace) -> Tuple[Any, str]:
 # ---------------------------------------------------------------------------- ls, info, get, rm, gc, verify
 
 
-def print_table(table: List[Tuple[str, str, str, str]]) -> None:
-    """Rows of four cells: the first left-aligned, the next two right-aligned, the last as it is."""
-    widths = [max(len(cells[i]) for cells in table) for i in range(4)]
+def print_table(table: Sequence[Sequence[str]]) -> None:
+    """Rows of cells: the first left-aligned, the middle ones right-aligned, the last as it is."""
+    n = len(table[0])
+    widths = [max(len(cells[i]) for cells in table) for i in range(n)]
     for cells in table:
-        out_line(
-            f"{cells[0]:<{widths[0]}}  {cells[1]:>{widths[1]}}  {cells[2]:>{widths[2]}}  {cells[3]}".rstrip()
-        )
+        middle = "".join(f"  {cells[i]:>{widths[i]}}" for i in range(1, n - 1))
+        out_line(f"{cells[0]:<{widths[0]}}{middle}  {cells[n - 1]}".rstrip())
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -85,7 +85,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         out_line(json_text(rows))
         return EXIT_OK
     if maps:
-        table = [("NAME", "ENTRIES", "SIZE", "CREATED")]
+        table: List[Tuple[str, ...]] = [("NAME", "ENTRIES", "KEYS", "SIZE", "CREATED")]
         for m in maps:
             entries = m.get("entries")
             error = m.get("error")
@@ -93,6 +93,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 (
                     without_controls(str(m["name"])),
                     "-" if entries is None else str(entries),
+                    m.get("key_kind") or "-",
                     human_size(m["size"]),
                     f"unreadable: {error}" if error else format_created(m.get("created")),
                 )
@@ -178,6 +179,11 @@ def key_for(reader: Any, raw: bytes) -> Optional[Key]:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             return None  # a str map holds only valid UTF-8 keys
+    if kind == "int":
+        try:
+            return formats.parse_int_key(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return None  # not a decimal int64: no key of an int map matches
     return None  # an empty map has no key kind and no keys
 
 
@@ -300,8 +306,14 @@ def cmd_load(args: argparse.Namespace) -> int:
             parser.error(f"cannot tell the format of {args.file!r} from its extension: give --format tsv|jsonl|csv")
     if args.header and fmt != "csv":
         parser.error("--header applies to --format csv only")
-    if args.bytes_keys and fmt == "jsonl":
-        parser.error("--bytes-keys applies to tsv and csv (JSON Lines gives each key's type)")
+    keys = args.keys
+    if args.bytes_keys:
+        if keys not in (None, "bytes"):
+            parser.error(f"--bytes-keys conflicts with --keys {keys}")
+        keys = "bytes"
+    if keys in ("str", "bytes") and fmt == "jsonl":
+        parser.error(f"--keys {keys} applies to tsv and csv (JSON Lines gives each key's type; --keys int reads "
+                     "string keys of decimal integers as int keys)")
     check_map_name(args.name)
     if not args.force and map_exists(args.name):
         raise CliError(f"map exists: {args.name} (use --force to replace it)")
@@ -317,11 +329,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     with reporting(Step.READ_INPUT, label):
         try:
             if fmt == "tsv":
-                counts = formats.load_tsv(stream, put, args.bytes_keys)
+                counts = formats.load_tsv(stream, put, keys or "str")
             elif fmt == "jsonl":
-                counts = formats.load_jsonl(stream, put)
+                counts = formats.load_jsonl(stream, put, keys)
             else:
-                counts = formats.load_csv(stream, put, args.bytes_keys, args.header)
+                counts = formats.load_csv(stream, put, keys or "str", args.header)
             for count in counts:
                 if progress is not None:
                     progress.entries = count

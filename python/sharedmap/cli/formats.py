@@ -16,10 +16,11 @@ from typing import Any, BinaryIO, Callable, Iterator, List, Optional, Tuple, Uni
 
 from .errors import CliError, DataError
 
-Key = Union[str, bytes]
+Key = Union[str, bytes, int]
 Value = Union[str, bytes, int, float, bool, None]
 
 FORMATS = ("tsv", "jsonl", "csv")
+KEY_KINDS = ("str", "bytes", "int")
 EXPORT_FORMATS = ("tsv", "jsonl")
 _EXTENSIONS = {
     ".tsv": "tsv",
@@ -44,6 +45,15 @@ file formats (UTF-8; a FILE ending in .gz is gzip-compressed, and gzip input is 
          Values load as str.
   Without --format the format is taken from the file name extension (.tsv .tab .jsonl .ndjson .csv,
   optionally followed by .gz).  A key that appears twice: the last one wins.
+key kinds (one per map: str, bytes or int keys):
+  tsv, csv  keys load as str, or with --keys bytes as their UTF-8 bytes, or with --keys int as signed
+         64-bit integers written in decimal (-9223372036854775808 .. 9223372036854775807, an optional sign
+         and digits only; anything else is an error that names its line).  Export writes int keys in
+         decimal, so `load --keys int` reads them back.
+  jsonl  each key's JSON type gives its kind: a string is a str key, {"$bytes": ...} a bytes key, and a
+         JSON integer an int key (a map of integer keys is an int map; mixing kinds is an error).  Export
+         writes int keys as JSON integers, so load(export(m)) == m.  With --keys int, keys that are strings
+         of decimal integers ("42") load as int keys too.
 """
 
 
@@ -202,6 +212,35 @@ def jsonl_chunk(pairs: List[Tuple[Key, Value]]) -> bytes:
 
 # ---------------------------------------------------------------------------- readers (load)
 
+INT_KEY_MIN, INT_KEY_MAX = -(1 << 63), (1 << 63) - 1
+_INT_KEY_RE = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def parse_int_key(text: str) -> int:
+    """A key written in decimal as a signed 64-bit integer; ValueError that says why not."""
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    if not _INT_KEY_RE.match(text):
+        raise ValueError(f"key {shown!r} is not an integer (--keys int: decimal digits with an optional sign)")
+    if len(text.lstrip("+-").lstrip("0")) > 19:  # past int64 (and before int() refuses 4300 digits)
+        raise ValueError(f"key {shown} is out of range for an int key ({INT_KEY_MIN} .. {INT_KEY_MAX})")
+    return check_int_key(int(text))
+
+
+def check_int_key(key: int) -> int:
+    if not INT_KEY_MIN <= key <= INT_KEY_MAX:
+        raise ValueError(f"key {key} is out of range for an int key ({INT_KEY_MIN} .. {INT_KEY_MAX})")
+    return key
+
+
+def key_converter(keys: str) -> Callable[[str], Key]:
+    """How a tsv or csv key (text) becomes a key of the kind --keys names."""
+    if keys == "bytes":
+        return lambda text: text.encode("utf-8")
+    if keys == "int":
+        return parse_int_key
+    return lambda text: text
+
+
 Put = Callable[[Key, Value], None]
 LOAD_ERRORS = (TypeError, ValueError, OverflowError)  # what rbtree[key] = value raises for a bad key or value
 
@@ -229,9 +268,12 @@ def line_blocks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[Tuple[int, Li
         first += len(lines)
 
 
-def load_tsv(stream: BinaryIO, put: Put, bytes_keys: bool) -> Iterator[int]:
-    """Insert every TSV line of stream with put(); yield the running count after each block."""
+def load_tsv(stream: BinaryIO, put: Put, keys: str = "str") -> Iterator[int]:
+    """Insert every TSV line of stream with put(), keys of the kind `keys` names; yield the running count after
+    each block."""
     count = 0
+    convert = key_converter(keys)
+    plain = keys == "str"
     for first, lines in line_blocks(stream):
         if first == 1 and lines and lines[0].startswith("\ufeff"):
             lines[0] = lines[0][1:]  # a byte order mark
@@ -252,16 +294,19 @@ def load_tsv(stream: BinaryIO, put: Put, bytes_keys: bool) -> Iterator[int]:
                 if "\\" in line:
                     key = tsv_unescape(key)
                     value = None if text == TSV_NONE else tsv_unescape(text)
-                put(key.encode("utf-8") if bytes_keys else key, value)
+                put(key if plain else convert(key), value)
             except LOAD_ERRORS as e:
                 raise DataError(f"line {lineno}: {e}") from None
             count += 1
         yield count
 
 
-def load_jsonl(stream: BinaryIO, put: Put) -> Iterator[int]:
-    """Insert every JSON Lines record of stream with put(); yield the running count after each block."""
+def load_jsonl(stream: BinaryIO, put: Put, keys: Optional[str] = None) -> Iterator[int]:
+    """Insert every JSON Lines record of stream with put(); yield the running count after each block.  Keys
+    take their kind from their JSON type (an integer is an int key); with keys="int", strings of decimal
+    integers are int keys too."""
     count = 0
+    str_as_int = keys == "int"
     decode = json.JSONDecoder().decode
     for first, lines in line_blocks(stream):
         if first == 1 and lines and lines[0].startswith("\ufeff"):
@@ -277,10 +322,15 @@ def load_jsonl(stream: BinaryIO, put: Put) -> Iterator[int]:
                 raise DataError(f'line {lineno}: expected an object {{"key": ..., "value": ...}}')
             key, value = record["key"], record["value"]
             try:
-                if type(key) is not str:
+                if type(key) is int:
+                    check_int_key(key)
+                elif type(key) is str:
+                    if str_as_int:
+                        key = parse_int_key(key)
+                else:
                     key = from_json(key, "key")
                     if not isinstance(key, (str, bytes)):
-                        raise ValueError('key must be a string or {"$bytes": base64}')
+                        raise ValueError('key must be a string, an integer or {"$bytes": base64}')
                 if type(value) is dict or type(value) is list:
                     value = from_json(value, "value")
                 put(key, value)
@@ -290,9 +340,11 @@ def load_jsonl(stream: BinaryIO, put: Put) -> Iterator[int]:
         yield count
 
 
-def load_csv(stream: BinaryIO, put: Put, bytes_keys: bool, header: bool) -> Iterator[int]:
-    """Insert every key,value row of stream with put(); yield the running count every few thousand rows."""
+def load_csv(stream: BinaryIO, put: Put, keys: str = "str", header: bool = False) -> Iterator[int]:
+    """Insert every key,value row of stream with put(), keys of the kind `keys` names; yield the running count
+    every few thousand rows."""
     _raise_csv_field_limit()
+    convert = key_converter(keys)
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text, strict=True)
     count = 0
@@ -306,7 +358,7 @@ def load_csv(stream: BinaryIO, put: Put, bytes_keys: bool, header: bool) -> Iter
                 raise DataError(f"line {reader.line_num}: expected 2 fields key,value, found {len(row)}")
             key, value = row
             try:
-                put(key.encode("utf-8") if bytes_keys else key, value)
+                put(convert(key), value)
             except LOAD_ERRORS as e:
                 raise DataError(f"line {reader.line_num}: {e}") from None
             count += 1

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import sharedmap as sm
 
 from . import commands
-from .formats import EXPORT_FORMATS, FORMATS
+from .formats import EXPORT_FORMATS, FORMATS, KEY_KINDS
 from .formats import HELP as EPILOG_FORMATS
 
 EPILOG_EXIT = """\
@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Print the value of KEY.",
         commands.cmd_get,
         epilog="The key is looked up in the map's key kind: for a map with bytes keys KEY is taken as its UTF-8\n"
-        "bytes, or as hexadecimal with --hex.  A str value prints as its text, bytes as they are, others as JSON\n"
+        "bytes, or as hexadecimal with --hex; for an int map KEY is a decimal integer (a negative one goes\n"
+        "after '--').  A str value prints as its text, bytes as they are, others as JSON\n"
         "spells them (42, 1.5, true, null); --json prints the value as in JSON Lines export.  A KEY that starts\n"
         "with '-' goes after '--'.  A missing key exits 1 with 'key not found'.\n\n",
     )
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "export",
-        "Write every entry, in key order, as TSV or JSON Lines.",
+        "Write every entry, in key order, as TSV or JSON Lines (int keys in decimal, as JSON integers in jsonl).",
         commands.cmd_export,
         epilog="With -o, FILE is written under a temporary name in its directory and renamed into place once\n"
         "complete: if the export fails, FILE is as it was (or still absent) and nothing else is left.  A FILE\n"
@@ -172,8 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--header", action="store_true", help="csv: the first row is a header, skip it")
     p.add_argument(
-        "--bytes-keys", action="store_true", help="tsv, csv: store keys as bytes (their UTF-8) instead of str"
+        "--keys",
+        choices=KEY_KINDS,
+        default=None,
+        help="the key kind: tsv, csv: str (default), bytes (their UTF-8) or int (decimal, signed 64-bit); "
+        "jsonl: int also reads string keys of decimal integers as int keys (JSON integers always are)",
     )
+    p.add_argument("--bytes-keys", action="store_true", help="the same as --keys bytes (tsv, csv)")
     prog = p.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
     prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
