@@ -520,17 +520,25 @@ def test_final_step_holds_a_signal_until_it_is_over():
     """interrupts.final_step(), in this process: a SIGINT during a step that fails is delivered when it ends
     (KeyboardInterrupt instead of the step's error); one during a step that succeeds stays pending until
     release(), which drops it and puts the mask back as it was."""
+    import threading
+
     from sharedmap.cli import interrupts
+
+    # A signal to this thread, not to the process: the kernel gives a process-directed one to any
+    # thread that does not block it, and once NumPy has been imported by an earlier test, its
+    # OpenBLAS threads are such threads (the CLI itself runs in one thread).
+    def sigint_to_me():
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     with pytest.raises(KeyboardInterrupt):
         with interrupts.final_step():
-            os.kill(os.getpid(), signal.SIGINT)
+            sigint_to_me()
             raise OSError("the step failed")
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
 
     with interrupts.final_step():
-        os.kill(os.getpid(), signal.SIGINT)
+        sigint_to_me()
     assert signal.SIGINT in signal.sigpending()
     interrupts.release()
     assert signal.SIGINT not in signal.sigpending()
