@@ -79,7 +79,7 @@ INSTALL_STAMP := $(VENV)/.sharedmap-installed
 
 .PHONY: FORCE help all lib install uninstall ctest check-exports check-glibc example venv \
         install-py pytest pytest-asan pytest-others wheel wheel-test sdist test deps demo bench \
-        bench-bitmap fuzz fuzz-replay golden clean distclean
+        bench-bitmap bench-batch fuzz fuzz-replay golden clean distclean
 
 # ---------------------------------------------------------------- help
 help: ## list the targets
@@ -323,6 +323,9 @@ bench: ## run the benchmarks against the peers (bench/run.sh)
 
 bench-bitmap: ## only the shared-bitmap benchmark, a few minutes (BENCH_ONLY=bitmap bench/run.sh)
 	BENCH_ONLY=bitmap bash bench/run.sh $(ARGS)
+
+bench-batch: ## only the batched-lookups benchmark, under 10 min (BENCH_ONLY=batch bench/run.sh)
+	BENCH_ONLY=batch bash bench/run.sh $(ARGS)
 
 fuzz: ## run the libFuzzer harness (fuzz/run.sh; FUZZ_ARGS=SECONDS per target)
 	@if [ -f fuzz/run.sh ]; then bash fuzz/run.sh $(FUZZ_ARGS); \

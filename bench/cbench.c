@@ -268,6 +268,8 @@ static double time_lmdb(MDB_txn *txn, MDB_dbi dbi, const probe *pr, size_t count
 
 /* ------------------------------------------------------------------ one size */
 
+/* cbatch.c includes this file for the helpers above, with CBENCH_HELPERS_ONLY defined. */
+#ifndef CBENCH_HELPERS_ONLY
 static void bench_size(size_t n, size_t nprobes, int rounds, const char *dir, uint64_t seed,
                        int first) {
     char path[4096], name[64];
@@ -494,3 +496,4 @@ int main(int argc, char **argv) {
     free(list);
     return 0;
 }
+#endif /* CBENCH_HELPERS_ONLY */

@@ -1,14 +1,17 @@
 """Merge the Python and C results; write results.json, results.md (ratios first) and plot.png.
 
     python report.py PYTHON.json C.json OUTDIR [CMD] [--bitmap BITMAP.json CBITMAP.json] [--only-bitmap]
+                     [--batch BATCH.json CBATCH.json] [--only-batch]
 Either input may be missing (the table then says what was not run).  --bitmap adds the shared-bitmap
-section (bitmapreport.py); --only-bitmap writes that section alone (no plot).
+section (bitmapreport.py); --only-bitmap writes that section alone (no plot).  --batch and
+--only-batch do the same for the batched-lookups part (batchreport.py).
 """
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import batchreport  # noqa: E402
 import bitmapreport  # noqa: E402
 
 OURS = "sharedmap"
@@ -403,7 +406,7 @@ def c_table(R):
     return lines
 
 
-def markdown(R, cmd, bitmap=None):
+def markdown(R, cmd, bitmap=None, batch=None):
     meta = R.py.get("meta", {})
     m = meta.get("machine", {})
     v = meta.get("versions", {})
@@ -440,6 +443,8 @@ def markdown(R, cmd, bitmap=None):
         out += ["", "## C level", "", "Not run."]
     if bitmap is not None:
         out += bitmapreport.section(*bitmap)
+    if batch is not None:
+        out += batchreport.section(*batch)
     if notes.items:
         out += ["", "Notes:", ""] + notes.render()
     out.append("")
@@ -531,6 +536,14 @@ def main():
     if "--only-bitmap" in argv:
         argv.remove("--only-bitmap")
         only_bitmap = True
+    batch = only_batch = None
+    if "--batch" in argv:
+        i = argv.index("--batch")
+        batch = (load(argv[i + 1]), load(argv[i + 2]))
+        del argv[i:i + 3]
+    if "--only-batch" in argv:
+        argv.remove("--only-batch")
+        only_batch = True
     py, c, outdir = load(argv[0]), load(argv[1]), argv[2]
     cmd = argv[3] if len(argv) > 3 else "make bench"
     os.makedirs(outdir, exist_ok=True)
@@ -538,6 +551,19 @@ def main():
         bm = {"python": bitmap[0], "c": bitmap[1],
               "targets": [{"target": t, "measured": m, "result": ok}
                           for t, m, ok in bitmapreport.targets(bitmap[0])]}
+    if only_batch and batch is None:
+        batch = (None, None)
+    if batch is not None:
+        ba = {"python": batch[0], "c": batch[1],
+              "targets": [{"target": t, "measured": m, "result": ok}
+                          for t, m, ok in batchreport.targets(*batch)]}
+    if only_batch:
+        with open(os.path.join(outdir, "results.json"), "w") as f:
+            json.dump({"meta": (batch[0] or {}).get("meta", {}), "batch": ba}, f, indent=1)
+        with open(os.path.join(outdir, "results.md"), "w") as f:
+            f.write(batchreport.standalone(batch[0], batch[1], cmd))
+        print(f"wrote {outdir}/results.json, results.md (batched lookups only)", file=sys.stderr)
+        return
     if only_bitmap:
         bitmap = bitmap or (None, None)
         with open(os.path.join(outdir, "results.json"), "w") as f:
@@ -552,10 +578,12 @@ def main():
     merged["targets"] = [{"target": t, "measured": m, "result": ok} for t, m, ok in targets(R)]
     if bitmap is not None:
         merged["bitmap"] = bm
+    if batch is not None:
+        merged["batch"] = ba
     with open(os.path.join(outdir, "results.json"), "w") as f:
         json.dump(merged, f, indent=1)
     with open(os.path.join(outdir, "results.md"), "w") as f:
-        f.write(markdown(R, cmd, bitmap))
+        f.write(markdown(R, cmd, bitmap, batch))
     try:
         plot(R, os.path.join(outdir, "plot.png"))
     except Exception as e:  # the table matters more than the picture

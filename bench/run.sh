@@ -5,14 +5,16 @@
 # under bench/.venvs/: "main" with this tree's sharedmap and the peers, "orig" with sharedmap
 # 1.0.6 from PyPI, whose module name collides with ours), builds bench/cbench.c against src/*.c,
 # runs the Python benchmark (bench/driver.py) and the C one, then the shared-bitmap part
-# (bench/bitmapbench.py, bench/cbitmap.c), and writes bench/results/results.json, results.md
-# and plot.png.
+# (bench/bitmapbench.py, bench/cbitmap.c) and the batched-lookups part (bench/batchbench.py,
+# bench/cbatch.c; it also installs Debian's redis-server), and writes bench/results/results.json,
+# results.md and plot.png.
 #
 # Settings (environment):  BENCH_QUICK=1 (10K and 100K only, a few minutes), BENCH_SIZES=10000,...,
 # BENCH_BYTES_SIZES, BENCH_MEM_SIZES, BENCH_PEERS=dict,sharedmap,..., BENCH_BUILD_TIMEBOX (s),
 # BENCH_LOOKUP_BUDGET (s), BENCH_C_SIZES, BENCH_C_PROBES, BENCH_SKIP_C=1, BENCH_SKIP_PY=1,
 # BENCH_SKIP_BITMAP=1, BENCH_ONLY=bitmap (the shared-bitmap part alone, into
-# bench/results/bitmap/: `make bench-bitmap`); see bench/README.md.
+# bench/results/bitmap/: `make bench-bitmap`), BENCH_SKIP_BATCH=1, BENCH_ONLY=batch (the
+# batched-lookups part alone, into bench/results/batch/: `make bench-batch`); see bench/README.md.
 # Arguments: --quick (same as BENCH_QUICK=1).
 set -euo pipefail
 
@@ -26,7 +28,7 @@ PY="${PYTHON:-python3}"
 for arg in "$@"; do
     case "$arg" in
         --quick) export BENCH_QUICK=1 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -34,14 +36,19 @@ QUICK="${BENCH_QUICK:-0}"
 [ "$QUICK" = "0" ] && QUICK=""
 ONLY="${BENCH_ONLY:-}"
 case "$ONLY" in
-    ""|bitmap) ;;
-    *) echo "run.sh: BENCH_ONLY=$ONLY: the only part that runs alone is bitmap" >&2; exit 2 ;;
+    ""|bitmap|batch) ;;
+    *) echo "run.sh: BENCH_ONLY=$ONLY: the parts that run alone are bitmap and batch" >&2; exit 2 ;;
 esac
 BITMAP=1
 [ -n "${BENCH_SKIP_BITMAP:-}" ] && [ "$BENCH_SKIP_BITMAP" != 0 ] && BITMAP=""
+BATCH=1
+[ -n "${BENCH_SKIP_BATCH:-}" ] && [ "$BENCH_SKIP_BATCH" != 0 ] && BATCH=""
 if [ -n "$ONLY" ]; then
-    BITMAP=1
-    RESULTS="${BENCH_RESULTS:-$HERE/results/bitmap}"  # the full run's results stay as they are
+    BITMAP=""
+    BATCH=""
+    [ "$ONLY" = bitmap ] && BITMAP=1
+    [ "$ONLY" = batch ] && BATCH=1
+    RESULTS="${BENCH_RESULTS:-$HERE/results/$ONLY}"  # the full run's results stay as they are
 fi
 
 say() { printf '\n=== %s\n' "$*" >&2; }
@@ -54,6 +61,8 @@ cleanup() {
     # the bitmap part: its bitmaps, SharedMemory files and 1.0.6's SysV segments (stdlib only)
     rm -f /dev/shm/sharedbitmap.smbench-* 2>/dev/null || true
     "$PY" "$HERE/bitmapbench.py" cleanup 2>/dev/null || true
+    # the batch part: its maps and LMDB files in /dev/shm, a Redis server a killed run left
+    "$PY" "$HERE/batchbench.py" cleanup 2>/dev/null || true
     if [ -x "$VENVS/orig/bin/python" ]; then  # sharedmap 1.0.6 keeps its maps in SysV shm
         "$VENVS/orig/bin/python" - <<'EOF' 2>/dev/null || true
 import itertools, sharedmap
@@ -91,9 +100,12 @@ on_signal() {
 need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v g++ >/dev/null || need+=(g++)
-if [ -z "$ONLY" ]; then  # cbench's peers; the bitmap part needs neither
+if [ -z "$ONLY" ] || [ -n "$BATCH" ]; then  # cbench's and cbatch's peers; the bitmap part needs neither
     [ -f /usr/include/cdb.h ] || need+=(libcdb-dev)
     [ -f /usr/include/lmdb.h ] || need+=(liblmdb-dev)
+fi
+if [ -n "$BATCH" ]; then  # the batch part's Redis peer (started by batchbench.py itself)
+    command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     say "apt-get install ${need[*]}"
@@ -117,9 +129,10 @@ mkvenv() {  # mkvenv NAME REQUIREMENTS...: create/refresh when the requirement l
 }
 mkdir -p "$VENVS" "$BUILD" "$RESULTS"
 mkvenv main "setuptools>=77" wheel lmdb==3.0.0 marisa-trie==1.4.1 shared-memory-dict==0.7.2 \
-    UltraDict==0.0.6 sqlitedict==2.1.0 matplotlib
-# sharedmap 1.0.6 is an sdist with C++ sources: pip compiles it with g++.
-if ! mkvenv orig sharedmap==1.0.6; then
+    UltraDict==0.0.6 sqlitedict==2.1.0 matplotlib numpy==2.4.6 redis==8.1.0 hiredis==3.5.0
+# sharedmap 1.0.6 is an sdist with C++ sources: pip compiles it with g++ (the batch part alone
+# does not need it).
+if [ "$ONLY" != batch ] && ! mkvenv orig sharedmap==1.0.6; then
     echo "run.sh: sharedmap 1.0.6 did not install: its rows will say n/a" >&2
     rm -rf "$VENVS/orig"
 fi
@@ -161,12 +174,26 @@ if [ -z "${BENCH_SKIP_C:-}" ] && [ -n "$BITMAP" ]; then
     }
 fi
 
+CBATCH="$BUILD/cbatch"
+rm -f "$CBATCH"
+if [ -z "${BENCH_SKIP_C:-}" ] && [ -n "$BATCH" ]; then
+    say "building bench/cbatch.c (gcc -O2, with src/*.c, -lcdb -llmdb)"
+    gcc -O2 -std=c11 -D_GNU_SOURCE -DSM_STATIC -Wall -Wextra -I"$ROOT/include" -I"$ROOT/src" -I"$HERE" \
+        "$ROOT"/src/*.c "$HERE/cbatch.c" -lcdb -llmdb -o "$CBATCH" 2> "$BUILD/cbatch-build.log" || {
+        cat "$BUILD/cbatch-build.log" >&2
+        echo "run.sh: cbatch did not build: the C batch tables will say not run" >&2
+        rm -f "$CBATCH"
+    }
+fi
+
 # ------------------------------------------------------------------ run
 PYJSON="$BUILD/python.json"
 CJSON="$BUILD/c.json"
 BJSON="$BUILD/bitmap.json"
 CBJSON="$BUILD/cbitmap.json"
-rm -f "$PYJSON" "$CJSON" "$BJSON" "$CBJSON"
+BAJSON="$BUILD/batch.json"
+CBAJSON="$BUILD/cbatch.json"
+rm -f "$PYJSON" "$CJSON" "$BJSON" "$CBJSON" "$BAJSON" "$CBAJSON"
 cleanup
 if [ -z "${BENCH_SKIP_PY:-}" ] && [ -z "$ONLY" ]; then
     say "Python benchmark${QUICK:+ (quick)}"
@@ -204,12 +231,37 @@ if [ -n "$BITMAP" ]; then
     trap - INT TERM
 fi
 
+if [ -n "$BATCH" ]; then
+    trap on_signal INT TERM
+    if [ -z "${BENCH_SKIP_PY:-}" ]; then
+        say "batched lookups, Python${QUICK:+ (quick)}"
+        BENCH_PYTHON="$VENVS/main/bin/python" \
+            run_child "$VENVS/main/bin/python" "$HERE/batchbench.py" run "$BAJSON"
+    fi
+    if [ -x "$CBATCH" ]; then
+        if [ -n "$QUICK" ]; then
+            caargs=(-n "${BENCH_CBATCH_SIZES:-1000000}" -i "${BENCH_CBATCH_INT_SIZES:-1000000}"
+                    -p "${BENCH_CBATCH_PROBES:-500000}" -r 3)
+        else
+            caargs=(-n "${BENCH_CBATCH_SIZES:-10000000}" -i "${BENCH_CBATCH_INT_SIZES:-10000000}"
+                    -p "${BENCH_CBATCH_PROBES:-1000000}" -r 5)
+        fi
+        caargs+=(-b "${BENCH_BATCH_BATCH:-1000}")
+        say "batched lookups, C: ${caargs[*]}"
+        run_child "$CBATCH" "${caargs[@]}" -d /dev/shm > "$CBAJSON.tmp" && mv "$CBAJSON.tmp" "$CBAJSON"
+    fi
+    trap - INT TERM
+fi
+
 CMD="make bench"
-[ -n "$ONLY" ] && CMD="BENCH_ONLY=bitmap make bench"
+[ "$ONLY" = bitmap ] && CMD="BENCH_ONLY=bitmap make bench"
+[ "$ONLY" = batch ] && CMD="make bench-batch"
 [ -n "$QUICK" ] && CMD="BENCH_QUICK=1 $CMD"
 rargs=()
 [ -n "$BITMAP" ] && rargs=(--bitmap "$BJSON" "$CBJSON")
-[ -n "$ONLY" ] && rargs+=(--only-bitmap)
+[ -n "$BATCH" ] && rargs+=(--batch "$BAJSON" "$CBAJSON")
+[ "$ONLY" = bitmap ] && rargs+=(--only-bitmap)
+[ "$ONLY" = batch ] && rargs+=(--only-batch)
 "$VENVS/main/bin/python" "$HERE/report.py" "$PYJSON" "$CJSON" "$RESULTS" "$CMD" ${rargs[@]+"${rargs[@]}"}
 say "done in $(( ($(date +%s) - T0) / 60 )) min $(( ($(date +%s) - T0) % 60 )) s: $RESULTS/results.md"
 cat "$RESULTS/results.md"
