@@ -43,6 +43,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import dataset  # noqa: E402
+from machine import machine  # noqa: E402
 
 SHM_DIR = "/dev/shm"
 PREFIX = "smbench-batch-"  # every name this file creates starts with it
@@ -463,18 +464,6 @@ def versions():
         k, _, x = line.partition(" ")
         v[k] = x
     return v
-
-
-def machine():
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**30, 1),
-            "kernel": platform.release(), "python": platform.python_version()}
 
 
 def _terminated(signum, frame):

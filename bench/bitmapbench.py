@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from machine import machine  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHM_DIR = "/dev/shm"
 OURS, ORIG, SHM, BYTEARRAY = "sharedmap", "sharedmap-1.0.6", "SharedMemory", "bytearray"
@@ -459,18 +461,6 @@ def versions():
             if p.returncode == 0:
                 v[var] = p.stdout.strip()
     return v
-
-
-def machine():
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**30, 1),
-            "kernel": platform.release(), "python": platform.python_version()}
 
 
 def _terminated(signum, frame):

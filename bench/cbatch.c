@@ -159,18 +159,10 @@ static void bench_str(size_t n, size_t nprobes, int rounds, size_t batch, const 
     random_strs(&keys, n, 8, 24);
     random_strs(&vals, n, 8, 48);
     size_t data_bytes = (size_t)(keys.off[n] + vals.off[n]);
-    size_t *idx = xmalloc(nprobes * sizeof *idx);
-    for (size_t i = 0; i < nprobes; i++)
-        idx[i] = (size_t)below(n);
+    size_t *idx;
     char *hit_arena, *miss_arena;
-    probe *hits = make_probes(&keys, idx, nprobes, &hit_arena);
-    strs misskeys;
-    random_strs(&misskeys, nprobes, 8, 24);
-    for (size_t i = 0; i < nprobes; i++)
-        idx[i] = i;
-    probe *misses = make_probes(&misskeys, idx, nprobes, &miss_arena);
-    free(misskeys.arena);
-    free(misskeys.off);
+    probe *hits, *misses;
+    hit_and_miss_probes(&keys, n, nprobes, &idx, &hits, &hit_arena, &misses, &miss_arena);
 
     /* sharedmap */
     sm_builder *b;

@@ -268,6 +268,25 @@ static double time_lmdb(MDB_txn *txn, MDB_dbi dbi, const probe *pr, size_t count
 
 /* ------------------------------------------------------------------ one size */
 
+/* The probes of a size: hits = copies of random keys of the map (with replacement), misses =
+ * fresh random keys; *idx (free it) is left as the identity.  cbench and cbatch draw them the
+ * same way, so that one seed gives both the same probes. */
+static void hit_and_miss_probes(const strs *keys, size_t n, size_t nprobes, size_t **idx_out,
+                                probe **hits, char **hit_arena, probe **misses, char **miss_arena) {
+    size_t *idx = xmalloc(nprobes * sizeof *idx);
+    for (size_t i = 0; i < nprobes; i++)
+        idx[i] = (size_t)below(n);
+    *hits = make_probes(keys, idx, nprobes, hit_arena);
+    strs misskeys;
+    random_strs(&misskeys, nprobes, 8, 24);
+    for (size_t i = 0; i < nprobes; i++)
+        idx[i] = i;
+    *misses = make_probes(&misskeys, idx, nprobes, miss_arena);
+    free(misskeys.arena);
+    free(misskeys.off);
+    *idx_out = idx;
+}
+
 /* cbatch.c includes this file for the helpers above, with CBENCH_HELPERS_ONLY defined. */
 #ifndef CBENCH_HELPERS_ONLY
 static void bench_size(size_t n, size_t nprobes, int rounds, const char *dir, uint64_t seed,
@@ -284,18 +303,10 @@ static void bench_size(size_t n, size_t nprobes, int rounds, const char *dir, ui
     size_t data_bytes = (size_t)(keys.off[n] + vals.off[n]);
 
     /* probes: hits = random indices (with replacement), misses = fresh random keys */
-    size_t *idx = xmalloc(nprobes * sizeof *idx);
-    for (size_t i = 0; i < nprobes; i++)
-        idx[i] = (size_t)below(n);
+    size_t *idx;
     char *hit_arena, *miss_arena;
-    probe *hits = make_probes(&keys, idx, nprobes, &hit_arena);
-    strs misskeys;
-    random_strs(&misskeys, nprobes, 8, 24);
-    for (size_t i = 0; i < nprobes; i++)
-        idx[i] = i;
-    probe *misses = make_probes(&misskeys, idx, nprobes, &miss_arena);
-    free(misskeys.arena);
-    free(misskeys.off);
+    probe *hits, *misses;
+    hit_and_miss_probes(&keys, n, nprobes, &idx, &hits, &hit_arena, &misses, &miss_arena);
 
     /* ---- sharedmap: build, publish, attach */
     sm_builder *b;

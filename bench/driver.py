@@ -8,7 +8,6 @@ Peers that cannot do something get {"na": why}; slow ones are time-boxed and say
 """
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import peers  # noqa: E402
+from machine import machine as describe_machine  # noqa: E402
 
 
 def env_list(name, default):
@@ -260,17 +260,7 @@ def versions():
 
 
 def machine():
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    load = os.getloadavg()
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**30, 1),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg_at_start": load}
+    return dict(describe_machine(), loadavg_at_start=os.getloadavg())
 
 
 def main():
