@@ -566,8 +566,11 @@ int sm_bitmap_get(sm_bitmap *b, uint64_t index) {
     return 1;
 }
 
-/* set (1) or clear (0) the bit; returns the bit as it was, or an error */
-static int bit_update(sm_bitmap *b, uint64_t index, int set) {
+/* set (1) or clear (0) the bit; returns the bit as it was (0 unless want_old), or an error.
+ * Each of the four cases is its own atomic builtin, so that x86 gets one instruction for each
+ * (lock or / lock and without want_old, lock bts / lock btr with it) instead of the
+ * compare-and-swap loop a fetch whose result is combined from two builtins compiles to. */
+static int bit_update(sm_bitmap *b, uint64_t index, int set, int want_old) {
     if (!b->writable)
         return -EBADF;
     uint64_t size = load_live(b, SMB_OFF_SIZE, __ATOMIC_ACQUIRE);
@@ -577,24 +580,31 @@ static int bit_update(sm_bitmap *b, uint64_t index, int set) {
     if (rc)
         return rc;
     uint64_t m = bit_mask(index), *w = bit_word(b, index >> 6);
-    uint64_t old = set ? __atomic_fetch_or(w, m, __ATOMIC_SEQ_CST)
-                       : __atomic_fetch_and(w, ~m, __ATOMIC_SEQ_CST);
+    int was = 0;
+    if (set && want_old)
+        was = (__atomic_fetch_or(w, m, __ATOMIC_SEQ_CST) & m) != 0;
+    else if (set)
+        __atomic_fetch_or(w, m, __ATOMIC_SEQ_CST);
+    else if (want_old)
+        was = (__atomic_fetch_and(w, ~m, __ATOMIC_SEQ_CST) & m) != 0;
+    else
+        __atomic_fetch_and(w, ~m, __ATOMIC_SEQ_CST);
     if (load_live(b, SMB_OFF_RESIZE_SEQ, __ATOMIC_SEQ_CST) & 1)
         wait_resize(b); /* see the top of this file */
-    return (old & m) != 0;
+    return was;
 }
 
 int sm_bitmap_set(sm_bitmap *b, uint64_t index, int value) {
-    int rc = bit_update(b, index, value != 0);
+    int rc = bit_update(b, index, value != 0, 0);
     return rc < 0 ? rc : 0;
 }
 
 int sm_bitmap_test_and_set(sm_bitmap *b, uint64_t index) {
-    return bit_update(b, index, 1);
+    return bit_update(b, index, 1, 1);
 }
 
 int sm_bitmap_test_and_clear(sm_bitmap *b, uint64_t index) {
-    return bit_update(b, index, 0);
+    return bit_update(b, index, 0, 1);
 }
 
 int sm_bitmap_count(sm_bitmap *b, uint64_t *count) {
