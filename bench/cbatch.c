@@ -153,7 +153,7 @@ static sm_reader *publish(sm_builder *b, const char *dir, const char *name, doub
 static void bench_str(size_t n, size_t nprobes, int rounds, size_t batch, const char *dir,
                       uint64_t seed, int first) {
     char path[4096], lockpath[4200], name[64];
-    double t0;
+    int rc;
     rng_state = seed * 1000003u + n; /* cbench's dataset of this size */
     strs keys, vals;
     random_strs(&keys, n, 8, 24);
@@ -165,19 +165,8 @@ static void bench_str(size_t n, size_t nprobes, int rounds, size_t batch, const 
     hit_and_miss_probes(&keys, n, nprobes, &idx, &hits, &hit_arena, &misses, &miss_arena);
 
     /* sharedmap */
-    sm_builder *b;
-    int rc = sm_builder_new(&b);
-    if (rc)
-        die("sm_builder_new", sm_strerror(rc));
-    t0 = now_ns();
-    for (size_t i = 0; i < n; i++) {
-        size_t kl, vl;
-        const char *k = str_at(&keys, i, &kl), *v = str_at(&vals, i, &vl);
-        sm_value val = sm_value_bytes(v, vl);
-        if ((rc = sm_builder_put(b, SM_KEYS_BYTES, k, kl, &val)))
-            die("sm_builder_put", sm_strerror(rc));
-    }
-    double fill_s = (now_ns() - t0) / 1e9, publish_s;
+    double fill_s, publish_s;
+    sm_builder *b = fill_builder(&keys, &vals, n, &fill_s);
     snprintf(name, sizeof name, "smbench-cbatch-str-%zu", n);
     sm_info info;
     sm_reader *r = publish(b, dir, name, &publish_s, &info);

@@ -287,6 +287,25 @@ static void hit_and_miss_probes(const strs *keys, size_t n, size_t nprobes, size
     *idx_out = idx;
 }
 
+/* A builder holding the n pairs keys[i] -> vals[i] (bytes values), and the seconds its
+ * filling took, in *fill_s. */
+static sm_builder *fill_builder(const strs *keys, const strs *vals, size_t n, double *fill_s) {
+    sm_builder *b;
+    int rc = sm_builder_new(&b);
+    if (rc)
+        die("sm_builder_new", sm_strerror(rc));
+    double t0 = now_ns();
+    for (size_t i = 0; i < n; i++) {
+        size_t kl, vl;
+        const char *k = str_at(keys, i, &kl), *v = str_at(vals, i, &vl);
+        sm_value val = sm_value_bytes(v, vl);
+        if ((rc = sm_builder_put(b, SM_KEYS_BYTES, k, kl, &val)))
+            die("sm_builder_put", sm_strerror(rc));
+    }
+    *fill_s = (now_ns() - t0) / 1e9;
+    return b;
+}
+
 /* cbatch.c includes this file for the helpers above, with CBENCH_HELPERS_ONLY defined. */
 #ifndef CBENCH_HELPERS_ONLY
 static void bench_size(size_t n, size_t nprobes, int rounds, const char *dir, uint64_t seed,
@@ -309,20 +328,9 @@ static void bench_size(size_t n, size_t nprobes, int rounds, const char *dir, ui
     hit_and_miss_probes(&keys, n, nprobes, &idx, &hits, &hit_arena, &misses, &miss_arena);
 
     /* ---- sharedmap: build, publish, attach */
-    sm_builder *b;
-    int rc = sm_builder_new(&b);
-    if (rc)
-        die("sm_builder_new", sm_strerror(rc));
-    t0 = now_ns();
-    for (size_t i = 0; i < n; i++) {
-        size_t kl, vl;
-        const char *k = str_at(&keys, i, &kl), *v = str_at(&vals, i, &vl);
-        sm_value val = sm_value_bytes(v, vl);
-        rc = sm_builder_put(b, SM_KEYS_BYTES, k, kl, &val);
-        if (rc)
-            die("sm_builder_put", sm_strerror(rc));
-    }
-    double sm_fill_s = (now_ns() - t0) / 1e9;
+    int rc;
+    double sm_fill_s;
+    sm_builder *b = fill_builder(&keys, &vals, n, &sm_fill_s);
     size_t entries = sm_builder_count(b);
     snprintf(name, sizeof name, "smbench-c-%zu", n);
     t0 = now_ns();

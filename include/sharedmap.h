@@ -434,7 +434,7 @@ SM_API int sm_get_many(const sm_reader *r, size_t n, const sm_buf *keys, sm_valu
 SM_API int sm_get_many_int(const sm_reader *r, size_t n, const int64_t *keys, sm_value *values,
                            int *status);
 
-/** The number of keys sm_get_many() keeps in flight (bench/cbench.c measures 1 to 64). */
+/** The number of keys sm_get_many() keeps in flight (bench/cbatch.c measures 1 to 64). */
 #define SM_GET_MANY_WINDOW 16
 
 /** Full check, O(n): body checksum, every record, key order, the sample index,

@@ -105,6 +105,18 @@ static void prefetch_record(const sm_reader *r, uint64_t h) {
     }
 }
 
+/* Key i of a batch: its bytes (an int key's made into buf) and, in *klen, their length. */
+static inline const void *key_at(const sm_buf *keys, const int64_t *ikeys, size_t i,
+                                 unsigned char *buf, size_t *klen) {
+    if (ikeys != NULL) {
+        sm_key_int(ikeys[i], buf);
+        *klen = SM_INT_KEY_SIZE;
+        return buf;
+    }
+    *klen = keys[i].size;
+    return keys[i].size ? keys[i].data : "";
+}
+
 int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t *ikeys,
                  sm_value *values, int *status, size_t window) {
     if (n && ((!keys && !ikeys) || !status))
@@ -114,8 +126,7 @@ int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t
     if (window > SMI_GET_MANY_WINDOW_MAX)
         window = SMI_GET_MANY_WINDOW_MAX;
     int first_error = 0;
-    int int_keys = ikeys != NULL;
-    if (r->h.count == 0 || (int_keys && r->h.key_kind != SM_KEYS_INT)) {
+    if (r->h.count == 0 || (ikeys != NULL && r->h.key_kind != SM_KEYS_INT)) {
         for (size_t i = 0; i < n; i++)
             status[i] = SM_NOTFOUND;
         return 0;
@@ -123,21 +134,14 @@ int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t
     uint64_t seed = r->h.hash_seed;
     const unsigned char *table = r->base + r->h.table_offset;
     uint64_t hash[SMI_GET_MANY_WINDOW_MAX];
+    const void *key[SMI_GET_MANY_WINDOW_MAX];
+    size_t klen[SMI_GET_MANY_WINDOW_MAX];
     unsigned char ibuf[SMI_GET_MANY_WINDOW_MAX][SM_INT_KEY_SIZE];
     for (size_t start = 0; start < n; start += window) {
         size_t m = n - start < window ? n - start : window;
         for (size_t j = 0; j < m; j++) { /* pass 1 */
-            const void *key;
-            size_t klen;
-            if (int_keys) {
-                sm_key_int(ikeys[start + j], ibuf[j]);
-                key = ibuf[j];
-                klen = SM_INT_KEY_SIZE;
-            } else {
-                key = keys[start + j].size ? keys[start + j].data : "";
-                klen = keys[start + j].size;
-            }
-            hash[j] = sm_hash64(key, klen, seed);
+            key[j] = key_at(keys, ikeys, start + j, ibuf[j], &klen[j]);
+            hash[j] = sm_hash64(key[j], klen[j], seed);
             __builtin_prefetch(table + 8 * smf_home(hash[j], r->h.home_slots));
         }
         if (m > 1)
@@ -145,9 +149,7 @@ int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t
                 prefetch_record(r, hash[j]);
         for (size_t j = 0; j < m; j++) { /* pass 3 */
             size_t i = start + j;
-            const void *key = int_keys ? ibuf[j] : keys[i].size ? keys[i].data : "";
-            size_t klen = int_keys ? SM_INT_KEY_SIZE : keys[i].size;
-            int rc = get_hashed(r, key, klen, hash[j], values ? &values[i] : NULL);
+            int rc = get_hashed(r, key[j], klen[j], hash[j], values ? &values[i] : NULL);
             status[i] = rc;
             if (rc && rc != SM_NOTFOUND && !first_error)
                 first_error = rc;

@@ -666,7 +666,6 @@ static PyObject *get_array(const lookup_target *t, PyObject *args, PyObject *kwd
     Py_ssize_t width = 0;
     key_batch b = {0};
     Py_buffer view;
-    char dflt_row[8 * 64];
     char *dflt_buf = NULL;
     const dtype_info *d;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OOO:get_array", kwlist, &keys, &dtype_obj,
@@ -701,7 +700,7 @@ static PyObject *get_array(const lookup_target *t, PyObject *args, PyObject *kwd
         goto fail;
     size_t row = (size_t)d->size * (size_t)(width > 0 ? width : 1);
     if (dflt != NULL) {
-        dflt_buf = row <= sizeof dflt_row ? dflt_row : PyMem_Malloc(row);
+        dflt_buf = PyMem_Malloc(row);
         if (dflt_buf == NULL) {
             PyErr_NoMemory();
             goto fail_view;
@@ -735,8 +734,7 @@ fail_view:
     PyBuffer_Release(&view);
     Py_CLEAR(arr);
 fail:
-    if (dflt_buf != dflt_row)
-        PyMem_Free(dflt_buf);
+    PyMem_Free(dflt_buf);
     batch_free(&b);
     return arr;
 }
