@@ -108,7 +108,9 @@ extern "C" {
     XX(SM_ENOTSNAPSHOT, -30714, NotASnapshotError,                                                 \
        "file is not a regular file")                                                               \
     XX(SM_ESYMLINK, -30715, SymlinkError,                                                          \
-       "file is a symbolic link; sharedmap never follows symlinks")
+       "file is a symbolic link; sharedmap never follows symlinks")                                \
+    XX(SM_EORDER, -30716, OrderError,                                                              \
+       "keys out of order (a sorted writer was given a key below the one before it)")
 
 enum {
 #define SM_XX_ENUM(name, value, pyclass, msg) name = value,
@@ -347,6 +349,72 @@ SM_API int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned
  *  An error from the final fsync of
  *  the directory is returned although the new file is already in place. */
 SM_API int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode);
+
+/* ---- the streaming writer: a snapshot from a stream of entries, in bounded memory ----
+ *
+ *   sm_writer *w;  sm_writer_opts o = SM_WRITER_OPTS_INIT;
+ *   sm_writer_open_file(&w, "ids.smap", 0, 0, &o);
+ *   while (...) sm_writer_add(w, SM_KEYS_STR, key, klen, &value);
+ *   rc = sm_writer_commit(w);     (or sm_writer_free(w) alone, to abandon it)
+ *   sm_writer_free(w);
+ *
+ * The entries need not fit in memory.  Records go straight to the output file in key
+ * order (with pwrite, so a full filesystem is -ENOSPC, never a SIGBUS); entries that
+ * come in any order are sorted in runs of at most memory_limit bytes, which spill to
+ * anonymous temporary files in temp_dir (nothing left behind, even after a SIGKILL)
+ * and are merged; the hash table is made from (hash, offset) pairs sorted in chunks
+ * that spill the same way.  The snapshot is the one sm_builder_write() makes of the
+ * same entries, byte for byte (with the same created_ns).  A duplicate key: the last
+ * entry added wins, as in a dict.  The output appears under its name only when
+ * sm_writer_commit() succeeds, by the protocol of sm_publish() / sm_save(). */
+typedef struct sm_writer sm_writer;
+
+#define SM_WRITER_SORTED 0x1u /* the keys come in ascending order (checked: SM_EORDER) */
+
+typedef struct sm_writer_opts {
+    size_t memory_limit;  /* bytes of buffers the writer may hold; 0: SM_WRITER_MEMORY_DEFAULT;
+                           * at least SM_WRITER_MEMORY_MIN is used */
+    unsigned flags;       /* SM_WRITER_SORTED */
+    const char *temp_dir; /* where runs spill; NULL: $TMPDIR, else /tmp */
+    uint64_t created_ns;  /* the header's created; SM_CREATED_AUTO: now, at commit */
+} sm_writer_opts;
+
+#define SM_WRITER_MEMORY_DEFAULT ((size_t)256 << 20)
+#define SM_WRITER_MEMORY_MIN ((size_t)4 << 20)
+#define SM_WRITER_OPTS_INIT {0, 0, NULL, UINT64_MAX}
+
+/** A writer whose snapshot will be published as @p name in @p dir (NULL:
+ *  SM_DEFAULT_DIR), with the @p flags (SM_FORCE) and @p mode of sm_publish().
+ *  @p opts may be NULL (the defaults).  The temporary file is created now.
+ *  @return 0, SM_ENAME, -EINVAL (a bad mode or option), -ENOMEM, -errno. */
+SM_API int sm_writer_open_shm(sm_writer **out, const char *dir, const char *name, unsigned flags,
+                              unsigned mode, const sm_writer_opts *opts);
+
+/** A writer whose snapshot will be saved as the file @p path, as sm_save() does (fsync,
+ *  atomic rename).  @return as sm_writer_open_shm(), -EISDIR for a path ending in '/'. */
+SM_API int sm_writer_open_file(sm_writer **out, const char *path, unsigned flags, unsigned mode,
+                               const sm_writer_opts *opts);
+
+/** Add an entry: @p key of @p klen bytes of kind @p kind (an int key: its 8-byte
+ *  encoding, sm_key_int_encode()), and @p value, which is copied.  The first entry fixes
+ *  the kind.  An error leaves the writer failed: every later call returns it again.
+ *  @return 0, SM_EKEYKIND, SM_EUTF8, SM_ETYPE, SM_ETOOBIG, -EINVAL, SM_EORDER (with
+ *  SM_WRITER_SORTED, a key below the one before it), -ENOMEM, -ENOSPC, -errno. */
+SM_API int sm_writer_add(sm_writer *w, sm_key_kind kind, const void *key, size_t klen,
+                         const sm_value *value);
+
+/** The number of entries added so far that are in the snapshot (duplicates that a
+ *  later entry replaced are counted once only after commit: before it, this is an upper
+ *  bound). */
+SM_API uint64_t sm_writer_count(const sm_writer *w);
+
+/** Finish the snapshot and publish it (sm_publish()'s or sm_save()'s last step).
+ *  Called once; the writer is then done (free it).  @return 0, the writer's error if
+ *  an add failed, -EEXIST, SM_ETOOBIG, -ENOSPC, -ENOMEM, what sm_publish() returns. */
+SM_API int sm_writer_commit(sm_writer *w);
+
+/** Free the writer; if it was not committed, abandon it: nothing of it stays behind. */
+SM_API void sm_writer_free(sm_writer *w);
 
 /** Unpublish @p name from @p dir (NULL: SM_DEFAULT_DIR).  The map is renamed out of
  *  its name, its superseded word set, and unlinked (like sm_publish(), by this call

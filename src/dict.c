@@ -215,7 +215,7 @@ static void value_fill(const smi_item *it, sm_value *out) {
 }
 
 /* The payload of a value as it is stored (the snapshot encoding). */
-static int value_payload(const sm_value *v, unsigned char tmp[8], const void **p, size_t *n) {
+int smi_value_payload(const sm_value *v, unsigned char tmp[8], const void **p, size_t *n) {
     switch (v->type) {
     case SM_NONE:
     case SM_FALSE:
@@ -263,7 +263,7 @@ static int item_make(smi_item *it, sm_key_kind kind, const void *key, size_t kle
     unsigned char tmp[8];
     const void *payload;
     size_t plen;
-    int rc = value_payload(value, tmp, &payload, &plen);
+    int rc = smi_value_payload(value, tmp, &payload, &plen);
     if (rc)
         return rc;
     if (klen > SMF_MAX_OFFSET || plen > (SMF_MAX_OFFSET >> SMF_TYPE_BITS))

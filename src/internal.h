@@ -31,6 +31,7 @@
 #include "format.h"
 #include "sharedmap.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -123,6 +124,17 @@ static inline int smi_keycmp(const void *a, size_t alen, const void *b, size_t b
 /* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF) (utf8.c). */
 int smi_utf8_valid(const unsigned char *p, size_t n);
 
+/* XXH64 over bytes that arrive in pieces (hash.c): init, any number of updates, then
+ * digest, which equals sm_hash64 of the concatenation (and leaves the state usable). */
+typedef struct smi_xxh64 {
+    uint64_t v[4], seed, total;
+    unsigned char buf[32];
+    size_t nbuf;
+} smi_xxh64;
+void smi_xxh64_init(smi_xxh64 *s, uint64_t seed);
+void smi_xxh64_update(smi_xxh64 *s, const void *data, size_t len);
+uint64_t smi_xxh64_digest(const smi_xxh64 *s);
+
 /* ---- names and directories (names.c) ---- */
 
 /* The names of temporaries in a map directory, a map's (publish.c) or a bitmap's
@@ -167,6 +179,30 @@ int smi_link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t ca
 int smi_install(int dirfd, const char *tmpname, const char *name, int force);
 int smi_unpublish(const char *dir, const char *prefix, const char *name);
 
+/* A snapshot on its way to its name, for writers that fill the file themselves (the
+ * streaming writer, writer.c; publish_at): smi_temp_begin opens the locked temporary
+ * in dirfd (steps 1-2 of the top of publish.c); the caller writes t->fd with pwrite;
+ * smi_temp_commit fsyncs it if durable, names it and installs it under name (step 4);
+ * smi_temp_abort (also after a failed commit) leaves nothing behind.  dirfd stays the
+ * caller's.  begin returns 0 or -errno; commit 0 or what smi_install returns. */
+typedef struct smi_temp {
+    int dirfd, fd;
+    int named; /* tmpname names fd: it must be unlinked on abort */
+    char label[NAME_MAX + 1];
+    char tmpname[NAME_MAX + 1];
+} smi_temp;
+int smi_temp_begin(smi_temp *t, int dirfd, const char *label, unsigned mode);
+int smi_temp_commit(smi_temp *t, const char *name, int force, int durable);
+void smi_temp_abort(smi_temp *t);
+
+/* The directory of path, open, and its last component (a pointer into path), for the
+ * functions that write a file by path (sm_save, sm_writer_open_file).  Returns the
+ * directory's fd, or -EINVAL (empty), -EISDIR (ends in '/'), -ENOMEM, -errno. */
+int smi_open_parent(const char *path, const char **base);
+
+/* pwrite all n bytes at off, retried on EINTR and short writes.  0 or -errno. */
+int smi_pwrite_all(int fd, const void *data, size_t n, uint64_t off);
+
 /* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
 
 /* One entry: the key and the value payload in one allocation (the payload as a snapshot
@@ -204,6 +240,11 @@ struct sm_builder {
     uint64_t index_seed;
     smi_layout lay;
 };
+
+/* The payload of a value as a snapshot stores it (dict.c): a pointer to it in *p (into
+ * v, or into tmp for the fixed-size types) and its length.  0, -EINVAL (a NULL buffer
+ * with a size), SM_EUTF8 (an SM_STR that is not UTF-8) or SM_ETYPE. */
+int smi_value_payload(const sm_value *v, unsigned char tmp[8], const void **p, size_t *n);
 
 /* Make b->order valid: the item numbers in key order (dict.c).  0 or -ENOMEM. */
 int smi_builder_sort(sm_builder *b);

@@ -81,17 +81,17 @@ static int reserve(int fd, uint64_t size) {
     return 0;
 }
 
-static int write_all(int fd, const unsigned char *p, uint64_t n) {
-    uint64_t off = 0;
-    while (off < n) {
-        size_t chunk = n - off > (1u << 30) ? (1u << 30) : (size_t)(n - off);
-        ssize_t w = pwrite(fd, p + off, chunk, (off_t)off);
+int smi_pwrite_all(int fd, const void *data, size_t n, uint64_t off) {
+    const unsigned char *p = data;
+    while (n) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : n;
+        ssize_t w = pwrite(fd, p, chunk, (off_t)off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             return -errno;
         }
-        off += (uint64_t)w;
+        p += w, off += (uint64_t)w, n -= (size_t)w;
     }
     return 0;
 }
@@ -118,7 +118,7 @@ static int write_snapshot(sm_builder *b, int fd, uint64_t size) {
         return -ENOMEM;
     rc = sm_builder_write(b, buf, size, SM_CREATED_AUTO);
     if (!rc)
-        rc = write_all(fd, buf, size);
+        rc = smi_pwrite_all(fd, buf, (size_t)size, 0);
     free(buf);
     return rc;
 }
@@ -369,6 +369,86 @@ static void unlink_own(int dirfd, const char *tmpname, int fd) {
         unlinkat(dirfd, tmpname, 0);
 }
 
+/* ---- a temporary on its way to its name (internal.h: smi_temp) ---- */
+
+int smi_temp_begin(smi_temp *t, int dirfd, const char *label, unsigned mode) {
+    int anon;
+    t->dirfd = dirfd;
+    snprintf(t->label, sizeof t->label, "%s", label);
+    t->fd = smi_create_temp(dirfd, t->label, mode, t->tmpname, sizeof t->tmpname, 1, &anon);
+    t->named = t->fd >= 0 && !anon;
+    return t->fd < 0 ? t->fd : 0;
+}
+
+/* Copy the first size bytes of in into out.  0 or -errno. */
+static int copy_file(int in, int out, uint64_t size) {
+    unsigned char buf[1 << 16];
+    for (uint64_t off = 0; off < size;) {
+        size_t want = size - off < sizeof buf ? (size_t)(size - off) : sizeof buf;
+        ssize_t n = pread(in, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        int rc = smi_pwrite_all(out, buf, (size_t)n, off);
+        if (rc)
+            return rc;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* An anonymous temporary that cannot be named here (no /proc, and no
+ * CAP_DAC_READ_SEARCH on an older kernel): its bytes move into a named temporary,
+ * which takes its place in t. */
+static int rename_by_copy(smi_temp *t) {
+    struct stat st;
+    int anon;
+    if (smi_fstat(t->fd, &st) < 0)
+        return -errno;
+    int fd = smi_create_temp(t->dirfd, t->label, st.st_mode & 0777, t->tmpname, sizeof t->tmpname, 0, &anon);
+    if (fd < 0)
+        return fd;
+    int rc = copy_file(t->fd, fd, (uint64_t)st.st_size);
+    close(t->fd);
+    t->fd = fd;
+    t->named = 1;
+    return rc;
+}
+
+int smi_temp_commit(smi_temp *t, const char *name, int force, int durable) {
+    int rc = 0;
+    if (!t->named) {
+        rc = smi_link_temp(t->fd, t->dirfd, t->label, t->tmpname, sizeof t->tmpname);
+        if (rc == 0)
+            t->named = 1;
+        else if (rc != -EEXIST)
+            rc = rename_by_copy(t);
+    }
+    if (!rc && durable && fsync(t->fd) < 0)
+        rc = -errno;
+    if (!rc)
+        rc = smi_install(t->dirfd, t->tmpname, name, force);
+    if (rc)
+        return rc;
+    t->named = 0; /* the name is the public one now: abort must not touch it */
+    if (durable && fsync(t->dirfd) < 0 && errno != EINVAL && errno != EROFS)
+        rc = -errno; /* the rename happened, but may not survive a power cut */
+    close(t->fd);
+    t->fd = -1;
+    return rc;
+}
+
+void smi_temp_abort(smi_temp *t) {
+    if (t->fd < 0)
+        return;
+    if (t->named)
+        unlink_own(t->dirfd, t->tmpname, t->fd);
+    close(t->fd);
+    t->fd = -1;
+    t->named = 0;
+}
+
 /* The whole publish into dirfd under final name `name`; `label` names temporaries. */
 static int publish_at(sm_builder *b, int dirfd, const char *name, const char *label,
                       unsigned flags, unsigned mode, int durable) {
@@ -380,42 +460,13 @@ static int publish_at(sm_builder *b, int dirfd, const char *name, const char *la
     int rc = sm_builder_layout(b, &size);
     if (rc)
         return rc;
-    char tmpname[NAME_MAX + 1];
-    int allow_anon = 1, anon, fd, named;
-again:
-    fd = smi_create_temp(dirfd, label, mode ? mode : SM_DEFAULT_MODE, tmpname, sizeof tmpname, allow_anon, &anon);
-    if (fd < 0)
-        return fd;
-    named = !anon;
-    rc = write_snapshot(b, fd, size);
-    if (!rc && durable && fsync(fd) < 0)
-        rc = -errno;
-    if (!rc && anon) {
-        rc = smi_link_temp(fd, dirfd, label, tmpname, sizeof tmpname);
-        named = rc == 0;
-        if (rc && rc != -EEXIST) {
-            /* cannot name an anonymous file here (no /proc, no CAP_DAC_READ_SEARCH on an
-             * older kernel): start again with a named temporary */
-            close(fd);
-            allow_anon = 0;
-            goto again;
-        }
-    }
-    if (!rc)
-        rc = smi_install(dirfd, tmpname, name, (flags & SM_FORCE) != 0);
-    if (rc)
-        goto fail;
-    if (durable && fsync(dirfd) < 0 && errno != EINVAL && errno != EROFS) {
-        rc = -errno; /* the rename happened, but may not survive a power cut */
-        close(fd);
+    smi_temp t;
+    if ((rc = smi_temp_begin(&t, dirfd, label, mode ? mode : SM_DEFAULT_MODE)))
         return rc;
-    }
-    close(fd);
-    return 0;
-fail:
-    if (named)
-        unlink_own(dirfd, tmpname, fd);
-    close(fd);
+    rc = write_snapshot(b, t.fd, size);
+    if (!rc)
+        rc = smi_temp_commit(&t, name, (flags & SM_FORCE) != 0, durable);
+    smi_temp_abort(&t);
     return rc;
 }
 
@@ -432,27 +483,30 @@ int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags,
     return rc;
 }
 
-int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
+int smi_open_parent(const char *path, const char **base) {
     if (!path || !*path)
         return -EINVAL;
     size_t n = strlen(path);
     if (path[n - 1] == '/')
         return -EISDIR;
     const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    int dirfd;
-    if (!slash) {
-        dirfd = smi_open_dir(".");
-    } else {
-        size_t dlen = slash == path ? 1 : (size_t)(slash - path);
-        char *dir = malloc(dlen + 1);
-        if (!dir)
-            return -ENOMEM;
-        memcpy(dir, path, dlen);
-        dir[dlen] = 0;
-        dirfd = smi_open_dir(dir);
-        free(dir);
-    }
+    *base = slash ? slash + 1 : path;
+    if (!slash)
+        return smi_open_dir(".");
+    size_t dlen = slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(dlen + 1);
+    if (!dir)
+        return -ENOMEM;
+    memcpy(dir, path, dlen);
+    dir[dlen] = 0;
+    int dirfd = smi_open_dir(dir);
+    free(dir);
+    return dirfd;
+}
+
+int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
+    const char *base;
+    int dirfd = smi_open_parent(path, &base);
     if (dirfd < 0)
         return dirfd;
     int rc = publish_at(b, dirfd, base, base, flags, mode, 1);
