@@ -395,9 +395,12 @@ SM_API int sm_writer_open_shm(sm_writer **out, const char *dir, const char *name
 SM_API int sm_writer_open_file(sm_writer **out, const char *path, unsigned flags, unsigned mode,
                                const sm_writer_opts *opts);
 
-/** Add an entry: @p key of @p klen bytes of kind @p kind (an int key: its 8-byte
- *  encoding, sm_key_int_encode()), and @p value, which is copied.  The first entry fixes
- *  the kind.  An error leaves the writer failed: every later call returns it again.
+/** Add an entry: @p key of @p klen bytes of kind @p kind (an int key: its
+ *  SM_INT_KEY_SIZE bytes, sm_key_int()), and @p value, which is copied.  The first entry
+ *  fixes the kind.  An entry refused for itself (SM_EKEYKIND, SM_EUTF8, SM_ETYPE,
+ *  SM_ETOOBIG, -EINVAL, SM_EORDER) is not added and the writer goes on; any other error
+ *  (-ENOMEM, -ENOSPC, -errno: a spill or the output may now miss a record) leaves the
+ *  writer failed, and every later call and sm_writer_commit() return it again.
  *  @return 0, SM_EKEYKIND, SM_EUTF8, SM_ETYPE, SM_ETOOBIG, -EINVAL, SM_EORDER (with
  *  SM_WRITER_SORTED, a key below the one before it), -ENOMEM, -ENOSPC, -errno. */
 SM_API int sm_writer_add(sm_writer *w, sm_key_kind kind, const void *key, size_t klen,

@@ -6,6 +6,8 @@
  * no calls):
  *
  *   housekeeping.c  sm_list, sm_gc                 -> publish.c open.c format.c names.c
+ *   writer.c        the streaming writer, sm_writer_*: runs sorted in a memory budget,
+ *                   spilled and merged  -> publish.c dict.c format.c names.c radix.c hash.c
  *   publish.c       sm_publish, sm_save, sm_unpublish: the temporary/rename protocol, and
  *                   which temporary may be removed  -> layout.c names.c
  *   layout.c        the snapshot writer: sm_builder_layout, sm_builder_write

@@ -20,6 +20,7 @@
  *     iter.c      both iterators, and the objects they recycle
  *     views.c     keys(), values(), items() of both, through an operations table
  *     bitmap.c    sharedbitmap, the shared bitset, and its iterator
+ *     writer.c    Writer, the streaming writer: a snapshot from a stream of pairs
  *
  * Objects, and who keeps what alive
  * ---------------------------------
@@ -124,7 +125,10 @@ static inline PyObject *sm_compat_newref(PyObject *o) {
       "(errno ELOOP).")                                                                            \
     X(BitIndexError, SMPY_EXC_Error, &PyExc_IndexError, &PyExc_KeyError,                           \
       "A sharedbitmap bit index that is negative, or past the end where a bit is set (also a "     \
-      "KeyError, as the original package raised).")
+      "KeyError, as the original package raised).")                                          \
+    X(OrderError, SMPY_EXC_Error, &PyExc_ValueError, NULL,                                         \
+      "A key below the one before it, given to a Writer that was promised sorted keys "           \
+      "(sorted=True).")
 
 enum {
 #define SMPY_XX_ENUM(cls, parent, extra, extra2, doc) SMPY_EXC_##cls,
@@ -146,6 +150,7 @@ typedef struct {
     PyTypeObject *items_type;
     PyTypeObject *bitmap_type;
     PyTypeObject *bititer_type;
+    PyTypeObject *writer_type;
     PyObject *mapping_abc; /* collections.abc.Mapping, for == */
     PyObject *open_func;   /* this module's open() and loads(), for __reduce__ */
     PyObject *loads_func;
@@ -266,7 +271,7 @@ static inline int builder_check(BuilderObject *self) {
 /* ------------------------------------------------------------ across files */
 
 extern PyType_Spec snapshot_spec, reader_spec, builder_spec, snapiter_spec, builditer_spec,
-    keys_spec, values_spec, items_spec, bitmap_spec, bititer_spec;
+    keys_spec, values_spec, items_spec, bitmap_spec, bititer_spec, writer_spec;
 
 /* snapshot.c.  snapshot_new takes ownership of @p r and of @p source (may be NULL),
  * also on failure. */

@@ -14,7 +14,9 @@ other process attaches by name and reads it lock-free, straight out of shared me
     list(m.irange("a", "h"))              # ordered queries, as sortedcontainers.SortedDict
 
 The same snapshot can be saved to a file (``w.save(path)`` / ``sharedmap.open(path)``) or
-carried as bytes (``w.dump()`` / ``sharedmap.loads(data)``).
+carried as bytes (``w.dump()`` / ``sharedmap.loads(data)``).  Maps larger than memory are
+written from a stream of pairs, in bounded memory: ``sharedmap.write(path, pairs)`` and
+``sharedmap.publish(name, pairs)``.
 """
 from collections import abc as _abc
 
@@ -28,9 +30,11 @@ from ._sharedmap import (
     InvalidNameError,
     KeyKindError,
     NotASnapshotError,
+    OrderError,
     SymlinkError,
     TooLargeError,
     UnsupportedVersionError,
+    Writer,
     __version__,
     gc,
     loads,
@@ -49,17 +53,21 @@ __all__ = [
     "InvalidNameError",
     "KeyKindError",
     "NotASnapshotError",
+    "OrderError",
     "SymlinkError",
     "TooLargeError",
     "UnsupportedVersionError",
+    "Writer",
     "__version__",
     "gc",
     "list_bitmaps",
     "list_maps",
     "loads",
+    "publish",
     "rbtree",
     "sharedbitmap",
     "sharedmap",
+    "write",
 ]
 # open() is exported as sharedmap.open but kept out of __all__, so that
 # "from sharedmap import *" does not shadow the builtin open().
@@ -117,3 +125,35 @@ def list_bitmaps():
     ]
     bitmaps.sort(key=lambda b: b["name"])
     return bitmaps
+
+
+def write(path, pairs, *, sorted=False, memory_limit=None, force=False, mode=0o600, temp_dir=None):
+    """Write the snapshot of ``pairs`` to the file ``path`` in bounded memory; return its entries.
+
+    ``pairs`` is a mapping or an iterable of ``(key, value)`` pairs, consumed once and never
+    held: the entries are sorted in runs of at most ``memory_limit`` bytes (default 256 MiB)
+    that spill to anonymous files in ``temp_dir`` and are merged, so the peak memory is that
+    budget whatever the number of pairs.  ``sorted=True`` promises ascending keys (checked,
+    one pass, no spill; :class:`OrderError` otherwise).  A key given twice keeps its last
+    value.  The file appears atomically, as :meth:`rbtree.save` writes it (``force=True`` to
+    replace one), and is the same snapshot byte for byte; if anything fails, or ``pairs``
+    raises, nothing is left behind.
+    """
+    with Writer(path, sorted=sorted, memory_limit=memory_limit, force=force, mode=mode,
+                temp_dir=temp_dir) as w:
+        w.update(pairs)
+    return w.count
+
+
+def publish(name, pairs, *, sorted=False, memory_limit=None, force=False, mode=0o600, temp_dir=None):
+    """Publish the snapshot of ``pairs`` into shared memory as ``name``, in bounded memory.
+
+    As :func:`write`, for a shared map: the map appears atomically as :meth:`rbtree.share`
+    publishes it (``force=True`` to replace one: readers see the old map or the new one, and
+    ``refresh()`` moves them), and ``sharedmap.sharedmap(name)`` attaches to it.  Returns the
+    number of entries.
+    """
+    with Writer(name=name, sorted=sorted, memory_limit=memory_limit, force=force, mode=mode,
+                temp_dir=temp_dir) as w:
+        w.update(pairs)
+    return w.count

@@ -1,6 +1,9 @@
 # __init__.pyi: the public interface of the sharedmap package, for type checkers.  The classes and functions of
-# the C extension are typed in _sharedmap.pyi; list_maps() is written in Python (__init__.py).
+# the C extension are typed in _sharedmap.pyi; list_maps(), list_bitmaps(), write() and publish() are written in Python (__init__.py).
+from collections.abc import Iterable, Mapping
 from typing import Literal, TypedDict
+
+from _typeshed import StrOrBytesPath
 
 from . import _sharedmap as _sharedmap
 from ._sharedmap import (
@@ -12,9 +15,11 @@ from ._sharedmap import (
     InvalidNameError as InvalidNameError,
     KeyKindError as KeyKindError,
     NotASnapshotError as NotASnapshotError,
+    OrderError as OrderError,
     SymlinkError as SymlinkError,
     TooLargeError as TooLargeError,
     UnsupportedVersionError as UnsupportedVersionError,
+    Writer as Writer,
     __version__ as __version__,
     gc as gc,
     loads as loads,
@@ -33,17 +38,21 @@ __all__ = [
     "InvalidNameError",
     "KeyKindError",
     "NotASnapshotError",
+    "OrderError",
     "SymlinkError",
     "TooLargeError",
     "UnsupportedVersionError",
+    "Writer",
     "__version__",
     "gc",
     "list_bitmaps",
     "list_maps",
     "loads",
+    "publish",
     "rbtree",
     "sharedbitmap",
     "sharedmap",
+    "write",
 ]
 
 class _MapListing(TypedDict):
@@ -70,3 +79,24 @@ class _BitmapListing(TypedDict):
     error: str | None
 
 def list_bitmaps() -> list[_BitmapListing]: ...
+
+def write(
+    path: StrOrBytesPath,
+    pairs: Mapping[object, object] | Iterable[tuple[object, object]],
+    *,
+    sorted: bool = False,
+    memory_limit: int | None = None,
+    force: bool = False,
+    mode: int = 0o600,
+    temp_dir: StrOrBytesPath | None = None,
+) -> int: ...
+def publish(
+    name: str,
+    pairs: Mapping[object, object] | Iterable[tuple[object, object]],
+    *,
+    sorted: bool = False,
+    memory_limit: int | None = None,
+    force: bool = False,
+    mode: int = 0o600,
+    temp_dir: StrOrBytesPath | None = None,
+) -> int: ...

@@ -28,6 +28,7 @@ EXPECTED = {
     "SM_ETYPE": (sharedmap.CorruptSnapshotError, ValueError),
     "SM_ENOTSNAPSHOT": (sharedmap.NotASnapshotError, ValueError),
     "SM_ESYMLINK": (sharedmap.SymlinkError, OSError),
+    "SM_EORDER": (sharedmap.OrderError, ValueError),
 }
 
 
@@ -59,6 +60,7 @@ def test_the_hierarchy():
         sharedmap.InvalidNameError,
         sharedmap.TooLargeError,
         sharedmap.SymlinkError,
+        sharedmap.OrderError,
     ):
         assert cls.__bases__[0] is sharedmap.Error
         assert cls.__module__ == "sharedmap"
