@@ -211,6 +211,7 @@ static void read_all(uint8_t *copy, size_t size, const uint8_t *data) {
     sm_reader_close(r);
 }
 
+#ifndef FUZZ_READER_NO_ENTRY /* fuzz_set.c has its own entry and the checks above */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -233,3 +234,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(copy);
     return 0;
 }
+#endif

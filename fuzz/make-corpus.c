@@ -109,13 +109,92 @@ static void bitmap_seeds(const char *out) {
     rmdir(tmp);
 }
 
+/* A packed map set of the builders' entries into out/name: each builder a shard written
+ * into the set directory tmp (created 0), the manifest with the given bounds, the packed
+ * file with its created time fixed (so the seed is the same on every run). */
+static void emit_set(const char *out, const char *name, const char *tmp, sm_builder **shards,
+                     size_t n, const sm_buf *bounds) {
+    char path[512], names[8][16];
+    const char *np[8];
+    mkdir(tmp, 0700);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "s%zu", i);
+        np[i] = names[i];
+        snprintf(path, sizeof path, "%s/%s", tmp, names[i]);
+        uint64_t size;
+        unsigned char *buf;
+        if (sm_builder_layout(shards[i], &size) || !(buf = malloc((size_t)size)) ||
+            sm_builder_write(shards[i], buf, size, 0))
+            exit(1);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(buf, 1, (size_t)size, f) != size || fclose(f))
+            exit(1);
+        free(buf);
+    }
+    sm_reader *r;
+    snprintf(path, sizeof path, "%s/%s", out, name);
+    if (sm_set_write(tmp, n, np, bounds, SM_FORCE, 0600) || sm_reader_open_file(&r, tmp) ||
+        sm_set_save(r, path, SM_FORCE, 0600))
+        exit(1);
+    sm_reader_close(r);
+    FILE *f = fopen(path, "r+b");
+    unsigned char head[112];
+    if (!f || fread(head, 1, sizeof head, f) != sizeof head)
+        exit(1);
+    memset(head + 96, 0, 8); /* created */
+    uint64_t sum = sm_hash64(head, sizeof head, 0);
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(sum >> (8 * i));
+    if (fseek(f, 0, SEEK_SET) || fwrite(head, 1, sizeof head, f) != sizeof head ||
+        fwrite(le, 1, 8, f) != 8 || fclose(f))
+        exit(1);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmp, names[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/MANIFEST", tmp);
+    unlink(path);
+    rmdir(tmp);
+}
+
+static void set_seeds(const char *out) {
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s/.tmp-set", out);
+    sm_builder *b[3];
+    for (int i = 0; i < 3; i++)
+        if (sm_builder_new(&b[i]))
+            exit(1);
+    /* str: "a".."h" | "i".."p" | (empty) , bounds "i" and "q" */
+    for (char c = 'a'; c <= 'p'; c++)
+        put(b[c < 'i' ? 0 : 1], SM_KEYS_STR, &c, 1, sm_value_int(c));
+    sm_buf sb[3] = {{NULL, 0}, {"i", 1}, {"q", 1}};
+    emit_set(out, "str-3.set", tmp, b, 3, sb);
+    emit_set(out, "one.set", tmp, b, 1, sb);
+    /* int keys across two shards, bound 0 */
+    for (int i = 0; i < 3; i++)
+        sm_builder_clear(b[i]);
+    unsigned char ik[SM_INT_KEY_SIZE], bound[SM_INT_KEY_SIZE];
+    for (int64_t k = -40; k < 40; k += 3) {
+        sm_key_int(k, ik);
+        put(b[k < 0 ? 0 : 1], SM_KEYS_INT, ik, sizeof ik, sm_value_str("v", 1));
+    }
+    sm_key_int(0, bound);
+    sm_buf ib[2] = {{NULL, 0}, {bound, sizeof bound}};
+    emit_set(out, "int-2.set", tmp, b, 2, ib);
+    for (int i = 0; i < 3; i++)
+        sm_builder_free(b[i]);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3 && argc != 4) {
-        fprintf(stderr, "usage: make-corpus READER_DIR BUILD_DIR [BITMAP_DIR]\n");
+    if (argc < 3 || argc > 5) {
+        fprintf(stderr, "usage: make-corpus READER_DIR BUILD_DIR [BITMAP_DIR [SET_DIR]]\n");
         return 2;
     }
-    if (argc == 4)
+    if (argc >= 4)
         bitmap_seeds(argv[3]);
+    if (argc == 5)
+        set_seeds(argv[4]);
     const char *rd = argv[1], *bd = argv[2];
     sm_builder *b;
     if (sm_builder_new(&b))

@@ -9,7 +9,7 @@
 #   FUZZ_TARGETS="fuzz_bitmap" fuzz/run.sh ...   only the targets named
 set -euo pipefail
 cd "$(dirname "$0")/.."
-read -r -a TARGETS <<< "${FUZZ_TARGETS:-fuzz_reader fuzz_build fuzz_bitmap}"
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-fuzz_reader fuzz_build fuzz_bitmap fuzz_set}"
 OUT=build/fuzz
 SRCS=(src/*.c)
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
@@ -22,9 +22,10 @@ for t in "${TARGETS[@]}"; do
     [ -n "$(ls -A "fuzz/corpus/$t" 2>/dev/null)" ] || missing=1
 done
 if [ "$missing" = 1 ]; then
-    mkdir -p fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap
+    mkdir -p fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap fuzz/corpus/fuzz_set
     ${CC:-gcc} $CFLAGS fuzz/make-corpus.c "${SRCS[@]}" -o "$OUT/make-corpus"
-    "$OUT/make-corpus" fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap
+    "$OUT/make-corpus" fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap \
+        fuzz/corpus/fuzz_set
 fi
 
 if [ "${1:-}" = "--replay" ]; then

@@ -110,7 +110,11 @@ extern "C" {
     XX(SM_ESYMLINK, -30715, SymlinkError,                                                          \
        "file is a symbolic link; sharedmap never follows symlinks")                                \
     XX(SM_EORDER, -30716, OrderError,                                                              \
-       "keys out of order (a sorted writer was given a key below the one before it)")
+       "keys out of order (a sorted writer was given a key below the one before it)")              \
+    XX(SM_EMANIFEST, -30717, CorruptSnapshotError,                                                 \
+       "map set manifest is corrupt")                                                              \
+    XX(SM_ESHARD, -30718, CorruptSnapshotError,                                                    \
+       "a shard of the map set is missing, damaged or not the one its manifest names")
 
 enum {
 #define SM_XX_ENUM(name, value, pyclass, msg) name = value,
@@ -578,6 +582,62 @@ SM_API int sm_rank(const sm_reader *r, const void *key, size_t klen, uint64_t *r
  *  @return 0 or SM_ECORRUPT. */
 SM_API int sm_prefix_range(const sm_reader *r, const void *prefix, size_t plen,
                            uint64_t *begin, uint64_t *end);
+
+/* ---------------------------------------------------------------- map sets
+ *
+ * A map set is one map split by key ranges into snapshots, the shards, named by a
+ * manifest (docs/FORMAT.md §12): a directory holding a file MANIFEST and the shard files
+ * (what a distributed build writes: each worker one shard, sm_set_write() last), or one
+ * "packed" file holding the manifest and the shards (what sm_set_publish() puts in
+ * shared memory, so that a set is published, replaced and attached under one name).
+ *
+ * sm_reader_open_file() of a set directory (or of its MANIFEST), and sm_reader_open_shm()
+ * / sm_reader_open_mem() of a packed set, give a reader that every function above takes:
+ * it answers as one snapshot of all the entries would (counts, lookups, cursors, ranks,
+ * verification), a key routed to its shard by binary search over the shards' bounds.
+ * Opening checks the manifest whole and each shard's header against it (size, count,
+ * checksums, key kind) and its first and last keys against its bounds, in O(shards log n):
+ * a missing, truncated, swapped or foreign shard is SM_ESHARD at open.
+ * sm_reader_data() of a set is its manifest (the whole file, for a packed set), and
+ * sm_reader_info() tells the set's entries, key kind, created and manifest checksum, as
+ * size that of sm_reader_data(), with hash_seed 0 (sm_reader_shard() tells each shard). */
+
+/** The shards of a set reader (1 for a snapshot's reader). */
+SM_API uint64_t sm_reader_shard_count(const sm_reader *r);
+
+/** Shard @p i of a set reader, as a snapshot reader that lives as long as @p r (for a
+ *  snapshot's reader, itself for i = 0), and its lower bound in *bound, *bound_len (NULL
+ *  and 0 for shard 0, which has none).  NULL if @p i is out of range. */
+SM_API const sm_reader *sm_reader_shard(const sm_reader *r, uint64_t i, const void **bound,
+                                        size_t *bound_len);
+
+/** Why @p path does not open, in more detail: what sm_reader_open_file() returns, and if
+ *  that is SM_ESHARD, the shard that failed in *shard and its own error in *shard_error
+ *  (-ENOENT for a missing file, SM_ETRUNCATED, ..., or SM_ESHARD for a snapshot that is
+ *  not the one the manifest names or holds keys outside its bounds). */
+SM_API int sm_set_diagnose(const char *path, uint64_t *shard, int *shard_error);
+
+/** Write the manifest of the set directory @p dir whose @p n shards are the snapshot files
+ *  @p names[i] in it (plain file names), shard i holding the keys from @p bounds[i] up to
+ *  bounds[i + 1] (bounds[0] is ignored: shard 0 has no lower bound; an int set's bounds are
+ *  sm_key_int() bytes), and publish it as dir/MANIFEST atomically (temporary, fsync,
+ *  rename, as sm_save()), after checking it as sm_reader_open_file() would: every shard
+ *  must exist, be of the same key kind and hold only keys inside its bounds.  With SM_FORCE
+ *  an existing manifest is replaced (its superseded word set; readers of it refresh).
+ *  @return 0, -EINVAL (n is 0 or above 65536, or a bad name), SM_EKEYKIND, SM_EORDER
+ *  (bounds not increasing), SM_ESHARD, -EEXIST, -errno. */
+SM_API int sm_set_write(const char *dir, uint64_t n, const char *const *names, const sm_buf *bounds,
+                        unsigned flags, unsigned mode);
+
+/** Publish @p r (a set reader, or a snapshot's: a set of one shard) as the packed set
+ *  @p name in @p dir (NULL: SM_DEFAULT_DIR), by the protocol of sm_publish(): one file, so
+ *  the whole set appears, is replaced (SM_FORCE) and is attached at once, and readers of
+ *  the set it replaces see their superseded word.  @return as sm_publish(). */
+SM_API int sm_set_publish(const sm_reader *r, const char *dir, const char *name, unsigned flags,
+                          unsigned mode);
+
+/** sm_set_publish() into the file @p path, as sm_save() writes one. */
+SM_API int sm_set_save(const sm_reader *r, const char *path, unsigned flags, unsigned mode);
 
 /* ---------------------------------------------------------------- housekeeping */
 

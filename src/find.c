@@ -61,6 +61,8 @@ static int get_hashed(const sm_reader *r, const void *key, size_t klen, uint64_t
 }
 
 int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
+    if (r->set)
+        return smi_set_get(r, key, klen, out);
     if (r->h.count == 0)
         return SM_NOTFOUND;
     if (!klen)
@@ -131,8 +133,7 @@ int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t
             status[i] = SM_NOTFOUND;
         return 0;
     }
-    uint64_t seed = r->h.hash_seed;
-    const unsigned char *table = r->base + r->h.table_offset;
+    const sm_reader *rd[SMI_GET_MANY_WINDOW_MAX]; /* each key's snapshot: r, or a set's shard */
     uint64_t hash[SMI_GET_MANY_WINDOW_MAX];
     const void *key[SMI_GET_MANY_WINDOW_MAX];
     size_t klen[SMI_GET_MANY_WINDOW_MAX];
@@ -141,15 +142,21 @@ int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t
         size_t m = n - start < window ? n - start : window;
         for (size_t j = 0; j < m; j++) { /* pass 1 */
             key[j] = key_at(keys, ikeys, start + j, ibuf[j], &klen[j]);
-            hash[j] = sm_hash64(key[j], klen[j], seed);
-            __builtin_prefetch(table + 8 * smf_home(hash[j], r->h.home_slots));
+            rd[j] = r->set ? smi_set_route(r, key[j], klen[j]) : r;
+            hash[j] = sm_hash64(key[j], klen[j], rd[j]->h.hash_seed);
+            if (rd[j]->h.count)
+                __builtin_prefetch(rd[j]->base + rd[j]->h.table_offset +
+                                   8 * smf_home(hash[j], rd[j]->h.home_slots));
         }
         if (m > 1)
             for (size_t j = 0; j < m; j++) /* pass 2 */
-                prefetch_record(r, hash[j]);
+                if (rd[j]->h.count)
+                    prefetch_record(rd[j], hash[j]);
         for (size_t j = 0; j < m; j++) { /* pass 3 */
             size_t i = start + j;
-            int rc = get_hashed(r, key[j], klen[j], hash[j], values ? &values[i] : NULL);
+            int rc = rd[j]->h.count == 0
+                         ? SM_NOTFOUND
+                         : get_hashed(rd[j], key[j], klen[j], hash[j], values ? &values[i] : NULL);
             status[i] = rc;
             if (rc && rc != SM_NOTFOUND && !first_error)
                 first_error = rc;

@@ -316,4 +316,51 @@ static inline unsigned smf_int_size(int64_t v) {
     return 8;
 }
 
+/* ---- map sets (docs/FORMAT.md §12): the manifest ----
+ *
+ *   0        128                          strings_offset       strings_end      total_size
+ *   +--------+-------------------------------+-------------------+................+
+ *   | header | shard table: 64 bytes a shard | bounds and names  | packed shards  |
+ *   +--------+-------------------------------+-------------------+................+
+ *
+ * The header has the snapshot's first 16 bytes (magic aside) and its last 24 (checksums,
+ * superseded) at the same offsets. */
+#define SMS_MAGIC "\x89SMS\r\n\x1a\n"
+#define SMS_VERSION 1u
+#define SMS_HEADER_SIZE 128u
+#define SMS_ENTRY_SIZE 64u
+#define SMS_SHARDS_MAX 65536u /* a set cursor keeps its shard in 16 bits */
+#define SMS_MANIFEST_NAME "MANIFEST"
+#define SMS_RANGE 1u          /* partitioning: by ranges of keys */
+#define SMS_LAYOUT_DIR 1u     /* shards are files in the manifest's directory */
+#define SMS_LAYOUT_PACKED 2u  /* shards are inside the manifest's file, after the strings */
+
+/* offsets 0-15 as a snapshot's: magic, byte_order, version, header_size */
+#define SMS_OFF_REQUIRED_FLAGS 16 /* u32: none defined; a reader refuses any bit */
+#define SMS_OFF_COMPAT_FLAGS 20   /* u32: ignored by readers */
+#define SMS_OFF_KEY_KIND 24       /* u8: 0 (only when count == 0), 1 bytes, 2 str, 3 int */
+#define SMS_OFF_PARTITIONING 25   /* u8: SMS_RANGE */
+#define SMS_OFF_LAYOUT 26         /* u8: SMS_LAYOUT_DIR or SMS_LAYOUT_PACKED */
+#define SMS_OFF_RESERVED 27       /* u8[5]: zero */
+#define SMS_OFF_TOTAL_SIZE 32     /* u64: bytes of this file */
+#define SMS_OFF_COUNT 40          /* u64: entries of all shards */
+#define SMS_OFF_SHARDS 48         /* u64: shards, 1..SMS_SHARDS_MAX; the table follows the header */
+#define SMS_OFF_STRINGS_END 56    /* u64: end of the strings, which follow the table */
+#define SMS_OFF_RESERVED2 64      /* u8[32]: zero */
+#define SMS_OFF_CREATED 96        /* u64: ns since the Unix epoch */
+#define SMS_OFF_BODY_SUM 104      /* u64: XXH64(seed 0) of [128, strings_end) */
+#define SMS_OFF_HEADER_SUM 112    /* u64: XXH64(seed 0) of [0, 112) */
+#define SMS_OFF_SUPERSEDED 120    /* u64: mutable, as a snapshot's (§8) */
+
+/* a shard's entry in the table */
+#define SMS_E_OFFSET 0      /* u64: packed: where the shard starts in this file; else 0 */
+#define SMS_E_SIZE 8        /* u64: the shard's total_size */
+#define SMS_E_COUNT 16      /* u64: its count */
+#define SMS_E_BODY_SUM 24   /* u64: its body_checksum */
+#define SMS_E_HEADER_SUM 32 /* u64: its header_checksum */
+#define SMS_E_BOUND_OFF 40  /* u64: its lower bound, a key: offset in this file */
+#define SMS_E_BOUND_LEN 48  /* u32: and length; 0 for shard 0 (no bound), > 0 for the others */
+#define SMS_E_NAME_LEN 52   /* u32: directory layout: its file name's length; packed: 0 */
+#define SMS_E_NAME_OFF 56   /* u64: and offset in this file */
+
 #endif /* SM_FORMAT_H */

@@ -41,9 +41,23 @@ static int list_visit(int dirfd, const char *file, const char *name, void *ctx) 
         } else {
             uint64_t len = n < (ssize_t)sizeof head ? (uint64_t)n : (uint64_t)st.st_size;
             smf_header h;
-            err = smf_header_parse(head, len, &h);
+            smi_manifest m;
+            if (len >= SMF_MAGIC_LEN && memcmp(head, SMS_MAGIC, SMF_MAGIC_LEN) == 0) {
+                /* a packed map set: its manifest's header alone (its strings are not read) */
+                err = len < SMS_HEADER_SIZE ? SM_ETRUNCATED : smi_manifest_head(head, len, &m);
+                if (!err) {
+                    info.count = m.count;
+                    info.created_ns = m.created;
+                    info.checksum = m.body_checksum;
+                    info.format_version = SMS_VERSION;
+                    info.key_kind = (sm_key_kind)m.key_kind;
+                }
+            } else {
+                err = smf_header_parse(head, len, &h);
+                if (!err)
+                    smi_header_info(&h, &info);
+            }
             if (!err) {
-                smi_header_info(&h, &info);
                 info.dev = (uint64_t)st.st_dev;
                 info.ino = (uint64_t)st.st_ino;
             }

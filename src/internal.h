@@ -6,6 +6,10 @@
  * no calls):
  *
  *   housekeeping.c  sm_list, sm_gc                 -> publish.c open.c format.c names.c
+ *   set.c           map sets: the manifest, routing, cursors over shards, sm_set_write,
+ *                   sm_set_publish                 -> open.c iter.c find.c verify.c publish.c
+ *                   (the one loop: each public reader function of those files hands a set
+ *                   reader to set.c, which calls them on its shards, plain readers)
  *   writer.c        the streaming writer, sm_writer_*: runs sorted in a memory budget,
  *                   spilled and merged  -> publish.c dict.c format.c names.c radix.c hash.c
  *   publish.c       sm_publish, sm_save, sm_unpublish: the temporary/rename protocol, and
@@ -15,7 +19,7 @@
  *   dict.c          the builder's dictionary: put/get/del/at/clear, the copies from a
  *                   reader, the builder's memory    -> iter.c radix.c hash.c utf8.c
  *   open.c          attaching a reader, what it tells (sm_reader_info)
- *                                                   -> format.c names.c
+ *                                                   -> set.c format.c names.c publish.c
  *   find.c          sm_get                          -> hash.c
  *   iter.c          cursors, seeks, ranks, prefix ranges
  *   verify.c        sm_reader_verify                -> hash.c utf8.c
@@ -48,7 +52,56 @@ struct sm_reader {
     void *map;                 /* mmap'ed region to munmap, or NULL for memory */
     size_t map_len;
     uint64_t dev, ino;         /* identity of the file it was opened from (0 for memory) */
+    struct smi_set *set;       /* a map set's shards (set.c), or NULL for a snapshot; a set's
+                                * base is its manifest, and h holds only its version, key_kind,
+                                * total_size (the manifest's), count, created, body_checksum */
 };
+
+/* A plain snapshot reader over the n bytes at p, or the file fd mapped (the shards of a set;
+ * open.c).  0 or the error of R1-R9. */
+int smi_reader_init(sm_reader *r, const unsigned char *p, uint64_t n);
+int smi_reader_open_fd(sm_reader *r, int fd);
+
+/* ---- map sets (set.c, docs/FORMAT.md §12) ---- */
+
+/* A manifest's header, checked (S1-S12) by smi_manifest_parse, which reads all n bytes:
+ * 0, SM_EBADMAGIC, SM_ETRUNCATED, SM_EENDIAN, SM_EVERSION, SM_EFEATURE, SM_EMANIFEST;
+ * smi_manifest_head makes S1-S9 only, which read the first 128 bytes (n is the file's
+ * size: sm_list). */
+typedef struct smi_manifest {
+    uint8_t key_kind, layout;
+    uint64_t total_size, count, shards, strings_end, created, body_checksum;
+} smi_manifest;
+int smi_manifest_parse(const unsigned char *p, uint64_t n, smi_manifest *m);
+int smi_manifest_head(const unsigned char *p, uint64_t n, smi_manifest *m);
+
+/* Where a set's shards are: the directory dirfd, else that of the manifest at path (both
+ * absent: only a packed set opens).  On SM_ESHARD, bad_shard and bad_error (if not NULL)
+ * get the shard that failed and why (its own error, or SM_ESHARD if it disagrees). */
+typedef struct smi_set_where {
+    int dirfd;
+    const char *path;
+    uint64_t *bad_shard;
+    int *bad_error;
+} smi_set_where;
+
+/* r over the manifest of n bytes at p, which stays mapped by the caller (r->map) */
+int smi_set_open(sm_reader *r, const unsigned char *p, uint64_t n, const smi_set_where *where);
+void smi_set_close(sm_reader *r);
+/* The shard whose range holds key (set readers only). */
+const sm_reader *smi_set_route(const sm_reader *r, const void *key, size_t klen);
+/* The public reader functions of a set reader (every one checks r->set first) */
+int smi_set_get(const sm_reader *r, const void *key, size_t klen, sm_value *out);
+int smi_set_verify(const sm_reader *r);
+int smi_set_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c);
+int smi_set_seek_key(const sm_reader *r, const void *key, size_t klen, sm_bound bound, sm_cursor *c);
+int smi_set_cursor_get(const sm_cursor *c, sm_entry *out);
+int smi_set_cursor_next(sm_cursor *c);
+int smi_set_cursor_read(sm_cursor *c, sm_entry *out);
+int smi_set_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread);
+int smi_set_rank(const sm_reader *r, const void *key, size_t klen, uint64_t *rank);
+int smi_set_prefix_range(const sm_reader *r, const void *prefix, size_t plen, uint64_t *begin,
+                         uint64_t *end);
 
 /* What sm_reader_info() tells from a header alone, with dev and ino 0 (open.c; sm_list
  * gives it for each header it reads). */

@@ -12,8 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* r over the snapshot of n bytes at p, if its header is valid. */
-static int reader_init(sm_reader *r, const unsigned char *p, uint64_t n) {
+int smi_reader_init(sm_reader *r, const unsigned char *p, uint64_t n) {
     int rc = smf_header_parse(p, n, &r->h);
     if (rc)
         return rc;
@@ -22,13 +21,23 @@ static int reader_init(sm_reader *r, const unsigned char *p, uint64_t n) {
     return 0;
 }
 
+/* r over the n bytes at p: a snapshot, or a map set's manifest (set.c), whose shards are
+ * in the directory dirfd, or else in that of the manifest's path (neither: only a packed
+ * set, which has them inside). */
+static int init_any(sm_reader *r, const unsigned char *p, uint64_t n, const smi_set_where *where) {
+    if (n >= SMF_MAGIC_LEN && memcmp(p, SMS_MAGIC, SMF_MAGIC_LEN) == 0)
+        return smi_set_open(r, p, n, where);
+    return smi_reader_init(r, p, n);
+}
+
 int sm_reader_open_mem(sm_reader **out, const void *data, size_t size) {
     if (!data && size)
         return -EINVAL;
     sm_reader *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    int rc = reader_init(r, data ? data : (const void *)"", size);
+    smi_set_where nowhere = {-1, NULL, NULL, NULL};
+    int rc = init_any(r, data ? data : (const void *)"", size, &nowhere);
     if (rc) {
         free(r);
         return rc;
@@ -37,8 +46,10 @@ int sm_reader_open_mem(sm_reader **out, const void *data, size_t size) {
     return 0;
 }
 
-/* Map an open file read-only and validate it.  Takes no ownership of fd. */
-static int open_fd(sm_reader **out, int fd) {
+/* Map the regular file fd read-only into r and check its header (R1-R9; or S1-S12 of a set
+ * found where `where` says, unless where is NULL: a shard is a snapshot only).  Takes no
+ * ownership of fd. */
+static int map_fd(sm_reader *r, int fd, const smi_set_where *where) {
     struct stat st;
     if (smi_fstat(fd, &st) < 0)
         return -errno;
@@ -50,6 +61,11 @@ static int open_fd(sm_reader **out, int fd) {
         ssize_t n = pread(fd, head, sizeof head, 0);
         if (n < 0)
             return -errno;
+        if (where && n >= SMF_MAGIC_LEN && memcmp(head, SMS_MAGIC, SMF_MAGIC_LEN) == 0) {
+            smi_manifest m;
+            int rc = smi_manifest_parse(head, (uint64_t)n, &m);
+            return rc ? rc : SM_ETRUNCATED;
+        }
         smf_header h;
         int rc = smf_header_parse(head, (uint64_t)n, &h);
         return rc ? rc : SM_ETRUNCATED;
@@ -60,59 +76,100 @@ static int open_fd(sm_reader **out, int fd) {
     void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED)
         return -errno;
-    sm_reader *r = calloc(1, sizeof *r);
-    if (!r) {
-        munmap(map, len);
-        return -ENOMEM;
-    }
-    int rc = reader_init(r, map, len);
+    int rc = where ? init_any(r, map, len, where) : smi_reader_init(r, map, len);
     if (rc) {
         munmap(map, len);
-        free(r);
         return rc;
     }
     r->map = map;
     r->map_len = len;
     r->dev = (uint64_t)st.st_dev;
     r->ino = (uint64_t)st.st_ino;
-    *out = r;
     return 0;
 }
 
-static int open_path(sm_reader **out, const char *path) {
-    /* O_NONBLOCK: a FIFO planted under the name must not hang us (it is then
-     * refused as not a regular file). */
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+int smi_reader_open_fd(sm_reader *r, int fd) { return map_fd(r, fd, NULL); }
+
+/* O_NONBLOCK: a FIFO planted under the name must not hang us (it is then refused as not a
+ * regular file). */
+#define OPEN_FLAGS (O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+/* openat(dirfd, path) for reading, with O_NOFOLLOW's ELOOP told apart: a symlink as the final
+ * component (SM_ESYMLINK), or too many of them in the directories on the way (-ELOOP). */
+static int open_nofollow(int dirfd, const char *path) {
+    int fd = openat(dirfd, path, OPEN_FLAGS);
     if (fd < 0) {
-        /* O_NOFOLLOW's ELOOP means a symlink as the final component, or too many of
-         * them in the directories on the way: say which */
         int e = errno;
         struct stat st;
-        if (e == ELOOP && smi_fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISLNK(st.st_mode))
+        if (e == ELOOP && smi_fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
             return SM_ESYMLINK;
         return -e;
     }
-    int rc = open_fd(out, fd);
-    close(fd);
-    return rc;
+    return fd;
+}
+
+/* What `path` is: a snapshot, a packed set, or a set directory or its manifest (by_path: a
+ * file by its path; a shared map's name is a snapshot or a packed set). */
+static int open_path(sm_reader **out, const char *path, int by_path, uint64_t *bad_shard,
+                     int *bad_error) {
+    int fd = open_nofollow(AT_FDCWD, path);
+    if (fd < 0)
+        return fd;
+    sm_reader *r = calloc(1, sizeof *r);
+    if (!r) {
+        close(fd);
+        return -ENOMEM;
+    }
+    smi_set_where where = {-1, by_path ? path : NULL, bad_shard, bad_error};
+    struct stat st;
+    int rc = 0;
+    if (by_path && smi_fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        where.dirfd = fd;
+        where.path = NULL;
+        fd = open_nofollow(where.dirfd, SMS_MANIFEST_NAME);
+        if (fd < 0)
+            rc = fd == -ENOENT ? SM_ENOTSNAPSHOT : fd;
+    }
+    if (!rc)
+        rc = map_fd(r, fd, &where);
+    if (fd >= 0)
+        close(fd);
+    if (where.dirfd >= 0)
+        close(where.dirfd);
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
 }
 
 int sm_reader_open_file(sm_reader **out, const char *path) {
     if (!path || !*path)
         return -EINVAL;
-    return open_path(out, path);
+    return open_path(out, path, 1, NULL, NULL);
+}
+
+int sm_set_diagnose(const char *path, uint64_t *shard, int *shard_error) {
+    if (!path || !*path)
+        return -EINVAL;
+    sm_reader *r = NULL;
+    int rc = open_path(&r, path, 1, shard, shard_error);
+    sm_reader_close(r);
+    return rc;
 }
 
 int sm_reader_open_shm(sm_reader **out, const char *dir, const char *name) {
     char path[PATH_MAX];
     int rc = sm_map_path(dir, name, path, sizeof path);
-    return rc ? rc : open_path(out, path);
+    return rc ? rc : open_path(out, path, 0, NULL, NULL);
 }
 
 void sm_reader_close(sm_reader *r) {
     if (!r)
         return;
+    if (r->set)
+        smi_set_close(r);
     if (r->map)
         munmap(r->map, r->map_len);
     free(r);
@@ -133,7 +190,7 @@ void smi_header_info(const smf_header *h, sm_info *out) {
 }
 
 void sm_reader_info(const sm_reader *r, sm_info *out) {
-    smi_header_info(&r->h, out);
+    smi_header_info(&r->h, out); /* a set's h has its manifest's figures */
     out->dev = r->dev;
     out->ino = r->ino;
 }

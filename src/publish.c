@@ -229,6 +229,8 @@ static mark_result mark_fd(int fd) {
         return MARK_NOT_OURS;
     if (memcmp(magic, SMF_MAGIC, SMF_MAGIC_LEN) == 0)
         word = SMF_OFF_SUPERSEDED; /* a snapshot */
+    else if (memcmp(magic, SMS_MAGIC, SMF_MAGIC_LEN) == 0)
+        word = SMS_OFF_SUPERSEDED; /* a packed map set, or a set's manifest (set.c) */
     else if (memcmp(magic, SMB_MAGIC, SMB_MAGIC_LEN) == 0)
         word = SMB_OFF_SUPERSEDED; /* a shared bitmap (bitmap.c): the same rule holds */
     else

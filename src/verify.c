@@ -32,6 +32,8 @@ static uint64_t find_offset(const uint64_t *offs, uint64_t n, uint64_t off) {
 }
 
 int sm_reader_verify(const sm_reader *r) {
+    if (r->set)
+        return smi_set_verify(r);
     const unsigned char *base = r->base;
     uint64_t body = r->h.total_size - SMF_HEADER_SIZE;
     if (sm_hash64(base + SMF_HEADER_SIZE, (size_t)body, 0) != r->h.body_checksum)
