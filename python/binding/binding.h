@@ -21,6 +21,7 @@
  *     views.c     keys(), values(), items() of both, through an operations table
  *     bitmap.c    sharedbitmap, the shared bitset, and its iterator
  *     writer.c    Writer, the streaming writer: a snapshot from a stream of pairs
+ *     sets.c      map sets: their manifests, packed publishing, shards, open errors
  *
  * Objects, and who keeps what alive
  * ---------------------------------
@@ -326,6 +327,14 @@ PyObject *make_view(PyObject *self, PyObject *owner, const view_ops *ops, int mo
 /* Mapping equality of owner with @p other: 1 equal, 0 not, -1 error, 2 when other
  * is no Mapping (NotImplemented). */
 int mapping_equal(module_state *st, const view_ops *ops, PyObject *owner, PyObject *other);
+
+/* sets.c: module functions, and the error of a file or set directory that does not open
+ * (a set's names the shard that failed and why; fspath as given to sm_reader_open_file) */
+PyObject *raise_open_error(int code, PyObject *path, const char *fspath);
+PyObject *mod_write_manifest(PyObject *module, PyObject *args);
+PyObject *mod_publish_set(PyObject *module, PyObject *args);
+PyObject *mod_shards(PyObject *module, PyObject *reader);
+extern const char mod_write_manifest_doc[], mod_publish_set_doc[], mod_shards_doc[];
 
 /* convert.c */
 PyObject *name_to_bytes(PyObject *obj);

@@ -56,8 +56,9 @@ static PyObject *absolute_fspath(PyObject *fs) {
 
 PyDoc_STRVAR(mod_open_doc,
              "open(path, /)\n--\n\n"
-             "Open a snapshot file (written by rbtree.save()) read-only by mmap, as a sharedmap.  "
-             "path may be str, bytes or os.PathLike.");
+             "Open a snapshot file (written by rbtree.save() or write()) read-only by mmap, as a "
+             "sharedmap; or a map set, its directory (or its MANIFEST) or a packed set file, as "
+             "one sharedmap of all its shards.  path may be str, bytes or os.PathLike.");
 
 static PyObject *mod_open(PyObject *module, PyObject *arg) {
     module_state *st = module_get_state(module);
@@ -75,7 +76,7 @@ static PyObject *mod_open(PyObject *module, PyObject *arg) {
     }
     rc = sm_reader_open_file(&r, PyBytes_AS_STRING(fs));
     if (rc != 0) {
-        raise_code(rc, NULL, path);
+        raise_open_error(rc, path, PyBytes_AS_STRING(fs));
         goto done;
     }
     abs = absolute_fspath(fs);
@@ -308,6 +309,9 @@ static PyMethodDef module_methods[] = {
     {"_list", METH_CAST(mod_list), METH_FASTCALL, mod_list_doc},
     {"_list_bitmaps", METH_CAST(mod_list_bitmaps), METH_FASTCALL, mod_list_bitmaps_doc},
     {"gc", METH_CAST(mod_gc), METH_FASTCALL, mod_gc_doc},
+    {"_write_manifest", (PyCFunction)mod_write_manifest, METH_VARARGS, mod_write_manifest_doc},
+    {"_publish_set", (PyCFunction)mod_publish_set, METH_VARARGS, mod_publish_set_doc},
+    {"_shards", (PyCFunction)mod_shards, METH_O, mod_shards_doc},
     {NULL, NULL, 0, NULL},
 };
 

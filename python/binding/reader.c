@@ -416,7 +416,8 @@ static PyObject *reader_refresh(ReaderObject *self, PyObject *unused) {
         Py_RETURN_FALSE;
     }
     if (rc != 0)
-        return raise_code(rc, self->name, self->path);
+        return self->fsname != NULL ? raise_code(rc, self->name, NULL)
+                                    : raise_open_error(rc, self->path, PyBytes_AS_STRING(self->fspath));
     sm_reader_info(s->r, &old_info);
     sm_reader_info(r, &new_info);
     if (old_info.dev == new_info.dev && old_info.ino == new_info.ino) {

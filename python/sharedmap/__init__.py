@@ -57,20 +57,26 @@ __all__ = [
     "SymlinkError",
     "TooLargeError",
     "UnsupportedVersionError",
+    "Shard",
     "Writer",
     "__version__",
     "gc",
     "list_bitmaps",
     "list_maps",
+    "load_set",
     "loads",
     "publish",
     "rbtree",
     "sharedbitmap",
+    "shards",
     "sharedmap",
     "write",
+    "write_set",
 ]
 # open() is exported as sharedmap.open but kept out of __all__, so that
 # "from sharedmap import *" does not shadow the builtin open().
+
+from .sets import Shard, load_set, shards, write_set  # noqa: E402  (they need write())
 
 _abc.Mapping.register(sharedmap)
 _abc.MutableMapping.register(rbtree)

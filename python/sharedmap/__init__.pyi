@@ -1,7 +1,7 @@
 # __init__.pyi: the public interface of the sharedmap package, for type checkers.  The classes and functions of
 # the C extension are typed in _sharedmap.pyi; list_maps(), list_bitmaps(), write() and publish() are written in Python (__init__.py).
 from collections.abc import Iterable, Mapping
-from typing import Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 from _typeshed import StrOrBytesPath
 
@@ -30,15 +30,16 @@ from ._sharedmap import (
 )
 
 __all__ = [
-    "FORMAT_VERSION",
-    "NAME_MAX",
     "BitIndexError",
     "CorruptSnapshotError",
     "Error",
+    "FORMAT_VERSION",
     "InvalidNameError",
     "KeyKindError",
+    "NAME_MAX",
     "NotASnapshotError",
     "OrderError",
+    "Shard",
     "SymlinkError",
     "TooLargeError",
     "UnsupportedVersionError",
@@ -47,12 +48,15 @@ __all__ = [
     "gc",
     "list_bitmaps",
     "list_maps",
+    "load_set",
     "loads",
     "publish",
     "rbtree",
+    "shards",
     "sharedbitmap",
     "sharedmap",
     "write",
+    "write_set",
 ]
 
 class _MapListing(TypedDict):
@@ -90,6 +94,24 @@ def write(
     mode: int = 0o600,
     temp_dir: StrOrBytesPath | None = None,
 ) -> int: ...
+class Shard(NamedTuple):
+    lower: Any
+    entries: int
+    size: int
+    checksum: int
+
+def shards(m: sharedmap[Any, Any]) -> list[Shard]: ...
+def write_set(
+    path: StrOrBytesPath,
+    parts: Iterable[Mapping[object, object] | Iterable[tuple[object, object]]],
+    *,
+    sorted: bool = False,
+    memory_limit: int | None = None,
+    force: bool = False,
+    mode: int = 0o644,
+    temp_dir: StrOrBytesPath | None = None,
+) -> int: ...
+def load_set(path: StrOrBytesPath, name: str, *, force: bool = False, mode: int = 0o600) -> None: ...
 def publish(
     name: str,
     pairs: Mapping[object, object] | Iterable[tuple[object, object]],

@@ -29,6 +29,8 @@ EXPECTED = {
     "SM_ENOTSNAPSHOT": (sharedmap.NotASnapshotError, ValueError),
     "SM_ESYMLINK": (sharedmap.SymlinkError, OSError),
     "SM_EORDER": (sharedmap.OrderError, ValueError),
+    "SM_EMANIFEST": (sharedmap.CorruptSnapshotError, ValueError),
+    "SM_ESHARD": (sharedmap.CorruptSnapshotError, ValueError),
 }
 
 

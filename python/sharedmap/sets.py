@@ -1,0 +1,135 @@
+"""Map sets: one map split by key ranges into snapshot files, the shards, named by a manifest.
+
+A set is a directory holding ``MANIFEST`` and the shard files (docs/FORMAT.md §12).
+``sharedmap.open(directory)`` opens it as one read-only map with the whole reader API (a key
+is routed to its shard by binary search over the shards' lower bounds; iteration and ranges
+walk the shards in order); :func:`load_set` publishes it into shared memory under one name,
+packed into one file, so that ``sharedmap.sharedmap(name)`` attaches to the whole set and a
+republish replaces the whole set atomically.
+
+:func:`write_set` writes a set from shards of pairs in one process; ``sharedmap.dask`` and
+``sharedmap.spark`` write one from a Dask or Spark collection, each worker its own shard.
+"""
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from . import _sharedmap
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath as PathLike
+
+
+class Shard(NamedTuple):
+    """A shard of a set: its lower bound (None for the first), entries, bytes, body checksum."""
+
+    lower: Any
+    entries: int
+    size: int
+    checksum: int
+
+_SHARD_FILE = re.compile(r"shard-([0-9a-f]{16})-[0-9]{5}\.smap\Z")
+
+
+def shards(m: Any) -> "list[Shard]":
+    """The shards of the map set ``m`` (a sharedmap) in key order, as :class:`Shard` tuples;
+    a single snapshot is one shard."""
+    return [Shard(*t) for t in _sharedmap._shards(m)]
+
+
+def new_generation() -> str:
+    """A name part for the shard files of a new version of a set: the time, so sortable."""
+    return f"{time.time_ns():016x}"
+
+
+def shard_file(generation: str, i: int) -> str:
+    """The file name of shard i of the set version `generation` (new_generation())."""
+    return f"shard-{generation}-{i:05d}.smap"
+
+
+def first_key(path: str) -> Any:
+    """The smallest key of the snapshot file path, or None if it is empty."""
+    m = _sharedmap.open(path)
+    try:
+        return m.peekitem(0)[0] if len(m) else None
+    finally:
+        m.close()
+
+
+def finish_set(path: "PathLike", names: Sequence[str], bounds: Sequence[Any], *, force: bool = False,
+               mode: int = 0o644) -> None:
+    """Write the manifest of the shard files `names` (in key order, already in `path`) with
+    lower bounds `bounds` (bounds[0] is None), atomically, and then remove the shard files of
+    versions older than the one it replaces (which readers may still be opening)."""
+    path = os.fsdecode(path)
+    _sharedmap._write_manifest(path, list(names), list(bounds), force, mode)
+    keep = {m.group(1) for m in map(_SHARD_FILE.match, names) if m}
+    generations = sorted({m.group(1) for m in map(_SHARD_FILE.match, os.listdir(path)) if m} - keep)
+    stale = set(generations[:-1])  # the newest other one is the version just replaced
+    for f in os.listdir(path):
+        m = _SHARD_FILE.match(f)
+        if m and m.group(1) in stale:
+            try:
+                os.unlink(os.path.join(path, f))
+            except FileNotFoundError:
+                pass
+
+
+def write_set(path: "PathLike", parts: "Iterable[Mapping[Any, Any] | Iterable[Any]]", *, sorted: bool = False,
+              memory_limit: "int | None" = None, force: bool = False, mode: int = 0o644,
+              temp_dir: "PathLike | None" = None) -> int:
+    """Write the map set directory ``path`` from ``parts``, an iterable of iterables of
+    ``(key, value)`` pairs (or mappings), one per shard, each holding a range of keys above
+    the one before it; return the number of entries.
+
+    Each shard is written by the streaming writer (:func:`sharedmap.write`, in bounded
+    memory; ``sorted=True`` if each part comes in key order), its lower bound is its first
+    key, and empty parts make no shard.  The manifest is written last, atomically; with
+    ``force=True`` it replaces the set that is there (readers of it ``refresh()``).  A part
+    whose keys are not above the previous part's is an error, and no manifest is written.
+    """
+    from . import write
+
+    path = os.fsdecode(path)
+    os.makedirs(path, exist_ok=True)
+    generation = new_generation()
+    names: "list[str]" = []
+    bounds: "list[Any]" = []
+    total = 0
+    try:
+        for part in parts:
+            name = shard_file(generation, len(names))
+            total += write(os.path.join(path, name), part, sorted=sorted, memory_limit=memory_limit,
+                           mode=mode, temp_dir=temp_dir)
+            lower = first_key(os.path.join(path, name))
+            if lower is None:
+                os.unlink(os.path.join(path, name))
+                continue
+            names.append(name)
+            bounds.append(lower if names[1:] else None)
+        if not names:  # an empty set is one empty shard
+            names.append(shard_file(generation, 0))
+            write(os.path.join(path, names[0]), (), mode=mode)
+            bounds.append(None)
+        finish_set(path, names, bounds, force=force, mode=mode)
+    except BaseException:
+        for name in os.listdir(path):
+            m = _SHARD_FILE.match(name)
+            if m and m.group(1) == generation:
+                os.unlink(os.path.join(path, name))
+        raise
+    return total
+
+
+def load_set(path: "PathLike", name: str, *, force: bool = False, mode: int = 0o600) -> None:
+    """Publish the map set at ``path`` (its directory, or a packed set file) into shared memory
+    as ``name``: one packed file, published atomically as :meth:`rbtree.share` publishes a map
+    (``force=True`` replaces the map or set there; its readers ``refresh()``).  Any process
+    then attaches to the whole set with ``sharedmap.sharedmap(name)``."""
+    m = _sharedmap.open(path)
+    try:
+        _sharedmap._publish_set(m, name, force, mode)
+    finally:
+        m.close()
