@@ -21,7 +21,7 @@ VENV   ?= .venv
 BUILD  ?= build
 # Python packages the tests need inside the venv (xxhash: the reference that tests the
 # independent reader's xxh64).
-PY_TEST_DEPS := pytest hypothesis mypy xxhash numpy
+PY_TEST_DEPS := pytest hypothesis mypy xxhash numpy dask[dataframe,distributed] pyspark
 # torch, for tests/python/test_torch_example.py (the PyTorch example), installed after those and
 # not required: if it cannot be installed (no wheel for this Python) the test skips, saying so.
 # Here it is a 192 MB CPU wheel from /opt/wheels, 48 s to install (754 MB in the venv); from
