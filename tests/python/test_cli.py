@@ -20,7 +20,7 @@ import sharedmap
 from support import child_env, same_value, unique_name
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = ["ls", "info", "get", "export", "load", "rm", "verify", "gc"]
+SUBCOMMANDS = ["ls", "info", "get", "export", "load", "rm", "verify", "gc", "build-set", "load-set"]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -1278,3 +1278,46 @@ def test_int_map_info_ls_get(tmp_path, new_name):
     w.save(str(path))
     assert "key kind:       int" in ok("info", "--path", path).stdout.decode()
     assert ok("verify", "--path", path).stdout == b"OK\n"
+
+
+# ---------------------------------------------------------------- map sets
+
+
+def test_build_set_info_verify_and_load_set(tmp_path, new_name):
+    src = tmp_path / "in.jsonl"
+    pairs = {i * 37 % 5000 - 2500: f"v{i}" for i in range(5000)}
+    src.write_text("".join(json.dumps({"key": k, "value": v}) + "\n" for k, v in pairs.items()))
+    d = tmp_path / "set"
+    ok("build-set", d, src, "--shards", "5", "--memory-limit", "4")
+    m = sharedmap.open(d)
+    assert m == pairs and len(sharedmap.shards(m)) == 5
+    assert not [f for f in os.listdir(d) if f.startswith(".")]  # the sorted run is gone
+    info = json.loads(ok("info", "--json", "--path", d).stdout)
+    assert info["entries"] == 5000 and info["key_kind"] == "int" and len(info["shards"]) == 5
+    assert info["size"] == os.path.getsize(d / "MANIFEST") + sum(s["size"] for s in info["shards"])
+    text = ok("info", f"{d}/").stdout.decode()
+    assert "shards:         5" in text and "shard 4" in text
+    assert ok("verify", "--path", d).stdout == b"OK\n"
+    assert ok("get", "--path", d, "--", "-2500").stdout == b"v0\n"
+    r, err = fails(EXIT_ERROR, "build-set", d, src)
+    assert "map set exists" in err
+    name = new_name()
+    ok("load-set", d, name)
+    assert ok("get", name, "2499").stdout == pairs[2499].encode() + b"\n"
+    assert json.loads(ok("info", "--json", name).stdout)["entries"] == 5000
+    r, err = fails(EXIT_ERROR, "load-set", d, name)
+    assert "exists" in err
+    ok("load-set", d, name, "--force")
+
+
+def test_a_damaged_set_is_one_line_of_error(tmp_path):
+    src = tmp_path / "in.tsv"
+    src.write_text("".join(f"k{i:04d}\tv\n" for i in range(1000)))
+    d = tmp_path / "set"
+    ok("build-set", d, src, "--shards", "4")
+    victim = sorted(f for f in os.listdir(d) if f.startswith("shard-"))[2]
+    os.truncate(d / victim, 200)
+    r, err = fails(EXIT_ERROR, "info", "--path", d)
+    assert "shard 2" in err and "size does not match" in err
+    r, err = fails(EXIT_ERROR, "build-set", tmp_path / "bad", tmp_path / "missing.tsv")
+    assert "missing.tsv" in err

@@ -146,9 +146,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         if args.map is None or args.path is not None:
             args.parser.error("--bitmap takes a NAME (bitmaps live in shared memory, not in files)")
         return cmd_info_bitmap(args)
-    reader, _ = opened(args)
+    reader, target = opened(args)
     with reader:
         info = dict(reader.info())
+        shards = sm.shards(reader)
+    is_set = len(shards) > 1 or os.path.isdir(target) or os.path.basename(target) == "MANIFEST"
+    if is_set:
+        info["shards"] = [s._asdict() for s in shards]
+        if os.path.isdir(target) or os.path.basename(target) == "MANIFEST":
+            info["size"] += sum(s.size for s in shards)  # the manifest, and the shard files beside it
     if args.json:
         out_line(json_text(info))
         return EXIT_OK
@@ -164,8 +170,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("key kind", info.get("key_kind") or "-"),
         ("checksum", f"{checksum:#018x}" if isinstance(checksum, int) else checksum),
     ]
+    if is_set:
+        lines.append(("shards", len(shards)))
     for label, value in lines:
         out_line(f"{label + ':':<16}{value}")
+    for i, shard in enumerate(shards if is_set else []):
+        lower = "-" if shard.lower is None else shown(shard.lower)
+        out_line(f"  shard {i:<5} from {lower}: {entries_text(shard.entries)}, {human_size(shard.size)}")
     return EXIT_OK
 
 
@@ -295,7 +306,8 @@ def map_exists(name: str) -> bool:
     return True
 
 
-def cmd_load(args: argparse.Namespace) -> int:
+def input_format(args: argparse.Namespace) -> Tuple[str, Optional[str]]:
+    """The input format and key kind of load and build-set (usage errors for what cannot be)."""
     parser: argparse.ArgumentParser = args.parser
     fmt = args.format
     if fmt is None:
@@ -314,18 +326,16 @@ def cmd_load(args: argparse.Namespace) -> int:
     if keys in ("str", "bytes") and fmt == "jsonl":
         parser.error(f"--keys {keys} applies to tsv and csv (JSON Lines gives each key's type; --keys int reads "
                      "string keys of decimal integers as int keys)")
-    check_map_name(args.name)
-    if not args.force and map_exists(args.name):
-        raise CliError(f"map exists: {args.name} (use --force to replace it)")
+    return fmt, keys
 
+
+def read_input(args: argparse.Namespace, fmt: str, keys: Optional[str], put: Put) -> Optional[Progress]:
+    """Every entry of the input file through put(); the progress line, if one is shown."""
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     label = "stdin" if args.file == "-" else os.path.basename(args.file)
     progress = Progress(f"loading {label}", None, sys.stderr) if show else None
     with reporting(Step.OPEN_INPUT, args.file):
         stream = open_input(args.file, progress)
-
-    builder: Any = sm.rbtree()
-    put: Put = builder.__setitem__
     with reporting(Step.READ_INPUT, label):
         try:
             if fmt == "tsv":
@@ -341,11 +351,68 @@ def cmd_load(args: argparse.Namespace) -> int:
             stream.close()
             if progress is not None:
                 progress.finish()
+    return progress
 
+
+def cmd_load(args: argparse.Namespace) -> int:
+    fmt, keys = input_format(args)
+    check_map_name(args.name)
+    if not args.force and map_exists(args.name):
+        raise CliError(f"map exists: {args.name} (use --force to replace it)")
+    builder: Any = sm.rbtree()
+    progress = read_input(args, fmt, keys, builder.__setitem__)
     start = time.monotonic()
     with reporting(Step.PUBLISH, args.name), interrupts.final_step():
         builder.share(args.name, force=args.force, mode=args.mode)
     if progress is not None:
         elapsed = time.monotonic() - start
         print(f"published {readable(args.name)}: {entries_text(len(builder))} in {elapsed:.1f} s", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- map sets
+
+
+def cmd_build_set(args: argparse.Namespace) -> int:
+    """The input, sorted by the streaming writer into one snapshot beside the set (bounded memory), then cut
+    into --shards ranges of equal counts, each a shard; the manifest last."""
+    fmt, keys = input_format(args)
+    if args.shards < 1 or args.shards > 65536:
+        args.parser.error("--shards must be 1 to 65536")
+    directory = args.dir
+    if not args.force and os.path.exists(os.path.join(directory, "MANIFEST")):
+        raise CliError(f"map set exists: {directory} (use --force to replace it)")
+    with reporting(Step.WRITE_SET, directory):
+        os.makedirs(directory, exist_ok=True)
+    sorted_path = os.path.join(directory, f".build-{os.getpid()}.smap")
+    limit = args.memory_limit << 20 if args.memory_limit else None
+    try:
+        writer = sm.Writer(sorted_path, memory_limit=limit, force=True)
+        with writer:
+            read_input(args, fmt, keys, writer.add)
+        with reporting(Step.WRITE_SET, directory):
+            whole = sm.open(sorted_path)
+            with whole, interrupts.final_step():
+                per = -(-len(whole) // args.shards) or 1
+                items = iter(whole.items())
+                parts = (itertools.islice(items, per) for _ in range(args.shards))
+                total = sm.write_set(directory, parts, sorted=True, force=args.force, mode=args.mode)
+    finally:
+        try:
+            os.unlink(sorted_path)
+        except FileNotFoundError:
+            pass
+    if args.progress or (args.progress is None and sys.stderr.isatty()):
+        print(f"wrote {readable(directory)}: {entries_text(total)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_load_set(args: argparse.Namespace) -> int:
+    check_map_name(args.name)
+    if not args.force and map_exists(args.name):
+        raise CliError(f"map exists: {args.name} (use --force to replace it)")
+    with reporting(Step.OPEN_FILE, args.dir):
+        reader = sm.open(args.dir)
+    with reader, reporting(Step.PUBLISH, args.name), interrupts.final_step():
+        sm._sharedmap._publish_set(reader, args.name, args.force, args.mode)
     return EXIT_OK

@@ -52,6 +52,7 @@ class Step(enum.Enum):
     OPEN_INPUT = "open the input FILE"
     READ_INPUT = "read and parse the input FILE (target: its name)"
     WRITE_OUTPUT = "create and write the output FILE or stdout"
+    WRITE_SET = "write the map set directory DIR"
 
 
 def complain(message: str) -> None:
@@ -115,6 +116,9 @@ RULES: Tuple[Rule, ...] = (
     Rule(frozenset({Step.READ}), UnicodeDecodeError, lambda e, t: f"{t}: corrupt: a str key or value is not UTF-8"),
     Rule(_BY_NAME_OR_PATH | {Step.READ}, ValueError, lambda e, t: f"{shown(t)}: {reason(e, t)}"),
     Rule(frozenset({Step.READ}), TypeError, lambda e, t: f"{t}: {reason(e, t)}"),
+    Rule(frozenset({Step.WRITE_SET}), FileExistsError, lambda e, t: f"map set exists: {t} (use --force to replace it)"),
+    Rule(frozenset({Step.WRITE_SET}), OSError, lambda e, t: f"{t}: {_os(e)}"),
+    Rule(frozenset({Step.WRITE_SET}), (ValueError, TypeError), lambda e, t: f"{t}: {reason(e, t)}"),
 )
 
 

@@ -98,7 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     def target_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("map", nargs="?", metavar="NAME", help="a published map (a NAME with a '/' is a file path)")
-        p.add_argument("--path", metavar="PATH", help="a snapshot file (written by rbtree.save) instead of a NAME")
+        p.add_argument("--path", metavar="PATH", help="a snapshot file (written by rbtree.save), or a map set "
+                       "directory, instead of a NAME")
+
+    def input_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--header", action="store_true", help="csv: the first row is a header, skip it")
+        p.add_argument(
+            "--keys",
+            choices=KEY_KINDS,
+            default=None,
+            help="the key kind: tsv, csv: str (default), bytes (their UTF-8) or int (decimal, signed 64-bit); "
+            "jsonl: int also reads string keys of decimal integers as int keys (JSON integers always are)",
+        )
+        p.add_argument("--bytes-keys", action="store_true", help="the same as --keys bytes (tsv, csv)")
+        prog = p.add_mutually_exclusive_group()
+        prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
+        prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
 
     p = command(
         "ls",
@@ -171,18 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODE",
         help="permission bits of the map, octal (default 0600; e.g. 0640 to let the group read it)",
     )
-    p.add_argument("--header", action="store_true", help="csv: the first row is a header, skip it")
-    p.add_argument(
-        "--keys",
-        choices=KEY_KINDS,
-        default=None,
-        help="the key kind: tsv, csv: str (default), bytes (their UTF-8) or int (decimal, signed 64-bit); "
-        "jsonl: int also reads string keys of decimal integers as int keys (JSON integers always are)",
-    )
-    p.add_argument("--bytes-keys", action="store_true", help="the same as --keys bytes (tsv, csv)")
-    prog = p.add_mutually_exclusive_group()
-    prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
-    prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    input_args(p)
 
     p = command("rm", "Unpublish maps (or bitmaps).  Processes attached to them keep them.", commands.cmd_rm)
     p.add_argument("names", nargs="+", metavar="NAME", help="map to remove")
@@ -195,6 +199,38 @@ def build_parser() -> argparse.ArgumentParser:
         commands.cmd_verify,
     )
     target_args(p)
+
+    p = command(
+        "build-set",
+        "Build a map set directory DIR of --shards shards from a TSV, JSON Lines or CSV file.",
+        commands.cmd_build_set,
+        epilog="The input is sorted by the streaming writer in bounded memory (--memory-limit), then cut into\n"
+        "shards of equal counts written beside it; the manifest is written last, atomically: on any error\n"
+        "the set that was there (if any) is as it was.  sharedmap.open(DIR) opens the set as one map;\n"
+        "load-set publishes it.\n\n" + EPILOG_FORMATS + "\n",
+    )
+    p.add_argument("dir", metavar="DIR", help="the map set directory to write")
+    p.add_argument("file", metavar="FILE", help="the input file, '-' for stdin")
+    p.add_argument("--shards", type=int, default=16, help="number of shards (default 16)")
+    p.add_argument("--memory-limit", type=int, metavar="MIB", help="the writer's memory budget in MiB (default 256)")
+    p.add_argument("--format", choices=FORMATS, help="input format (default: from FILE's extension)")
+    p.add_argument("--force", action="store_true", help="replace the set in DIR (atomically)")
+    p.add_argument("--mode", type=parse_mode, default=0o644, metavar="MODE",
+                   help="permission bits of the files, octal (default 0644)")
+    input_args(p)
+
+    p = command(
+        "load-set",
+        "Publish the map set DIR (or a packed set file) into shared memory as NAME, packed into one map.",
+        commands.cmd_load_set,
+        epilog="The whole set appears at once under NAME (sharedmap.sharedmap(NAME) attaches to it); with\n"
+        "--force it replaces the map there atomically, and readers of that one can refresh().\n\n",
+    )
+    p.add_argument("dir", metavar="DIR", help="the map set directory")
+    p.add_argument("name", metavar="NAME", help="the name to publish the set under")
+    p.add_argument("--force", action="store_true", help="replace an existing map of that name (atomically)")
+    p.add_argument("--mode", type=parse_mode, default=0o600, metavar="MODE",
+                   help="permission bits of the map, octal (default 0600)")
 
     command(
         "gc",
