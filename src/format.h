@@ -178,10 +178,14 @@ static inline void smf_put64(unsigned char *p, uint64_t v) {
 /* Big-endian load of up to 8 key bytes, zero-padded: comparing two of these as
  * integers compares the byte strings' first 8 bytes. */
 static inline uint64_t smf_prefix64(const unsigned char *p, size_t n) {
-    unsigned char b[8] = {0};
-    memcpy(b, p, n < 8 ? n : 8);
     uint64_t v;
-    memcpy(&v, b, 8);
+    if (n >= 8) { /* one load; the copy of fewer bytes is a call to memcpy */
+        memcpy(&v, p, 8);
+    } else {
+        unsigned char b[8] = {0};
+        memcpy(b, p, n);
+        memcpy(&v, b, 8);
+    }
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     v = __builtin_bswap64(v);
 #endif

@@ -339,14 +339,32 @@ const sm_reader *sm_reader_shard(const sm_reader *r, uint64_t i, const void **bo
 
 /* ---- lookups ---- */
 
-/* The shard that holds key, if any does: the last whose bound is <= key. */
+/* The shard that holds key: the last whose bound is <= key (shard 0 has none).  The search
+ * runs over the bounds' 8-byte prefixes without a branch (the bounds of random keys would make
+ * every step a mispredicted branch, which costs more than the lookup's own probe); only a key
+ * whose prefix equals a bound's needs the bounds themselves. */
 static uint64_t route(const struct smi_set *s, const void *key, size_t klen) {
-    uint64_t q = smf_prefix64(klen ? key : "", klen), lo = 1, hi = s->n;
+    if (!klen)
+        key = "";
+    uint64_t q = smf_prefix64(key, klen);
+    const uint64_t *bp = s->bound_prefix, *b = bp + 1;
+    uint64_t len = s->n - 1;
+    if (len == 0)
+        return 0;
+    while (len > 1) { /* the first bound prefix above q lies in [b, b + len] */
+        uint64_t half = len / 2;
+        b += b[half - 1] <= q ? half : 0;
+        len -= half;
+    }
+    b += *b <= q;
+    uint64_t above = (uint64_t)(b - bp); /* 1..n: the first shard whose bound prefix is above q */
+    if (bp[above - 1] != q || above == 1)
+        return above - 1;
+    /* a tie: the bounds with this prefix decide, by binary search over the whole keys */
+    uint64_t lo = 1, hi = above;
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        uint64_t b = s->bound_prefix[mid];
-        int le = b != q ? b < q : smi_keycmp(s->bound[mid], s->bound_len[mid], klen ? key : "", klen) <= 0;
-        if (le)
+        if (smi_keycmp(s->bound[mid], s->bound_len[mid], key, klen) <= 0)
             lo = mid + 1;
         else
             hi = mid;
