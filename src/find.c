@@ -62,7 +62,7 @@ static int get_hashed(const sm_reader *r, const void *key, size_t klen, uint64_t
 
 int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
     if (r->set)
-        return smi_set_get(r, key, klen, out);
+        r = smi_set_route(r, key, klen);
     if (r->h.count == 0)
         return SM_NOTFOUND;
     if (!klen)

@@ -88,10 +88,47 @@ typedef struct smi_set_where {
 /* r over the manifest of n bytes at p, which stays mapped by the caller (r->map) */
 int smi_set_open(sm_reader *r, const unsigned char *p, uint64_t n, const smi_set_where *where);
 void smi_set_close(sm_reader *r);
+/* A set reader's shards and how keys find them (set.c; here for the inline routing). */
+struct smi_set {
+    uint64_t n;                  /* shards, 1..SMS_SHARDS_MAX */
+    sm_reader *shards;           /* n plain readers */
+    uint64_t *before;            /* n + 1: entries in the shards before shard i */
+    const unsigned char **bound; /* n: shard i's lower bound (bound[0] unused) */
+    size_t *bound_len;
+    uint64_t *search;            /* span: search[j] = smf_prefix64 of bound j + 1, then UINT64_MAX */
+    uint64_t span;               /* the power of two >= n - 1 (1 if n is 1 or 2) */
+    int packed;
+};
+
+/* The shard of a key that ties with bound above - 1 on its 8-byte prefix (set.c). */
+uint64_t smi_set_route_tie(const struct smi_set *s, const void *key, size_t klen, uint64_t above);
+
+/* The shard that holds key: the last whose bound is <= key (shard 0 has none).  A search
+ * without branches over the bounds' 8-byte prefixes, of a fixed log2(span) steps: a branch
+ * per step would be mispredicted half the time with random keys, and the instructions it
+ * adds to a lookup leave fewer lookups in flight at once; only a key whose prefix equals a
+ * bound's needs the bounds themselves. */
+static inline uint64_t smi_set_shard(const struct smi_set *s, const void *key, size_t klen) {
+    if (s->n == 1)
+        return 0;
+    uint64_t q = smf_prefix64(klen ? key : "", klen);
+    const uint64_t *b = s->search;
+    for (uint64_t step = s->span / 2; step; step /= 2)
+        b += b[step - 1] <= q ? step : 0;
+    uint64_t below = (uint64_t)(b - s->search) + (*b <= q); /* bounds whose prefix is <= q */
+    if (below > s->n - 1)
+        below = s->n - 1; /* q = UINT64_MAX passed the padding too */
+    if (below == 0 || s->search[below - 1] != q)
+        return below;
+    return smi_set_route_tie(s, klen ? key : "", klen, below + 1);
+}
+
 /* The shard whose range holds key (set readers only). */
-const sm_reader *smi_set_route(const sm_reader *r, const void *key, size_t klen);
+static inline const sm_reader *smi_set_route(const sm_reader *r, const void *key, size_t klen) {
+    return &r->set->shards[smi_set_shard(r->set, key, klen)];
+}
+
 /* The public reader functions of a set reader (every one checks r->set first) */
-int smi_set_get(const sm_reader *r, const void *key, size_t klen, sm_value *out);
 int smi_set_verify(const sm_reader *r);
 int smi_set_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c);
 int smi_set_seek_key(const sm_reader *r, const void *key, size_t klen, sm_bound bound, sm_cursor *c);

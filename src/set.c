@@ -33,15 +33,6 @@
 
 #define SHARD_BITS 48 /* a set cursor's offset: shard << 48 | offset in the shard */
 
-struct smi_set {
-    uint64_t n;                  /* shards, 1..SMS_SHARDS_MAX */
-    sm_reader *shards;           /* n plain readers */
-    uint64_t *before;            /* n + 1: entries in the shards before shard i */
-    const unsigned char **bound; /* n: shard i's lower bound (bound[0] unused) */
-    size_t *bound_len;
-    uint64_t *bound_prefix;      /* n: smf_prefix64 of each bound: most routing compares */
-    int packed;
-};
 
 /* ---- the manifest ---- */
 
@@ -189,7 +180,7 @@ static void set_free(struct smi_set *s) {
     free(s->before);
     free(s->bound);
     free(s->bound_len);
-    free(s->bound_prefix);
+    free(s->search);
     free(s);
 }
 
@@ -245,8 +236,11 @@ static int set_load(sm_reader *r, const unsigned char *p, uint64_t n, const smi_
     s->before = calloc((size_t)s->n + 1, sizeof *s->before);
     s->bound = calloc((size_t)s->n, sizeof *s->bound);
     s->bound_len = calloc((size_t)s->n, sizeof *s->bound_len);
-    s->bound_prefix = calloc((size_t)s->n, sizeof *s->bound_prefix);
-    if (!s->shards || !s->before || !s->bound || !s->bound_len || !s->bound_prefix) {
+    s->span = 1;
+    while (s->span < s->n - 1)
+        s->span *= 2;
+    s->search = malloc((size_t)s->span * sizeof *s->search);
+    if (!s->shards || !s->before || !s->bound || !s->bound_len || !s->search) {
         set_free(s);
         return -ENOMEM;
     }
@@ -255,9 +249,12 @@ static int set_load(sm_reader *r, const unsigned char *p, uint64_t n, const smi_
         entry_read(p, i, &e);
         s->bound[i] = p + e.bound_off;
         s->bound_len[i] = e.bound_len;
-        s->bound_prefix[i] = smf_prefix64(p + e.bound_off, e.bound_len);
+        if (i > 0)
+            s->search[i - 1] = smf_prefix64(p + e.bound_off, e.bound_len);
         s->before[i + 1] = s->before[i] + e.count;
     }
+    for (uint64_t j = s->n - 1; j < s->span; j++)
+        s->search[j] = UINT64_MAX; /* above every prefix but the largest, which the clamp handles */
     for (uint64_t i = 0; i < s->n && !rc; i++) {
         sms_entry e;
         entry_read(p, i, &e);
@@ -339,29 +336,8 @@ const sm_reader *sm_reader_shard(const sm_reader *r, uint64_t i, const void **bo
 
 /* ---- lookups ---- */
 
-/* The shard that holds key: the last whose bound is <= key (shard 0 has none).  The search
- * runs over the bounds' 8-byte prefixes without a branch (the bounds of random keys would make
- * every step a mispredicted branch, which costs more than the lookup's own probe); only a key
- * whose prefix equals a bound's needs the bounds themselves. */
-static uint64_t route(const struct smi_set *s, const void *key, size_t klen) {
-    if (!klen)
-        key = "";
-    uint64_t q = smf_prefix64(key, klen);
-    const uint64_t *bp = s->bound_prefix, *b = bp + 1;
-    uint64_t len = s->n - 1;
-    if (len == 0)
-        return 0;
-    while (len > 1) { /* the first bound prefix above q lies in [b, b + len] */
-        uint64_t half = len / 2;
-        b += b[half - 1] <= q ? half : 0;
-        len -= half;
-    }
-    b += *b <= q;
-    uint64_t above = (uint64_t)(b - bp); /* 1..n: the first shard whose bound prefix is above q */
-    if (bp[above - 1] != q || above == 1)
-        return above - 1;
-    /* a tie: the bounds with this prefix decide, by binary search over the whole keys */
-    uint64_t lo = 1, hi = above;
+uint64_t smi_set_route_tie(const struct smi_set *s, const void *key, size_t klen, uint64_t above) {
+    uint64_t lo = 1, hi = above; /* the bounds below `above` that tie decide, whole */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
         if (smi_keycmp(s->bound[mid], s->bound_len[mid], key, klen) <= 0)
@@ -372,12 +348,9 @@ static uint64_t route(const struct smi_set *s, const void *key, size_t klen) {
     return lo - 1;
 }
 
-const sm_reader *smi_set_route(const sm_reader *r, const void *key, size_t klen) {
-    return &r->set->shards[route(r->set, key, klen)];
-}
-
-int smi_set_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
-    return sm_get(smi_set_route(r, key, klen), key, klen, out);
+/* The shard that holds key (for the ordered functions here; lookups inline smi_set_route). */
+static uint64_t route(const struct smi_set *s, const void *key, size_t klen) {
+    return smi_set_shard(s, key, klen);
 }
 
 /* Are the n bytes at p zero? */
