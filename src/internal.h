@@ -97,21 +97,30 @@ struct smi_set {
     size_t *bound_len;
     uint64_t *search;            /* span: search[j] = smf_prefix64 of bound j + 1, then UINT64_MAX */
     uint64_t span;               /* the power of two >= n - 1 (1 if n is 1 or 2) */
+    uint32_t *bucket;            /* SMI_SET_BUCKETS: for the keys of each 2-byte prefix, the
+                                  * bounds below that prefix (low half) and at or below it (high
+                                  * half); equal halves: all those keys are in that one shard */
     int packed;
 };
+
+#define SMI_SET_BUCKETS 65536u
 
 /* The shard of a key that ties with bound above - 1 on its 8-byte prefix (set.c). */
 uint64_t smi_set_route_tie(const struct smi_set *s, const void *key, size_t klen, uint64_t above);
 
-/* The shard that holds key: the last whose bound is <= key (shard 0 has none).  A search
- * without branches over the bounds' 8-byte prefixes, of a fixed log2(span) steps: a branch
- * per step would be mispredicted half the time with random keys, and the instructions it
- * adds to a lookup leave fewer lookups in flight at once; only a key whose prefix equals a
- * bound's needs the bounds themselves. */
+/* The shard that holds key: the last whose bound is <= key (shard 0 has none).  Most keys
+ * are settled by their first 2 bytes (a table of 64K buckets); the others by a search without
+ * branches over the bounds' 8-byte prefixes, of a fixed log2(span) steps (a branch per step
+ * would be mispredicted half the time with random keys, and the instructions that a lookup
+ * adds leave fewer lookups in flight at once); only a key whose prefix equals a bound's
+ * needs the bounds themselves. */
 static inline uint64_t smi_set_shard(const struct smi_set *s, const void *key, size_t klen) {
     if (s->n == 1)
         return 0;
     uint64_t q = smf_prefix64(klen ? key : "", klen);
+    uint32_t e = s->bucket[q >> 48];
+    if ((e & 0xFFFFu) == e >> 16)
+        return e & 0xFFFFu; /* no bound starts with the key's first 2 bytes: one load decides */
     const uint64_t *b = s->search;
     for (uint64_t step = s->span / 2; step; step /= 2)
         b += b[step - 1] <= q ? step : 0;

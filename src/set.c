@@ -181,6 +181,7 @@ static void set_free(struct smi_set *s) {
     free(s->bound);
     free(s->bound_len);
     free(s->search);
+    free(s->bucket);
     free(s);
 }
 
@@ -240,7 +241,8 @@ static int set_load(sm_reader *r, const unsigned char *p, uint64_t n, const smi_
     while (s->span < s->n - 1)
         s->span *= 2;
     s->search = malloc((size_t)s->span * sizeof *s->search);
-    if (!s->shards || !s->before || !s->bound || !s->bound_len || !s->search) {
+    s->bucket = malloc(SMI_SET_BUCKETS * sizeof *s->bucket);
+    if (!s->shards || !s->before || !s->bound || !s->bound_len || !s->search || !s->bucket) {
         set_free(s);
         return -ENOMEM;
     }
@@ -255,6 +257,15 @@ static int set_load(sm_reader *r, const unsigned char *p, uint64_t n, const smi_
     }
     for (uint64_t j = s->n - 1; j < s->span; j++)
         s->search[j] = UINT64_MAX; /* above every prefix but the largest, which the clamp handles */
+    /* the buckets: bounds (in order) whose first 2 bytes are below, and at or below, each */
+    uint64_t below = 0, upto = 0;
+    for (uint32_t k = 0; k < SMI_SET_BUCKETS; k++) {
+        while (below < s->n - 1 && s->search[below] >> 48 < k)
+            below++;
+        while (upto < s->n - 1 && s->search[upto] >> 48 <= k)
+            upto++;
+        s->bucket[k] = (uint32_t)below | (uint32_t)upto << 16;
+    }
     for (uint64_t i = 0; i < s->n && !rc; i++) {
         sms_entry e;
         entry_read(p, i, &e);
