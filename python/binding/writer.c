@@ -179,15 +179,10 @@ PyDoc_STRVAR(writer_update_doc,
 
 static PyObject *writer_update(WriterObject *self, PyObject *arg) {
     int rc;
-    if (PyDict_CheckExact(arg)) {
-        /* a dict's items are taken from a list of them, so that code run by a
-         * conversion cannot change the dict under the walk */
-        PyObject *items = PyDict_Items(arg);
-        if (items == NULL)
-            return NULL;
-        rc = writer_update_pairs(self, items);
-        Py_DECREF(items);
-    } else if (PyObject_HasAttrString(arg, "items") && PyObject_HasAttrString(arg, "keys")) {
+    /* a mapping's pairs come from its items() view, one at a time (a dict's iterator recycles
+     * its pair, and raises if the dict changes size under the walk): never a list of them all,
+     * which would hold the whole input beside the writer's budget */
+    if (PyDict_Check(arg) || (PyObject_HasAttrString(arg, "items") && PyObject_HasAttrString(arg, "keys"))) {
         PyObject *items = PyObject_CallMethod(arg, "items", NULL);
         if (items == NULL)
             return NULL;

@@ -288,23 +288,25 @@ def test_a_killed_writer_leaves_nothing_visible(tmp_path, new_name, target):
 
 MEMORY_CHILD = r"""
 import resource, sys, sharedmap
-n, limit, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, limit, path, source = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def pairs():
     for i in range(n):
         j = (i * 2654435761) % n
         yield f"key-{j:09d}", f"value-{j}" * 3
+data = dict(pairs()) if source == "dict" else pairs()  # a dict is walked, never copied
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-sharedmap.write(path, pairs(), memory_limit=limit)
+sharedmap.write(path, data, memory_limit=limit)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 """
 
 
 @pytest.mark.heavy  # a sanitizer's shadow memory and quarantine are not the writer's
-def test_memory_is_bounded_by_the_budget_not_the_map(tmp_path):
+@pytest.mark.parametrize("source", ["generator", "dict"])
+def test_memory_is_bounded_by_the_budget_not_the_map(tmp_path, source):
     # 1M unsorted pairs make a ~60 MiB snapshot; with an 8 MiB budget the writer's peak stays
     # near the budget (measured in a child, whose peak RSS is its own)
     path = tmp_path / "w.smap"
-    out = run_python(MEMORY_CHILD, "1000000", str(8 << 20), str(path))
+    out = run_python(MEMORY_CHILD, "1000000", str(8 << 20), str(path), source)
     grew = int(out.stdout)
     size = path.stat().st_size
     assert size > 50 << 20
