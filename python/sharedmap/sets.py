@@ -77,6 +77,42 @@ def finish_set(path: "PathLike", names: Sequence[str], bounds: Sequence[Any], *,
                 pass
 
 
+def commit_shards(path: "PathLike", generation: str, shards: "Iterable[tuple[int, str, int, Any]]", *,
+                  force: bool = False, mode: int = 0o644) -> int:
+    """The last step of every writer of a set: shards is (index, file name, entries, first key)
+    of each shard file written in path, in any order; the empty ones are removed, the others
+    named by the manifest, in index order, each bounded below by its first key (an empty set is
+    one empty shard).  Returns the set's entries."""
+    from . import write
+
+    path = os.fsdecode(path)
+    names: "list[str]" = []
+    bounds: "list[Any]" = []
+    total = 0
+    for _, name, count, first in sorted(shards, key=lambda t: t[0]):
+        if count == 0:
+            os.unlink(os.path.join(path, name))
+            continue
+        names.append(name)
+        bounds.append(first if names[1:] else None)
+        total += count
+    if not names:
+        names.append(shard_file(generation, 0))
+        write(os.path.join(path, names[0]), (), mode=mode)
+        bounds.append(None)
+    finish_set(path, names, bounds, force=force, mode=mode)
+    return total
+
+
+def abandon(path: "PathLike", generation: str) -> None:
+    """Remove the shard files of the set version `generation` (a write that failed)."""
+    path = os.fsdecode(path)
+    for name in os.listdir(path):
+        m = _SHARD_FILE.match(name)
+        if m and m.group(1) == generation:
+            os.unlink(os.path.join(path, name))
+
+
 def write_set(path: "PathLike", parts: "Iterable[Mapping[Any, Any] | Iterable[Any]]", *, sorted: bool = False,
               memory_limit: "int | None" = None, force: bool = False, mode: int = 0o644,
               temp_dir: "PathLike | None" = None) -> int:
@@ -95,32 +131,17 @@ def write_set(path: "PathLike", parts: "Iterable[Mapping[Any, Any] | Iterable[An
     path = os.fsdecode(path)
     os.makedirs(path, exist_ok=True)
     generation = new_generation()
-    names: "list[str]" = []
-    bounds: "list[Any]" = []
-    total = 0
     try:
-        for part in parts:
-            name = shard_file(generation, len(names))
-            total += write(os.path.join(path, name), part, sorted=sorted, memory_limit=memory_limit,
-                           mode=mode, temp_dir=temp_dir)
-            lower = first_key(os.path.join(path, name))
-            if lower is None:
-                os.unlink(os.path.join(path, name))
-                continue
-            names.append(name)
-            bounds.append(lower if names[1:] else None)
-        if not names:  # an empty set is one empty shard
-            names.append(shard_file(generation, 0))
-            write(os.path.join(path, names[0]), (), mode=mode)
-            bounds.append(None)
-        finish_set(path, names, bounds, force=force, mode=mode)
+        shards = []
+        for i, part in enumerate(parts):
+            name = shard_file(generation, i)
+            count = write(os.path.join(path, name), part, sorted=sorted, memory_limit=memory_limit,
+                          mode=mode, temp_dir=temp_dir)
+            shards.append((i, name, count, first_key(os.path.join(path, name))))
+        return commit_shards(path, generation, shards, force=force, mode=mode)
     except BaseException:
-        for name in os.listdir(path):
-            m = _SHARD_FILE.match(name)
-            if m and m.group(1) == generation:
-                os.unlink(os.path.join(path, name))
+        abandon(path, generation)
         raise
-    return total
 
 
 def load_set(path: "PathLike", name: str, *, force: bool = False, mode: int = 0o600) -> None:

@@ -11,7 +11,7 @@ import os
 from typing import Any, Iterator, Optional
 
 from . import write
-from .sets import finish_set, new_generation, shard_file
+from .sets import abandon, commit_shards, new_generation, shard_file
 
 __all__ = ["write_set"]
 
@@ -74,24 +74,7 @@ def write_set(data: Any, path: "str | os.PathLike[str]", *, key: Optional[str] =
     generation = new_generation()
     try:
         done = rdd.mapPartitionsWithIndex(_shard_writer(path, generation, memory_limit, mode)).collect()
-        names: "list[str]" = []
-        lower: "list[Any]" = []
-        total = 0
-        for _, name, count, first in sorted(done, key=lambda t: t[0]):
-            if count == 0:
-                os.unlink(os.path.join(path, name))
-                continue
-            names.append(name)
-            lower.append(first if lower else None)
-            total += count
-        if not names:
-            names.append(shard_file(generation, 0))
-            write(os.path.join(path, names[0]), (), mode=mode)
-            lower.append(None)
-        finish_set(path, names, lower, force=force, mode=mode)
+        return commit_shards(path, generation, done, force=force, mode=mode)
     except BaseException:
-        for f in os.listdir(path):
-            if f.startswith(f"shard-{generation}-"):
-                os.unlink(os.path.join(path, f))
+        abandon(path, generation)
         raise
-    return total
