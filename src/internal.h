@@ -61,6 +61,18 @@ struct sm_reader {
  * open.c).  0 or the error of R1-R9. */
 int smi_reader_init(sm_reader *r, const unsigned char *p, uint64_t n);
 int smi_reader_open_fd(sm_reader *r, int fd);
+/* openat(dirfd, path) for reading a snapshot, never following a symlink as the final
+ * component (SM_ESYMLINK; -ELOOP is too many of them in the directories on the way) nor
+ * blocking on a FIFO: the fd, or that error or -errno (open.c). */
+int smi_open_nofollow(int dirfd, const char *path);
+
+/* Are the n bytes at p zero?  (Padding, for the verifications.) */
+static inline int smi_zeros(const unsigned char *p, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
 
 /* ---- map sets (set.c, docs/FORMAT.md §12) ---- */
 
@@ -296,10 +308,29 @@ int smi_temp_begin(smi_temp *t, int dirfd, const char *label, unsigned mode);
 int smi_temp_commit(smi_temp *t, const char *name, int force, int durable);
 void smi_temp_abort(smi_temp *t);
 
-/* The directory of path, open, and its last component (a pointer into path), for the
- * functions that write a file by path (sm_save, sm_writer_open_file).  Returns the
- * directory's fd, or -EINVAL (empty), -EISDIR (ends in '/'), -ENOMEM, -errno. */
+/* Where a snapshot is published: the directory dirfd, the file name there, the label of its
+ * temporaries, and whether it is made durable (fsync: a file by path, not shared memory).
+ * smi_dest_shm: the map `name` in dir (NULL: SM_DEFAULT_DIR), its file SM_NAME_PREFIX name;
+ * smi_dest_file: the file `path` (file points into path).  Both return 0, SM_ENAME, -EINVAL
+ * (an empty path), -EISDIR (a path ending in '/'), -ENOMEM or -errno, and set dirfd (-1 on
+ * failure), which the caller closes.  smi_open_parent: the directory of path, open, and its
+ * last component (a pointer into path); the directory's fd or one of those errors. */
+typedef struct smi_dest {
+    int dirfd;
+    const char *file, *label;
+    int durable;
+    char buf[NAME_MAX + 1];
+} smi_dest;
+int smi_dest_shm(smi_dest *d, const char *dir, const char *name);
+int smi_dest_file(smi_dest *d, const char *path);
 int smi_open_parent(const char *path, const char **base);
+
+/* Publish at d a snapshot that fill() writes into the temporary's fd (with pwrite): the
+ * protocol of the top of publish.c, for sm_publish, sm_save and the packed sets of set.c.
+ * mode: permission bits only (-EINVAL otherwise); 0 is SM_DEFAULT_MODE.  Returns 0, fill's
+ * error, or what smi_temp_begin and smi_temp_commit return; nothing is left on failure. */
+typedef int (*smi_fill_fn)(int fd, void *ctx);
+int smi_publish_filled(const smi_dest *d, unsigned flags, unsigned mode, smi_fill_fn fill, void *ctx);
 
 /* pwrite all n bytes at off, retried on EINTR and short writes.  0 or -errno. */
 int smi_pwrite_all(int fd, const void *data, size_t n, uint64_t off);

@@ -94,9 +94,7 @@ int smi_reader_open_fd(sm_reader *r, int fd) { return map_fd(r, fd, NULL); }
  * regular file). */
 #define OPEN_FLAGS (O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 
-/* openat(dirfd, path) for reading, with O_NOFOLLOW's ELOOP told apart: a symlink as the final
- * component (SM_ESYMLINK), or too many of them in the directories on the way (-ELOOP). */
-static int open_nofollow(int dirfd, const char *path) {
+int smi_open_nofollow(int dirfd, const char *path) {
     int fd = openat(dirfd, path, OPEN_FLAGS);
     if (fd < 0) {
         int e = errno;
@@ -112,7 +110,7 @@ static int open_nofollow(int dirfd, const char *path) {
  * file by its path; a shared map's name is a snapshot or a packed set). */
 static int open_path(sm_reader **out, const char *path, int by_path, uint64_t *bad_shard,
                      int *bad_error) {
-    int fd = open_nofollow(AT_FDCWD, path);
+    int fd = smi_open_nofollow(AT_FDCWD, path);
     if (fd < 0)
         return fd;
     sm_reader *r = calloc(1, sizeof *r);
@@ -126,7 +124,7 @@ static int open_path(sm_reader **out, const char *path, int by_path, uint64_t *b
     if (by_path && smi_fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         where.dirfd = fd;
         where.path = NULL;
-        fd = open_nofollow(where.dirfd, SMS_MANIFEST_NAME);
+        fd = smi_open_nofollow(where.dirfd, SMS_MANIFEST_NAME);
         if (fd < 0)
             rc = fd == -ENOENT ? SM_ENOTSNAPSHOT : fd;
     }

@@ -452,37 +452,16 @@ void smi_temp_abort(smi_temp *t) {
 }
 
 /* The whole publish into dirfd under final name `name`; `label` names temporaries. */
-static int publish_at(sm_builder *b, int dirfd, const char *name, const char *label,
-                      unsigned flags, unsigned mode, int durable) {
-    /* permission bits only: fchmod would take setuid, setgid and sticky too, and
-     * quietly drop any higher bit */
-    if (mode & ~0777u)
-        return -EINVAL;
-    uint64_t size;
-    int rc = sm_builder_layout(b, &size);
+int smi_dest_shm(smi_dest *d, const char *dir, const char *name) {
+    d->dirfd = -1;
+    int rc = smi_file_name(d->buf, sizeof d->buf, SM_NAME_PREFIX, name);
     if (rc)
         return rc;
-    smi_temp t;
-    if ((rc = smi_temp_begin(&t, dirfd, label, mode ? mode : SM_DEFAULT_MODE)))
-        return rc;
-    rc = write_snapshot(b, t.fd, size);
-    if (!rc)
-        rc = smi_temp_commit(&t, name, (flags & SM_FORCE) != 0, durable);
-    smi_temp_abort(&t);
-    return rc;
-}
-
-int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags, unsigned mode) {
-    char pub[NAME_MAX + 1];
-    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
-    if (rc)
-        return rc;
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    rc = publish_at(b, dirfd, pub, name, flags, mode, 0);
-    close(dirfd);
-    return rc;
+    d->dirfd = smi_open_dir(dir);
+    d->file = d->buf;
+    d->label = name;
+    d->durable = 0; /* shared memory: nothing to sync */
+    return d->dirfd < 0 ? d->dirfd : 0;
 }
 
 int smi_open_parent(const char *path, const char **base) {
@@ -506,14 +485,61 @@ int smi_open_parent(const char *path, const char **base) {
     return dirfd;
 }
 
-int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
-    const char *base;
-    int dirfd = smi_open_parent(path, &base);
-    if (dirfd < 0)
-        return dirfd;
-    int rc = publish_at(b, dirfd, base, base, flags, mode, 1);
-    close(dirfd);
+int smi_dest_file(smi_dest *d, const char *path) {
+    d->dirfd = smi_open_parent(path, &d->file);
+    d->label = d->file;
+    d->durable = 1;
+    return d->dirfd < 0 ? d->dirfd : 0;
+}
+
+int smi_publish_filled(const smi_dest *d, unsigned flags, unsigned mode, smi_fill_fn fill, void *ctx) {
+    /* permission bits only: fchmod would take setuid, setgid and sticky too, and
+     * quietly drop any higher bit */
+    if (mode & ~0777u)
+        return -EINVAL;
+    smi_temp t;
+    int rc = smi_temp_begin(&t, d->dirfd, d->label, mode ? mode : SM_DEFAULT_MODE);
+    if (rc)
+        return rc;
+    rc = fill(t.fd, ctx);
+    if (!rc)
+        rc = smi_temp_commit(&t, d->file, (flags & SM_FORCE) != 0, d->durable);
+    smi_temp_abort(&t);
     return rc;
+}
+
+/* A builder's snapshot, laid out before the temporary is made. */
+typedef struct builder_fill {
+    sm_builder *b;
+    uint64_t size;
+} builder_fill;
+
+static int fill_builder(int fd, void *ctx) {
+    builder_fill *f = ctx;
+    return write_snapshot(f->b, fd, f->size);
+}
+
+static int publish_builder(sm_builder *b, smi_dest *d, int rc, unsigned flags, unsigned mode) {
+    builder_fill f = {b, 0};
+    if (!rc && (mode & ~0777u))
+        rc = -EINVAL; /* before the layout's work, as smi_publish_filled would say */
+    if (!rc)
+        rc = sm_builder_layout(b, &f.size);
+    if (!rc)
+        rc = smi_publish_filled(d, flags, mode, fill_builder, &f);
+    if (d->dirfd >= 0)
+        close(d->dirfd);
+    return rc;
+}
+
+int sm_publish(sm_builder *b, const char *dir, const char *name, unsigned flags, unsigned mode) {
+    smi_dest d = {.dirfd = -1};
+    return publish_builder(b, &d, smi_dest_shm(&d, dir, name), flags, mode);
+}
+
+int sm_save(sm_builder *b, const char *path, unsigned flags, unsigned mode) {
+    smi_dest d = {.dirfd = -1};
+    return publish_builder(b, &d, smi_dest_file(&d, path), flags, mode);
 }
 
 static int unpublish_at(int dirfd, const char *pub, const char *label) {

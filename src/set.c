@@ -192,9 +192,9 @@ static int shard_open_file(sm_reader *r, int dirfd, const unsigned char *name, s
     char file[NAME_MAX + 1];
     memcpy(file, name, len);
     file[len] = 0;
-    int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int fd = smi_open_nofollow(dirfd, file);
     if (fd < 0)
-        return errno == ELOOP ? SM_ESYMLINK : -errno;
+        return fd;
     int rc = smi_reader_open_fd(r, fd);
     close(fd);
     return rc;
@@ -364,14 +364,6 @@ static uint64_t route(const struct smi_set *s, const void *key, size_t klen) {
     return smi_set_shard(s, key, klen);
 }
 
-/* Are the n bytes at p zero? */
-static int zeros(const unsigned char *p, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
-}
-
 int smi_set_verify(const sm_reader *r) {
     const struct smi_set *s = r->set;
     for (uint64_t i = 0; i < s->n; i++) {
@@ -382,7 +374,7 @@ int smi_set_verify(const sm_reader *r) {
     if (s->packed) { /* the padding before each shard is zero (V5, for packed sets) */
         const unsigned char *at = r->base + smf_le64(r->base + SMS_OFF_STRINGS_END);
         for (uint64_t i = 0; i < s->n; i++) {
-            if (!zeros(at, (uint64_t)(s->shards[i].base - at)))
+            if (!smi_zeros(at, (uint64_t)(s->shards[i].base - at)))
                 return SM_ECORRUPT;
             at = s->shards[i].base + s->shards[i].h.total_size;
         }
@@ -673,8 +665,14 @@ int sm_set_write(const char *dir, uint64_t n, const char *const *names, const sm
     return rc;
 }
 
-/* The packed set of r into the temporary t: its manifest, then each shard at its offset. */
-static int pack(const sm_reader *r, const smi_temp *t) {
+typedef struct pack_fill {
+    const sm_reader *r;
+} pack_fill;
+
+/* The packed set of the reader into fd: its manifest, then each shard at its offset
+ * (smi_fill_fn). */
+static int pack(int fd, void *ctx) {
+    const sm_reader *r = ((const pack_fill *)ctx)->r;
     uint64_t n = sm_reader_shard_count(r), size, total;
     shard_src *src = calloc((size_t)n, sizeof *src);
     uint64_t *offsets = calloc((size_t)n, sizeof *offsets);
@@ -684,53 +682,34 @@ static int pack(const sm_reader *r, const smi_temp *t) {
         src[i].r = sm_reader_shard(r, i, &src[i].bound, &src[i].bound_len);
     if (!rc)
         rc = manifest_make(src, n, SMS_LAYOUT_PACKED, &p, &size, &total, offsets);
-    if (!rc && ftruncate(t->fd, (off_t)total) < 0)
+    if (!rc && ftruncate(fd, (off_t)total) < 0)
         rc = -errno; /* the padding between shards: zeros */
     if (!rc)
-        rc = smi_pwrite_all(t->fd, p, (size_t)size, 0);
+        rc = smi_pwrite_all(fd, p, (size_t)size, 0);
     for (uint64_t i = 0; !rc && i < n; i++)
-        rc = smi_pwrite_all(t->fd, src[i].r->base, (size_t)src[i].r->h.total_size, offsets[i]);
+        rc = smi_pwrite_all(fd, src[i].r->base, (size_t)src[i].r->h.total_size, offsets[i]);
     free(p);
     free(offsets);
     free(src);
     return rc;
 }
 
-static int publish_packed(const sm_reader *r, int dirfd, const char *name, const char *label,
-                          unsigned flags, unsigned mode, int durable) {
-    if (mode & ~0777u)
-        return -EINVAL;
-    smi_temp t;
-    int rc = smi_temp_begin(&t, dirfd, label, mode ? mode : SM_DEFAULT_MODE);
-    if (rc)
-        return rc;
-    rc = pack(r, &t);
+static int publish_packed(const sm_reader *r, smi_dest *d, int rc, unsigned flags, unsigned mode) {
+    pack_fill f = {r};
     if (!rc)
-        rc = smi_temp_commit(&t, name, (flags & SM_FORCE) != 0, durable);
-    smi_temp_abort(&t);
+        rc = smi_publish_filled(d, flags, mode, pack, &f);
+    if (d->dirfd >= 0)
+        close(d->dirfd);
     return rc;
 }
 
 int sm_set_publish(const sm_reader *r, const char *dir, const char *name, unsigned flags,
                    unsigned mode) {
-    char pub[NAME_MAX + 1];
-    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
-    if (rc)
-        return rc;
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    rc = publish_packed(r, dirfd, pub, name, flags, mode, 0);
-    close(dirfd);
-    return rc;
+    smi_dest d = {.dirfd = -1};
+    return publish_packed(r, &d, smi_dest_shm(&d, dir, name), flags, mode);
 }
 
 int sm_set_save(const sm_reader *r, const char *path, unsigned flags, unsigned mode) {
-    const char *base;
-    int dirfd = smi_open_parent(path, &base);
-    if (dirfd < 0)
-        return dirfd;
-    int rc = publish_packed(r, dirfd, base, base, flags, mode, 1);
-    close(dirfd);
-    return rc;
+    smi_dest d = {.dirfd = -1};
+    return publish_packed(r, &d, smi_dest_file(&d, path), flags, mode);
 }

@@ -11,13 +11,6 @@
 #include <errno.h>
 #include <stdlib.h>
 
-static int zeros(const unsigned char *p, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
-}
-
 /* Index of off in the sorted array offs[0, n), or n. */
 static uint64_t find_offset(const uint64_t *offs, uint64_t n, uint64_t off) {
     uint64_t lo = 0, hi = n;
@@ -81,8 +74,8 @@ int sm_reader_verify(const sm_reader *r) {
     if (off != r->h.records_end)
         goto done;
     uint64_t samples_end = r->h.samples_offset + r->nsamples * SMF_SAMPLE_SIZE;
-    if (!zeros(base + r->h.records_end, r->h.samples_offset - r->h.records_end) ||
-        !zeros(base + samples_end, r->h.table_offset - samples_end))
+    if (!smi_zeros(base + r->h.records_end, r->h.samples_offset - r->h.records_end) ||
+        !smi_zeros(base + samples_end, r->h.table_offset - samples_end))
         goto done;
     /* table */
     const unsigned char *table = base + r->h.table_offset;

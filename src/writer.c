@@ -817,25 +817,18 @@ static int writer_open(sm_writer **out, int dirfd, const char *name, const char 
 
 int sm_writer_open_shm(sm_writer **out, const char *dir, const char *name, unsigned flags,
                        unsigned mode, const sm_writer_opts *opts) {
-    char pub[NAME_MAX + 1];
+    smi_dest d;
     *out = NULL;
-    int rc = smi_file_name(pub, sizeof pub, SM_NAME_PREFIX, name);
-    if (rc)
-        return rc;
-    int dirfd = smi_open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    return writer_open(out, dirfd, pub, name, flags, mode, 0, opts);
+    int rc = smi_dest_shm(&d, dir, name);
+    return rc ? rc : writer_open(out, d.dirfd, d.file, d.label, flags, mode, d.durable, opts);
 }
 
 int sm_writer_open_file(sm_writer **out, const char *path, unsigned flags, unsigned mode,
                         const sm_writer_opts *opts) {
-    const char *base;
+    smi_dest d;
     *out = NULL;
-    int dirfd = smi_open_parent(path, &base);
-    if (dirfd < 0)
-        return dirfd;
-    return writer_open(out, dirfd, base, base, flags, mode, 1, opts);
+    int rc = smi_dest_file(&d, path);
+    return rc ? rc : writer_open(out, d.dirfd, d.file, d.label, flags, mode, d.durable, opts);
 }
 
 /* The record of (key, value) into buf (grown as needed); its size and key offset. */
