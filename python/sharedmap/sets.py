@@ -12,6 +12,7 @@ republish replaces the whole set atomically.
 """
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -78,24 +79,35 @@ def finish_set(path: "PathLike", names: Sequence[str], bounds: Sequence[Any], *,
 
 
 def commit_shards(path: "PathLike", generation: str, shards: "Iterable[tuple[int, str, int, Any]]", *,
-                  force: bool = False, mode: int = 0o644) -> int:
+                  force: bool = False, mode: int = 0o644, staging: "PathLike | None" = None) -> int:
     """The last step of every writer of a set: shards is (index, file name, entries, first key)
     of each shard file written in path, in any order; the empty ones are removed, the others
     named by the manifest, in index order, each bounded below by its first key (an empty set is
-    one empty shard).  Returns the set's entries."""
+    one empty shard).  Returns the set's entries.
+
+    With ``staging``, the shard files are in that directory instead (one of this write's own,
+    inside path): the non-empty ones are moved into path, and the directory is removed with
+    whatever else is in it (the empty shards, files of task attempts that lost) before the
+    manifest is written."""
     from . import write
 
     path = os.fsdecode(path)
+    where = path if staging is None else os.fsdecode(staging)
     names: "list[str]" = []
     bounds: "list[Any]" = []
     total = 0
     for _, name, count, first in sorted(shards, key=lambda t: t[0]):
         if count == 0:
-            os.unlink(os.path.join(path, name))
-            continue
+            if staging is None:
+                os.unlink(os.path.join(path, name))
+            continue  # else removed with the staging directory
+        if staging is not None:
+            os.rename(os.path.join(where, name), os.path.join(path, name))
         names.append(name)
         bounds.append(first if names[1:] else None)
         total += count
+    if staging is not None:
+        _remove_dir(where, strict=True)
     if not names:
         names.append(shard_file(generation, 0))
         write(os.path.join(path, names[0]), (), mode=mode)
@@ -104,13 +116,31 @@ def commit_shards(path: "PathLike", generation: str, shards: "Iterable[tuple[int
     return total
 
 
-def abandon(path: "PathLike", generation: str) -> None:
-    """Remove the shard files of the set version `generation` (a write that failed)."""
+def _remove_dir(directory: str, *, strict: bool) -> None:
+    """Remove directory and everything in it, if it is there.  A task that is still running may
+    add a file while this removes them, so it tries again; if the directory is still there
+    after that, strict raises the error that stopped it."""
+    for _ in range(3):
+        shutil.rmtree(directory, ignore_errors=True)
+        if not os.path.lexists(directory):
+            return
+    if strict:
+        shutil.rmtree(directory)
+
+
+def abandon(path: "PathLike", generation: str, staging: "PathLike | None" = None) -> None:
+    """Remove the shard files of the set version `generation` (a write that failed) from path,
+    and the write's staging directory (commit_shards()) with everything in it, if there is one."""
     path = os.fsdecode(path)
+    if staging is not None:
+        _remove_dir(os.fsdecode(staging), strict=False)
     for name in os.listdir(path):
         m = _SHARD_FILE.match(name)
         if m and m.group(1) == generation:
-            os.unlink(os.path.join(path, name))
+            try:
+                os.unlink(os.path.join(path, name))
+            except FileNotFoundError:
+                pass
 
 
 def write_set(path: "PathLike", parts: "Iterable[Mapping[Any, Any] | Iterable[Any]]", *, sorted: bool = False,

@@ -141,6 +141,32 @@ def test_parts_out_of_order_are_refused(tmp_path):
         assert os.listdir(tmp_path / d) == []  # no manifest, no shard left
 
 
+def test_commit_shards_from_a_staging_directory(tmp_path):
+    """What sharedmap.spark does: shards written into a staging directory in the set's, moved
+    into the set by commit_shards(); after a failure abandon() removes both."""
+    from sharedmap import sets
+
+    path, gen = tmp_path / "set", sets.new_generation()
+    staging = path / f".staging-{gen}"
+    os.makedirs(staging)
+    done = []
+    for i, part in enumerate([[("a", 1), ("b", 2)], [], [("c", 3)]]):
+        name = sets.shard_file(gen, i)
+        done.append((i, name, sharedmap.write(staging / name, part, sorted=True), part[0][0] if part else None))
+    (staging / "a-late-attempt").write_bytes(b"")
+    assert sets.commit_shards(path, gen, reversed(done), staging=staging) == 3
+    assert sharedmap.open(path) == {"a": 1, "b": 2, "c": 3}
+    assert sorted(os.listdir(path)) == ["MANIFEST", done[0][1], done[2][1]]  # no staging, no empty shard
+    # a failure after some shards were moved: abandon() leaves the set that was there
+    gen2 = sets.new_generation()
+    staging = path / f".staging-{gen2}"
+    os.makedirs(staging)
+    sharedmap.write(staging / sets.shard_file(gen2, 0), [("x", 1)])
+    sharedmap.write(path / sets.shard_file(gen2, 1), [("y", 1)])
+    sets.abandon(path, gen2, staging=staging)
+    assert sorted(os.listdir(path)) == ["MANIFEST", done[0][1], done[2][1]]
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "swapped", "replaced", "manifest"])
 def test_a_damaged_set_is_an_error_at_open(set_dir, data, damage):
     names = sorted(f for f in os.listdir(set_dir) if f != "MANIFEST")
