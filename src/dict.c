@@ -361,6 +361,17 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
     return rc;
 }
 
+int smi_builder_put_tombstone(sm_builder *b, sm_key_kind kind, const void *key, size_t klen) {
+    sm_value none = sm_value_none();
+    int rc = sm_builder_put(b, kind, key, klen, &none);
+    if (rc)
+        return rc;
+    int found;
+    size_t slot = index_find(b, klen ? key : "", klen, sm_hash64(klen ? key : "", klen, b->index_seed), &found);
+    b->items[b->index[slot] - 1].type = SMF_TYPE_TOMBSTONE;
+    return 0;
+}
+
 int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_value *out) {
     if (!b->count)
         return SM_NOTFOUND;

@@ -44,6 +44,17 @@ static probe_result probe(const sm_reader *r, const void *key, size_t klen, uint
     return PROBE_ABSENT;
 }
 
+int smi_probe(const sm_reader *r, const void *key, size_t klen, uint64_t h, smf_record *rec) {
+    switch (probe(r, key, klen, h, rec)) {
+    case PROBE_FOUND:
+        return 0;
+    case PROBE_ABSENT:
+        return SM_NOTFOUND;
+    default:
+        return SM_ECORRUPT;
+    }
+}
+
 /* What sm_get() returns for key, of hash h. */
 static int get_hashed(const sm_reader *r, const void *key, size_t klen, uint64_t h,
                       sm_value *out) {

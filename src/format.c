@@ -13,6 +13,10 @@
 #include "internal.h"
 
 int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h) {
+    return smf_header_parse_as(p, n, SMF_REQ_KNOWN, h);
+}
+
+int smf_header_parse_as(const unsigned char *p, uint64_t n, uint32_t known, smf_header *h) {
     if (n < SMF_MAGIC_LEN || memcmp(p, SMF_MAGIC, SMF_MAGIC_LEN) != 0)
         return SM_EBADMAGIC; /* R1 */
     if (n < 16)
@@ -29,7 +33,7 @@ int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h) {
     if (sm_hash64(p, SMF_OFF_HEADER_SUM, 0) != smf_le64(p + SMF_OFF_HEADER_SUM))
         return SM_EHEADER; /* R5 */
     uint32_t required = smf_le32(p + SMF_OFF_REQUIRED_FLAGS);
-    if (required & ~SMF_REQ_KNOWN)
+    if (required & ~known)
         return SM_EFEATURE; /* R6 */
     for (unsigned i = SMF_OFF_RESERVED; i < SMF_OFF_TOTAL_SIZE; i++)
         if (p[i])

@@ -75,7 +75,11 @@
 /* Required flags (§9): a snapshot that sets one is refused by every reader that does not
  * know it (R6), so an older reader says "unsupported feature" instead of misreading it. */
 #define SMF_REQ_INT_KEYS 0x1u /* key_kind 3: 8-byte order-preserving int keys; set iff kind 3 */
+#define SMF_REQ_LAYER 0x2u      /* a layer file (§13): a delta over a base named inside it */
+#define SMF_REQ_TOMBSTONES 0x4u /* a delta (§13): records of type 7 are deletions */
+/* what a map's own header may carry; a delta inside a layer file may also carry TOMBSTONES */
 #define SMF_REQ_KNOWN SMF_REQ_INT_KEYS
+#define SMF_REQ_KNOWN_DELTA (SMF_REQ_INT_KEYS | SMF_REQ_TOMBSTONES)
 #define SMF_INT_KEY_SIZE 8u
 
 #define SMF_HASH_XXH64 1u
@@ -120,6 +124,9 @@ typedef struct smf_header {
  * check that fails: SM_EBADMAGIC, SM_ETRUNCATED, SM_EENDIAN, SM_EHEADER, SM_EVERSION,
  * SM_EFEATURE (format.c). */
 int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h);
+/* smf_header_parse with `known` the required flags R6 accepts (SMF_REQ_KNOWN_DELTA for the
+ * delta of a layer file). */
+int smf_header_parse_as(const unsigned char *p, uint64_t n, uint32_t known, smf_header *h);
 
 /* Writes h as the SMF_HEADER_SIZE bytes at p, with the format's constants, zero reserved
  * bytes and superseded word, and the header checksum computed last (format.c). */
@@ -137,6 +144,7 @@ void smf_header_write(unsigned char *p, const smf_header *h);
 #define SMF_TYPE_BITS 4
 #define SMF_TYPE_MASK 0xFu
 #define SMF_TYPE_MAX 6u /* SM_STR; 7..15 are invalid in v1 */
+#define SMF_TYPE_TOMBSTONE 7u /* in a delta only (SMF_REQ_TOMBSTONES): the key is deleted */
 #define SMF_VARINT_MAX 10u
 
 static inline uint16_t smf_le16(const unsigned char *p) {
@@ -366,5 +374,49 @@ static inline unsigned smf_int_size(int64_t v) {
 #define SMS_E_BOUND_LEN 48  /* u32: and length; 0 for shard 0 (no bound), > 0 for the others */
 #define SMS_E_NAME_LEN 52   /* u32: directory layout: its file name's length; packed: 0 */
 #define SMS_E_NAME_OFF 56   /* u64: and offset in this file */
+
+/* ---- layer files (docs/LAYERS-DESIGN.md, to become FORMAT.md §13) ----
+ * A snapshot header with SMF_REQ_LAYER: offsets 48-95 are the layer's fields, then the base
+ * reference, the base's file name, the index, the filter and the delta (a snapshot with
+ * SMF_REQ_TOMBSTONES), each region after the one before. */
+#define SML_OFF_DELTA 48        /* u64: where the delta snapshot starts (64-aligned) */
+#define SML_OFF_DELTA_SIZE 56   /* u64: its total_size; it ends at the layer's total_size */
+#define SML_OFF_INDEX 64        /* u64: the index, 16 bytes per delta record */
+#define SML_OFF_FILTER 72       /* u64: the blocked Bloom filter (64-aligned) */
+#define SML_OFF_FILTER_SIZE 80  /* u64: its bytes, a multiple of 64; 0 iff the delta is empty */
+#define SML_OFF_NAME_LEN 88     /* u64: bytes of the base's file name, 1 to 255 */
+#define SML_BASE_REF 128        /* 64 bytes: what the base must be */
+#define SML_R_SIZE 0            /* u64: its total_size */
+#define SML_R_COUNT 8           /* u64: its count */
+#define SML_R_BODY_SUM 16       /* u64: its body_checksum */
+#define SML_R_HEADER_SUM 24     /* u64: its header_checksum */
+#define SML_R_SEED 32           /* u64: its hash_seed; 40..63 zero */
+#define SML_NAME 192            /* the base's file name */
+#define SML_INDEX_ENTRY 16      /* u64 base_rank | i64 adj */
+#define SML_BASE_PREFIX ".sharedmap-base."
+#define SML_FILTER_BLOCK 64
+#define SML_FILTER_K 6
+#define SML_FILTER_BITS_PER_KEY 16
+
+/* The filter block of hash h among nblocks (< 2^32), and whether block p has h's k bits. */
+static inline uint64_t sml_filter_block(uint64_t h, uint64_t nblocks) {
+    return ((h >> 32) * nblocks) >> 32;
+}
+static inline int sml_filter_has(const unsigned char *block, uint64_t h) {
+    uint64_t g = h * UINT64_C(0x9E3779B97F4A7C15);
+    for (unsigned i = 0; i < SML_FILTER_K; i++, g >>= 9) {
+        unsigned bit = (unsigned)(g & 511);
+        if (!((block[bit >> 3] >> (bit & 7)) & 1))
+            return 0;
+    }
+    return 1;
+}
+static inline void sml_filter_add(unsigned char *block, uint64_t h) {
+    uint64_t g = h * UINT64_C(0x9E3779B97F4A7C15);
+    for (unsigned i = 0; i < SML_FILTER_K; i++, g >>= 9) {
+        unsigned bit = (unsigned)(g & 511);
+        block[bit >> 3] |= (unsigned char)(1u << (bit & 7));
+    }
+}
 
 #endif /* SM_FORMAT_H */

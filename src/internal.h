@@ -161,6 +161,10 @@ int smi_set_rank(const sm_reader *r, const void *key, size_t klen, uint64_t *ran
 int smi_set_prefix_range(const sm_reader *r, const void *prefix, size_t plen, uint64_t *begin,
                          uint64_t *end);
 
+/* The record of key, whose hash under r's seed is h, in the plain snapshot r (find.c): 0 and
+ * *rec, SM_NOTFOUND, SM_ECORRUPT.  The value is not checked (a delta's tombstones). */
+int smi_probe(const sm_reader *r, const void *key, size_t klen, uint64_t h, smf_record *rec);
+
 /* What sm_reader_info() tells from a header alone, with dev and ino 0 (open.c; sm_list
  * gives it for each header it reads). */
 void smi_header_info(const smf_header *h, sm_info *out);
@@ -377,6 +381,11 @@ struct sm_builder {
  * v, or into tmp for the fixed-size types) and its length.  0, -EINVAL (a NULL buffer
  * with a size), SM_EUTF8 (an SM_STR that is not UTF-8) or SM_ETYPE. */
 int smi_value_payload(const sm_value *v, unsigned char tmp[8], const void **p, size_t *n);
+
+/* Put a tombstone (type SMF_TYPE_TOMBSTONE, no payload) for key: the deletions of an edit,
+ * written into a delta (dict.c).  As sm_builder_put otherwise; sm_builder_get then hands out
+ * a value of type 7, which only the editor's own builder ever holds. */
+int smi_builder_put_tombstone(sm_builder *b, sm_key_kind kind, const void *key, size_t klen);
 
 /* Make b->order valid: the item numbers in key order (dict.c).  0 or -ENOMEM. */
 int smi_builder_sort(sm_builder *b);
