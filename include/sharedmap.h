@@ -114,7 +114,11 @@ extern "C" {
     XX(SM_EMANIFEST, -30717, CorruptSnapshotError,                                                 \
        "map set manifest is corrupt")                                                              \
     XX(SM_ESHARD, -30718, CorruptSnapshotError,                                                    \
-       "a shard of the map set is missing, damaged or not the one its manifest names")
+       "a shard of the map set is missing, damaged or not the one its manifest names")         \
+    XX(SM_EBASE, -30719, CorruptSnapshotError,                                                     \
+       "the base of a layered map is missing, damaged or not the one its layer names")         \
+    XX(SM_ECONFLICT, -30720, ConflictError,                                                        \
+       "the map was replaced since the edit began; the edit was not published")
 
 enum {
 #define SM_XX_ENUM(name, value, pyclass, msg) name = value,
@@ -638,6 +642,40 @@ SM_API int sm_set_publish(const sm_reader *r, const char *dir, const char *name,
 
 /** sm_set_publish() into the file @p path, as sm_save() writes one. */
 SM_API int sm_set_save(const sm_reader *r, const char *path, unsigned flags, unsigned mode);
+
+/* ---------------------------------------------------------------- editing (delta layers)
+ *
+ * WIP (docs/LAYERS-DESIGN.md): an edit of a published map or a snapshot file, published as a
+ * small delta over the current version under the same name; editors of one name serialise
+ * (a lock held from open to free).  The API below may still change. */
+typedef struct sm_edit sm_edit;
+
+#define SM_EDIT_NOWAIT 0x1u  /* another editor holds the name: -EWOULDBLOCK instead of waiting */
+#define SM_EDIT_COMPACT 0x2u /* commit compacts: one plain snapshot, whatever the threshold */
+
+typedef struct sm_edit_opts {
+    double compact_ratio; /* compact when the delta has more entries than this times the base's */
+    unsigned flags;       /* SM_EDIT_NOWAIT, SM_EDIT_COMPACT */
+    size_t memory_limit;  /* of the compaction's streaming writer (0: its default) */
+    const char *temp_dir; /* where it spills (NULL: $TMPDIR, else /tmp) */
+} sm_edit_opts;
+#define SM_EDIT_OPTS_INIT {0.1, 0, 0, NULL}
+
+SM_API int sm_edit_open_shm(sm_edit **out, const char *dir, const char *name, const sm_edit_opts *opts);
+SM_API int sm_edit_open_file(sm_edit **out, const char *path, const sm_edit_opts *opts);
+/** The version the edit began from. */
+SM_API const sm_reader *sm_edit_reader(const sm_edit *e);
+SM_API int sm_edit_get(const sm_edit *e, const void *key, size_t klen, sm_value *out);
+SM_API int sm_edit_put(sm_edit *e, sm_key_kind kind, const void *key, size_t klen, const sm_value *value);
+/** @return 0, SM_NOTFOUND (not in the edited map), or an error. */
+SM_API int sm_edit_del(sm_edit *e, const void *key, size_t klen);
+SM_API uint64_t sm_edit_count(const sm_edit *e);
+SM_API size_t sm_edit_changes(const sm_edit *e);
+/** Publish the changes: 0, SM_ECONFLICT, or a publish error; *compacted (may be NULL) says
+ *  whether a plain snapshot was written.  Then free the edit. */
+SM_API int sm_edit_commit(sm_edit *e, int *compacted);
+/** Free the edit (an uncommitted one is discarded) and release the name's lock. */
+SM_API void sm_edit_free(sm_edit *e);
 
 /* ---------------------------------------------------------------- housekeeping */
 

@@ -74,6 +74,8 @@ static int get_hashed(const sm_reader *r, const void *key, size_t klen, uint64_t
 int sm_get(const sm_reader *r, const void *key, size_t klen, sm_value *out) {
     if (r->set)
         r = smi_set_route(r, key, klen);
+    if (r->layer)
+        return smi_layer_get(r, key, klen, out);
     if (r->h.count == 0)
         return SM_NOTFOUND;
     if (!klen)
@@ -132,6 +134,8 @@ static inline const void *key_at(const sm_buf *keys, const int64_t *ikeys, size_
 
 int smi_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t *ikeys,
                  sm_value *values, int *status, size_t window) {
+    if (r->layer)
+        return smi_layer_get_many(r, n, keys, ikeys, values, status);
     if (n && ((!keys && !ikeys) || !status))
         return -EINVAL;
     if (window < 1)

@@ -55,11 +55,16 @@ struct sm_reader {
     struct smi_set *set;       /* a map set's shards (set.c), or NULL for a snapshot; a set's
                                 * base is its manifest, and h holds only its version, key_kind,
                                 * total_size (the manifest's), count, created, body_checksum */
+    struct smi_layer *layer;   /* a layer file's base and delta (layer.c), or NULL; its h holds
+                                * the layer's version, required_flags, key_kind, total_size,
+                                * count, created, body_checksum and the base's hash_seed */
 };
 
 /* A plain snapshot reader over the n bytes at p, or the file fd mapped (the shards of a set;
  * open.c).  0 or the error of R1-R9. */
 int smi_reader_init(sm_reader *r, const unsigned char *p, uint64_t n);
+/* smi_reader_init accepting the required flags `known` (a delta: SMF_REQ_KNOWN_DELTA). */
+int smi_reader_init_as(sm_reader *r, const unsigned char *p, uint64_t n, uint32_t known);
 int smi_reader_open_fd(sm_reader *r, int fd);
 /* openat(dirfd, path) for reading a snapshot, never following a symlink as the final
  * component (SM_ESYMLINK; -ELOOP is too many of them in the directories on the way) nor
@@ -93,6 +98,7 @@ int smi_manifest_head(const unsigned char *p, uint64_t n, smi_manifest *m);
 typedef struct smi_set_where {
     int dirfd;
     const char *path;
+    const char *layer_path; /* the file's own path, shared map or not: a layer's base is beside it */
     uint64_t *bad_shard;
     int *bad_error;
 } smi_set_where;
@@ -164,6 +170,55 @@ int smi_set_prefix_range(const sm_reader *r, const void *prefix, size_t plen, ui
 /* The record of key, whose hash under r's seed is h, in the plain snapshot r (find.c): 0 and
  * *rec, SM_NOTFOUND, SM_ECORRUPT.  The value is not checked (a delta's tombstones). */
 int smi_probe(const sm_reader *r, const void *key, size_t klen, uint64_t h, smf_record *rec);
+
+/* ---- layer files (layer.c, docs/LAYERS-DESIGN.md) ---- */
+
+struct smi_layer {
+    sm_reader base;              /* the base snapshot, mapped from its own file */
+    sm_reader delta;             /* the delta, inside the layer file (tombstones allowed) */
+    const unsigned char *index;  /* d entries of SML_INDEX_ENTRY bytes */
+    const unsigned char *filter; /* filter_blocks blocks of SML_FILTER_BLOCK bytes */
+    uint64_t filter_blocks;
+    uint64_t d;                  /* the delta's records */
+    int64_t net;                 /* the layer's count minus the base's */
+    int same_seed;               /* one hash serves the delta and the base */
+    char base_name[NAME_MAX + 1];
+};
+
+/* r over the layer file of n bytes at p, its base found in where->dirfd or beside
+ * where->layer_path: 0, the header's error, SM_EBASE (and *where->bad_error, the base's own
+ * error or SM_EBASE when it is not the one named), -ENOMEM. */
+int smi_layer_open(sm_reader *r, const unsigned char *p, uint64_t n, const smi_set_where *where);
+void smi_layer_close(sm_reader *r);
+int smi_layer_get(const sm_reader *r, const void *key, size_t klen, sm_value *out);
+int smi_layer_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t *ikeys,
+                       sm_value *values, int *status);
+int smi_layer_verify(const sm_reader *r);
+
+/* What a layer file is made of: its base (a plain reader) and that base's file name, the
+ * delta's entries in a builder (tombstones for deletions), their index entries in the
+ * builder's key order, and the merged map's count and key kind. */
+typedef struct smi_layer_in {
+    const sm_reader *base;
+    const char *base_name;
+    sm_builder *delta;
+    const uint64_t *base_rank;
+    const int64_t *adj;
+    uint64_t count;
+    unsigned key_kind;
+} smi_layer_in;
+/* The layer file's bytes, malloc'ed into *out (layer.c): 0, -EINVAL (a bad base name),
+ * -ENOMEM, SM_ETOOBIG, or the builder's layout error. */
+int smi_layer_build(const smi_layer_in *in, unsigned char **out, uint64_t *size);
+int smi_layer_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c);
+int smi_layer_seek_key(const sm_reader *r, const void *key, size_t klen, sm_bound bound, sm_cursor *c);
+int smi_layer_cursor_get(const sm_cursor *c, sm_entry *out);
+int smi_layer_cursor_next(sm_cursor *c);
+int smi_layer_cursor_read(sm_cursor *c, sm_entry *out);
+int smi_layer_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread);
+int smi_layer_rank(const sm_reader *r, const void *key, size_t klen, uint64_t *rank);
+int smi_layer_prefix_range(const sm_reader *r, const void *prefix, size_t plen, uint64_t *begin,
+                           uint64_t *end);
 
 /* What sm_reader_info() tells from a header alone, with dev and ino 0 (open.c; sm_list
  * gives it for each header it reads). */
@@ -335,6 +390,11 @@ int smi_open_parent(const char *path, const char **base);
  * error, or what smi_temp_begin and smi_temp_commit return; nothing is left on failure. */
 typedef int (*smi_fill_fn)(int fd, void *ctx);
 int smi_publish_filled(const smi_dest *d, unsigned flags, unsigned mode, smi_fill_fn fill, void *ctx);
+
+/* A streaming writer whose snapshot is published at d (whose dirfd stays the caller's), as
+ * sm_writer_open_shm/_file make one (writer.c; the compaction of edit.c). */
+int smi_writer_open_dest(sm_writer **out, const smi_dest *d, unsigned flags, unsigned mode,
+                         const sm_writer_opts *opts);
 
 /* pwrite all n bytes at off, retried on EINTR and short writes.  0 or -errno. */
 int smi_pwrite_all(int fd, const void *data, size_t n, uint64_t off);

@@ -12,6 +12,8 @@
 int sm_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
     if (r->set)
         return smi_set_seek_rank(r, rank, c);
+    if (r->layer)
+        return smi_layer_seek_rank(r, rank, c);
     if (rank > r->h.count)
         return -ERANGE;
     sm_cursor at = {r, rank, r->h.records_end};
@@ -54,6 +56,8 @@ static int entry_of(const sm_reader *r, const smf_record *rec, sm_entry *out) {
 int sm_cursor_get(const sm_cursor *c, sm_entry *out) {
     if (c->reader->set)
         return smi_set_cursor_get(c, out);
+    if (c->reader->layer)
+        return smi_layer_cursor_get(c, out);
     smf_record rec;
     int rc = cursor_record(c, &rec);
     return rc ? rc : entry_of(c->reader, &rec, out);
@@ -62,6 +66,8 @@ int sm_cursor_get(const sm_cursor *c, sm_entry *out) {
 int sm_cursor_next(sm_cursor *c) {
     if (c->reader->set)
         return smi_set_cursor_next(c);
+    if (c->reader->layer)
+        return smi_layer_cursor_next(c);
     smf_record rec;
     int rc = cursor_record(c, &rec);
     if (rc)
@@ -73,6 +79,8 @@ int sm_cursor_next(sm_cursor *c) {
 int sm_cursor_read(sm_cursor *c, sm_entry *out) {
     if (c->reader->set)
         return smi_set_cursor_read(c, out);
+    if (c->reader->layer)
+        return smi_layer_cursor_read(c, out);
     smf_record rec;
     int rc = cursor_record(c, &rec);
     if (!rc && !(rc = entry_of(c->reader, &rec, out)))
@@ -83,6 +91,8 @@ int sm_cursor_read(sm_cursor *c, sm_entry *out) {
 int sm_cursor_read_many(sm_cursor *c, sm_entry *out, size_t max, size_t *nread) {
     if (c->reader->set)
         return smi_set_cursor_read_many(c, out, max, nread);
+    if (c->reader->layer)
+        return smi_layer_cursor_read_many(c, out, max, nread);
     const sm_reader *r = c->reader;
     uint64_t off = c->offset, left = c->rank < r->h.count ? r->h.count - c->rank : 0;
     size_t n = 0;
@@ -190,12 +200,16 @@ static int seek(const sm_reader *r, const void *q, size_t qlen, int strict, cmp_
 int sm_seek_key(const sm_reader *r, const void *key, size_t klen, sm_bound bound, sm_cursor *c) {
     if (r->set)
         return smi_set_seek_key(r, key, klen, bound, c);
+    if (r->layer)
+        return smi_layer_seek_key(r, key, klen, bound, c);
     return seek(r, key, klen, bound == SM_GT, CMP_KEY, c);
 }
 
 int sm_rank(const sm_reader *r, const void *key, size_t klen, uint64_t *rank) {
     if (r->set)
         return smi_set_rank(r, key, klen, rank);
+    if (r->layer)
+        return smi_layer_rank(r, key, klen, rank);
     sm_cursor c;
     int rc = seek(r, key, klen, 0, CMP_KEY, &c);
     if (rc)
@@ -215,6 +229,8 @@ int sm_prefix_range(const sm_reader *r, const void *prefix, size_t plen, uint64_
                     uint64_t *end) {
     if (r->set)
         return smi_set_prefix_range(r, prefix, plen, begin, end);
+    if (r->layer)
+        return smi_layer_prefix_range(r, prefix, plen, begin, end);
     sm_cursor c;
     int rc = seek(r, prefix, plen, 0, CMP_PREFIX, &c);
     if (rc)

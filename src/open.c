@@ -13,7 +13,11 @@
 #include <unistd.h>
 
 int smi_reader_init(sm_reader *r, const unsigned char *p, uint64_t n) {
-    int rc = smf_header_parse(p, n, &r->h);
+    return smi_reader_init_as(r, p, n, SMF_REQ_KNOWN);
+}
+
+int smi_reader_init_as(sm_reader *r, const unsigned char *p, uint64_t n, uint32_t known) {
+    int rc = smf_header_parse_as(p, n, known, &r->h);
     if (rc)
         return rc;
     r->base = p;
@@ -27,6 +31,9 @@ int smi_reader_init(sm_reader *r, const unsigned char *p, uint64_t n) {
 static int init_any(sm_reader *r, const unsigned char *p, uint64_t n, const smi_set_where *where) {
     if (n >= SMF_MAGIC_LEN && memcmp(p, SMS_MAGIC, SMF_MAGIC_LEN) == 0)
         return smi_set_open(r, p, n, where);
+    if (n >= SMF_OFF_REQUIRED_FLAGS + 4 && memcmp(p, SMF_MAGIC, SMF_MAGIC_LEN) == 0 &&
+        (smf_le32(p + SMF_OFF_REQUIRED_FLAGS) & SMF_REQ_LAYER))
+        return smi_layer_open(r, p, n, where);
     return smi_reader_init(r, p, n);
 }
 
@@ -36,7 +43,7 @@ int sm_reader_open_mem(sm_reader **out, const void *data, size_t size) {
     sm_reader *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    smi_set_where nowhere = {-1, NULL, NULL, NULL};
+    smi_set_where nowhere = {.dirfd = -1};
     int rc = init_any(r, data ? data : (const void *)"", size, &nowhere);
     if (rc) {
         free(r);
@@ -118,7 +125,8 @@ static int open_path(sm_reader **out, const char *path, int by_path, uint64_t *b
         close(fd);
         return -ENOMEM;
     }
-    smi_set_where where = {-1, by_path ? path : NULL, bad_shard, bad_error};
+    smi_set_where where = {.dirfd = -1, .path = by_path ? path : NULL, .layer_path = path,
+                           .bad_shard = bad_shard, .bad_error = bad_error};
     struct stat st;
     int rc = 0;
     if (by_path && smi_fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -168,6 +176,8 @@ void sm_reader_close(sm_reader *r) {
         return;
     if (r->set)
         smi_set_close(r);
+    if (r->layer)
+        smi_layer_close(r);
     if (r->map)
         munmap(r->map, r->map_len);
     free(r);

@@ -644,7 +644,7 @@ int sm_set_write(const char *dir, uint64_t n, const char *const *names, const sm
         rc = manifest_make(src, n, SMS_LAYOUT_DIR, &p, &size, &total, NULL);
     if (!rc) { /* what readers will check, checked now */
         sm_reader check = {0};
-        smi_set_where here = {dirfd, NULL, NULL, NULL};
+        smi_set_where here = {.dirfd = dirfd};
         rc = smi_set_open(&check, p, size, &here);
         smi_set_close(&check);
     }

@@ -27,6 +27,8 @@ static uint64_t find_offset(const uint64_t *offs, uint64_t n, uint64_t off) {
 int sm_reader_verify(const sm_reader *r) {
     if (r->set)
         return smi_set_verify(r);
+    if (r->layer)
+        return smi_layer_verify(r);
     const unsigned char *base = r->base;
     uint64_t body = r->h.total_size - SMF_HEADER_SIZE;
     if (sm_hash64(base + SMF_HEADER_SIZE, (size_t)body, 0) != r->h.body_checksum)
@@ -42,12 +44,14 @@ int sm_reader_verify(const sm_reader *r) {
     /* records */
     uint64_t off = SMF_HEADER_SIZE, prev_key = 0, prev_klen = 0;
     uint64_t block_mask = (UINT64_C(1) << r->h.sample_shift) - 1;
+    int tombstones = (r->h.required_flags & SMF_REQ_TOMBSTONES) != 0;
     for (uint64_t i = 0; i < n; i++) {
         smf_record rec;
         if (smi_record(r, off, &rec) || off > SMF_MAX_OFFSET)
             goto done;
-        if (!smf_value_ok(rec.type, rec.vlen))
-            goto done;
+        if (!smf_value_ok(rec.type, rec.vlen) &&
+            !(tombstones && rec.type == SMF_TYPE_TOMBSTONE && rec.vlen == 0))
+            goto done; /* a delta's deletions have type 7 and no payload */
         if (i && smi_keycmp(base + prev_key, (size_t)prev_klen, base + rec.key, (size_t)rec.klen) >= 0)
             goto done;
         if (r->h.key_kind == SM_KEYS_STR && !smi_utf8_valid(base + rec.key, (size_t)rec.klen)) {

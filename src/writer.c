@@ -984,3 +984,12 @@ void sm_writer_free(sm_writer *w) {
     free(w->temp_dir);
     free(w);
 }
+
+int smi_writer_open_dest(sm_writer **out, const smi_dest *d, unsigned flags, unsigned mode,
+                         const sm_writer_opts *opts) {
+    *out = NULL;
+    int dirfd = fcntl(d->dirfd, F_DUPFD_CLOEXEC, 0);
+    if (dirfd < 0)
+        return -errno;
+    return writer_open(out, dirfd, d->file, d->label, flags, mode, d->durable, opts);
+}
