@@ -54,7 +54,7 @@ static int lock_name(int dirfd, const char *file, int nowait) {
         }
         /* a gc may have removed the lock file between our open and our lock */
         struct stat a, b;
-        if (fstat(fd, &a) == 0 && smi_fstatat(dirfd, lname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if (smi_fstat(fd, &a) == 0 && smi_fstatat(dirfd, lname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
             a.st_dev == b.st_dev && a.st_ino == b.st_ino)
             return fd;
         close(fd);

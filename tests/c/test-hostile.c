@@ -533,11 +533,11 @@ TEST(hostile_header_codes) {
     fix_header_sum(c);
     ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EVERSION);
     RESET();
-    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 2); /* a required bit nobody knows */
+    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 8); /* a required bit nobody knows (1 and 2 are layers') */
     fix_header_sum(c);
     ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EFEATURE);
     RESET();
-    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 3); /* ... even next to bit 0 */
+    smf_put32(c + SMF_OFF_REQUIRED_FLAGS, 9); /* ... even next to bit 0 */
     fix_header_sum(c);
     ASSERT_ERR(sm_reader_open_mem(&r, c, size), SM_EFEATURE);
     RESET();

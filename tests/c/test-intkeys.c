@@ -171,10 +171,12 @@ TEST(intkeys_flag_rules) {
     ASSERT_ERR(open_with(snap, n, 1, SM_KEYS_BYTES), SM_EHEADER); /* the flag without kind 3 */
     ASSERT_ERR(open_with(snap, n, 1, SM_KEYS_STR), SM_EHEADER);
     ASSERT_ERR(open_with(snap, n, 1, 4), SM_EHEADER);
-    ASSERT_ERR(open_with(snap, n, 3, SM_KEYS_INT), SM_EFEATURE); /* an unknown bit, before R9 */
-    ASSERT_ERR(open_with(snap, n, 2, SM_KEYS_INT), SM_EFEATURE);
+    ASSERT_ERR(open_with(snap, n, 9, SM_KEYS_INT), SM_EFEATURE); /* an unknown bit, before R9 */
+    ASSERT_ERR(open_with(snap, n, 8, SM_KEYS_INT), SM_EFEATURE);
+    ASSERT_ERR(open_with(snap, n, 5, SM_KEYS_INT), SM_EFEATURE); /* a delta's bit, on a map */
     ASSERT_ERR(open_with(snap, n, 0x80000001u, SM_KEYS_INT), SM_EFEATURE);
-    ASSERT_ERR(open_with(snap, n, 2, SM_KEYS_BYTES), SM_EFEATURE);
+    ASSERT_ERR(open_with(snap, n, 8, SM_KEYS_BYTES), SM_EFEATURE);
+    ASSERT_ERR(open_with(snap, n, 2, SM_KEYS_BYTES), SM_EHEADER); /* bit 1: a layer file, whose fields these are not */
     /* 8-byte bytes keys: the same records read as a bytes map without the flag */
     ASSERT_OK(open_with(snap, n, 0, SM_KEYS_BYTES));
     free(snap);

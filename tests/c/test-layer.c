@@ -1,0 +1,208 @@
+/* test-layer.c: edits published as delta layers (src/edit.c, src/layer.c): rounds of random
+ * puts, deletions and re-inserts checked against a model through every read function,
+ * across compactions, for str and int keys; conflicts with a publisher that does not lock. */
+#include "test.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define KEYS 3000 /* the key space: key i for i < KEYS; the map starts with every third */
+
+typedef struct lmodel {
+    sm_key_kind kind;
+    int has[KEYS];
+    int64_t val[KEYS];
+} lmodel;
+
+/* Key i's bytes into buf (its order is i's order for both kinds). */
+static size_t key_of(sm_key_kind kind, int i, unsigned char *buf) {
+    if (kind == SM_KEYS_INT) {
+        sm_key_int((int64_t)i * 1000 - 1000000, buf);
+        return SM_INT_KEY_SIZE;
+    }
+    return (size_t)sprintf((char *)buf, "k%06d", i);
+}
+
+static void check(const lmodel *m, const char *name) {
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), name));
+    uint64_t count = 0;
+    for (int i = 0; i < KEYS; i++)
+        count += (uint64_t)m->has[i];
+    ASSERT_EQ(sm_reader_count(r), count);
+    uint64_t rank = 0;
+    unsigned char k[16];
+    for (int i = 0; i < KEYS; i++) {
+        size_t kl = key_of(m->kind, i, k);
+        sm_value v;
+        int rc = sm_get(r, k, kl, &v);
+        ASSERT_EQ(rc, m->has[i] ? 0 : SM_NOTFOUND);
+        if (!rc)
+            ASSERT_EQ(v.as.i, m->val[i]);
+        sm_cursor c;
+        ASSERT_OK(sm_seek_key(r, k, kl, SM_GE, &c));
+        ASSERT_EQ(c.rank, rank);
+        ASSERT_OK(sm_seek_key(r, k, kl, SM_GT, &c));
+        ASSERT_EQ(c.rank, rank + (uint64_t)m->has[i]);
+        if (m->has[i]) {
+            uint64_t got;
+            ASSERT_OK(sm_rank(r, k, kl, &got));
+            ASSERT_EQ(got, rank);
+            sm_entry e;
+            ASSERT_OK(sm_seek_rank(r, rank, &c));
+            ASSERT_OK(sm_cursor_get(&c, &e));
+            ASSERT_MEM_EQ(e.key.data, e.key.size, k, kl);
+            rank++;
+        } else {
+            ASSERT_ERR(sm_rank(r, k, kl, NULL), SM_NOTFOUND);
+        }
+    }
+    /* the whole map, by batches of an odd size, and by single steps backwards */
+    sm_cursor c;
+    sm_entry batch[37];
+    size_t got;
+    uint64_t seen = 0;
+    int i = 0, rc;
+    ASSERT_OK(sm_seek_rank(r, 0, &c));
+    while ((rc = sm_cursor_read_many(&c, batch, 37, &got)) == 0) {
+        for (size_t b = 0; b < got; b++, i++, seen++) {
+            while (!m->has[i])
+                i++;
+            size_t kl = key_of(m->kind, i, k);
+            ASSERT_MEM_EQ(batch[b].key.data, batch[b].key.size, k, kl);
+            ASSERT_EQ(batch[b].value.as.i, m->val[i]);
+        }
+    }
+    ASSERT_EQ(rc, SM_NOTFOUND);
+    ASSERT_EQ(seen, count);
+    if (count) {
+        ASSERT_OK(sm_seek_rank(r, count - 1, &c));
+        for (uint64_t n = 1; n < count && n < 50; n++)
+            ASSERT_OK(sm_cursor_prev(&c));
+    }
+    /* get_many of every key */
+    sm_buf *keys = calloc(KEYS, sizeof *keys);
+    unsigned char(*kb)[16] = calloc(KEYS, 16);
+    sm_value *vals = calloc(KEYS, sizeof *vals);
+    int *st = calloc(KEYS, sizeof *st);
+    ASSERT(keys && kb && vals && st);
+    for (int j = 0; j < KEYS; j++) {
+        keys[j].size = key_of(m->kind, j, kb[j]);
+        keys[j].data = kb[j];
+    }
+    ASSERT_OK(sm_get_many(r, KEYS, keys, vals, st));
+    for (int j = 0; j < KEYS; j++) {
+        ASSERT_EQ(st[j], m->has[j] ? 0 : SM_NOTFOUND);
+        if (m->has[j])
+            ASSERT_EQ(vals[j].as.i, m->val[j]);
+    }
+    free(keys);
+    free(kb);
+    free(vals);
+    free(st);
+    if (m->kind == SM_KEYS_STR) { /* keys k0001xx: i in [100, 200) */
+        uint64_t b0, b1, w0 = 0, w1 = 0;
+        ASSERT_OK(sm_prefix_range(r, "k0001", 5, &b0, &b1));
+        for (int j = 0; j < 200; j++) {
+            w0 += (uint64_t)(j < 100 && m->has[j]);
+            w1 += (uint64_t)m->has[j];
+        }
+        ASSERT_EQ(b0, w0);
+        ASSERT_EQ(b1, w1);
+    }
+    ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
+}
+
+static void rounds(sm_key_kind kind, double ratio, int nrounds, int changes, uint64_t seed) {
+    static lmodel m;
+    memset(&m, 0, sizeof m);
+    m.kind = kind;
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    unsigned char k[16];
+    for (int i = 0; i < KEYS; i += 3) {
+        sm_value v = sm_value_int(i);
+        ASSERT_OK(sm_builder_put(b, kind, k, key_of(kind, i, k), &v));
+        m.has[i] = 1;
+        m.val[i] = i;
+    }
+    ASSERT_OK(sm_publish(b, test_dir(), "m", 0, 0));
+    sm_builder_free(b);
+    check(&m, "m");
+    rng g = {seed};
+    int compactions = 0;
+    for (int round = 0; round < nrounds; round++) {
+        sm_edit *e;
+        sm_edit_opts o = SM_EDIT_OPTS_INIT;
+        o.compact_ratio = ratio;
+        ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "m", &o));
+        for (int c = 0; c < changes; c++) {
+            int i = (int)rng_below(&g, KEYS);
+            size_t kl = key_of(kind, i, k);
+            if (rng_below(&g, 3) == 0) {
+                ASSERT_EQ(sm_edit_del(e, k, kl), m.has[i] ? 0 : SM_NOTFOUND);
+                m.has[i] = 0;
+            } else {
+                sm_value v = sm_value_int(round * 100000 + c);
+                ASSERT_OK(sm_edit_put(e, kind, k, kl, &v));
+                m.has[i] = 1;
+                m.val[i] = v.as.i;
+            }
+            sm_value v;
+            int rc = sm_edit_get(e, k, kl, &v);
+            ASSERT_EQ(rc, m.has[i] ? 0 : SM_NOTFOUND);
+        }
+        int compacted;
+        ASSERT_OK(sm_edit_commit(e, &compacted));
+        sm_edit_free(e);
+        compactions += compacted;
+        check(&m, "m");
+    }
+    if (ratio < 1)
+        ASSERT(compactions > 0);
+}
+
+TEST_TIMEOUT(layer_str_rounds, 120) { rounds(SM_KEYS_STR, 0.3, 25, 60, 1); }
+TEST_TIMEOUT(layer_int_rounds, 120) { rounds(SM_KEYS_INT, 0.3, 25, 60, 2); }
+TEST_TIMEOUT(layer_never_compacts, 120) { rounds(SM_KEYS_STR, 1e9, 12, 200, 3); }
+
+/* A full publish between an edit's open and its commit: the edit fails, nothing is lost
+ * silently, and the map is the publisher's. */
+TEST(layer_conflict) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "a", 1, &v));
+    ASSERT_OK(sm_publish(b, test_dir(), "c", 0, 0));
+    sm_edit *e;
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "c", NULL));
+    sm_value two = sm_value_int(2);
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, "b", 1, &two));
+    ASSERT_OK(sm_publish(b, test_dir(), "c", SM_FORCE, 0));
+    ASSERT_ERR(sm_edit_commit(e, NULL), SM_ECONFLICT);
+    sm_edit_free(e);
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "c"));
+    ASSERT_EQ(sm_reader_count(r), 1);
+    sm_reader_close(r);
+    sm_builder_free(b);
+}
+
+/* A second editor waits (here: NOWAIT says so at once) while the first holds the name. */
+TEST(layer_editors_serialise) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "a", 1, &v));
+    ASSERT_OK(sm_publish(b, test_dir(), "s", 0, 0));
+    sm_builder_free(b);
+    sm_edit *e1, *e2;
+    sm_edit_opts o = SM_EDIT_OPTS_INIT;
+    o.flags = SM_EDIT_NOWAIT;
+    ASSERT_OK(sm_edit_open_shm(&e1, test_dir(), "s", &o));
+    ASSERT_ERR(sm_edit_open_shm(&e2, test_dir(), "s", &o), -EWOULDBLOCK);
+    sm_edit_free(e1);
+    ASSERT_OK(sm_edit_open_shm(&e2, test_dir(), "s", &o));
+    sm_edit_free(e2);
+}
