@@ -2,7 +2,10 @@
  * fuzz_reader, small edit programs for fuzz_build, bitmap files for fuzz_bitmap.  Run by
  * fuzz/run.sh when the corpus is missing; the output is deterministic. */
 #include "bitmap.h"
+#include "layer-base.h"
 #include "sharedmap.h"
+
+#include <limits.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,15 +189,86 @@ static void set_seeds(const char *out) {
         sm_builder_free(b[i]);
 }
 
+static void put_le64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The layer file at path copied to out/name with its created times (the layer's and its
+ * delta's) zeroed and the checksums made right again, so the seed is the same on every run. */
+static void copy_layer(const char *path, const char *out, const char *name) {
+    FILE *f = fopen(path, "rb");
+    static unsigned char p[1 << 20];
+    size_t n = f ? fread(p, 1, sizeof p, f) : 0;
+    if (!f || n < 192 || fclose(f))
+        exit(1);
+    uint64_t doff = 0;
+    for (int i = 7; i >= 0; i--)
+        doff = doff << 8 | p[48 + i];
+    memset(p + doff + 96, 0, 8);
+    put_le64(p + doff + 112, sm_hash64(p + doff, 112, 0));
+    memset(p + 96, 0, 8);
+    put_le64(p + 104, sm_hash64(p + 128, n - 128, 0));
+    put_le64(p + 112, sm_hash64(p, 112, 0));
+    char dst[512];
+    snprintf(dst, sizeof dst, "%s/%s", out, name);
+    if (!(f = fopen(dst, "wb")) || fwrite(p, 1, n, f) != n || fclose(f))
+        exit(1);
+}
+
+/* Layer files over layer-base.h's base (the file "m" of a scratch directory, edited), each
+ * edit's delta merged with the one before. */
+static void layer_seeds(const char *out) {
+    char tmp[512], path[600], bname[NAME_MAX + 1], bpath[600];
+    snprintf(tmp, sizeof tmp, "%s/.tmp-layer", out);
+    mkdir(tmp, 0700);
+    size_t n;
+    unsigned char *base = layer_base(&n);
+    layer_base_name(base, bname, sizeof bname);
+    snprintf(path, sizeof path, "%s/m", tmp);
+    snprintf(bpath, sizeof bpath, "%s/%s", tmp, bname);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(base, 1, n, f) != n || fclose(f))
+        exit(1);
+    free(base);
+    static const char *const names[] = {"puts.layer", "deletes.layer", "mixed.layer"};
+    for (int round = 0; round < 3; round++) {
+        sm_edit *e;
+        if (sm_edit_open_file(&e, path, NULL))
+            exit(1);
+        for (int i = round; i < 64; i += 5) {
+            char k[16];
+            int kl = snprintf(k, sizeof k, "key%03d", i);
+            sm_value v = sm_value_int(-i);
+            int rc = round == 1 || (round == 2 && i % 2) ? sm_edit_del(e, k, (size_t)kl)
+                                                         : sm_edit_put(e, SM_KEYS_STR, k, (size_t)kl, &v);
+            if (rc && rc != SM_NOTFOUND)
+                exit(1);
+        }
+        if (sm_edit_commit(e, NULL))
+            exit(1);
+        sm_edit_free(e);
+        copy_layer(path, out, names[round]);
+    }
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s/.sharedmap-edit.m", tmp);
+    unlink(lock);
+    unlink(path);
+    unlink(bpath);
+    rmdir(tmp);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 3 || argc > 5) {
-        fprintf(stderr, "usage: make-corpus READER_DIR BUILD_DIR [BITMAP_DIR [SET_DIR]]\n");
+    if (argc < 3 || argc > 6) {
+        fprintf(stderr, "usage: make-corpus READER_DIR BUILD_DIR [BITMAP_DIR [SET_DIR [LAYER_DIR]]]\n");
         return 2;
     }
     if (argc >= 4)
         bitmap_seeds(argv[3]);
-    if (argc == 5)
+    if (argc >= 5)
         set_seeds(argv[4]);
+    if (argc == 6)
+        layer_seeds(argv[5]);
     const char *rd = argv[1], *bd = argv[2];
     sm_builder *b;
     if (sm_builder_new(&b))

@@ -9,7 +9,7 @@
 #   FUZZ_TARGETS="fuzz_bitmap" fuzz/run.sh ...   only the targets named
 set -euo pipefail
 cd "$(dirname "$0")/.."
-read -r -a TARGETS <<< "${FUZZ_TARGETS:-fuzz_reader fuzz_build fuzz_bitmap fuzz_set}"
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-fuzz_reader fuzz_build fuzz_bitmap fuzz_set fuzz_layer}"
 OUT=build/fuzz
 SRCS=(src/*.c)
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
@@ -22,10 +22,11 @@ for t in "${TARGETS[@]}"; do
     [ -n "$(ls -A "fuzz/corpus/$t" 2>/dev/null)" ] || missing=1
 done
 if [ "$missing" = 1 ]; then
-    mkdir -p fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap fuzz/corpus/fuzz_set
+    mkdir -p fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap fuzz/corpus/fuzz_set \
+        fuzz/corpus/fuzz_layer
     ${CC:-gcc} $CFLAGS fuzz/make-corpus.c "${SRCS[@]}" -o "$OUT/make-corpus"
     "$OUT/make-corpus" fuzz/corpus/fuzz_reader fuzz/corpus/fuzz_build fuzz/corpus/fuzz_bitmap \
-        fuzz/corpus/fuzz_set
+        fuzz/corpus/fuzz_set fuzz/corpus/fuzz_layer
 fi
 
 if [ "${1:-}" = "--replay" ]; then

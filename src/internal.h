@@ -66,6 +66,9 @@ int smi_reader_init(sm_reader *r, const unsigned char *p, uint64_t n);
 /* smi_reader_init accepting the required flags `known` (a delta: SMF_REQ_KNOWN_DELTA). */
 int smi_reader_init_as(sm_reader *r, const unsigned char *p, uint64_t n, uint32_t known);
 int smi_reader_open_fd(sm_reader *r, int fd);
+/* sm_reader_open_mem, with a layer's base (or a directory set's shards) in dirfd (-1: none;
+ * the fuzz target of layers). */
+int smi_reader_open_mem_at(sm_reader **out, const void *data, size_t size, int dirfd);
 /* openat(dirfd, path) for reading a snapshot, never following a symlink as the final
  * component (SM_ESYMLINK; -ELOOP is too many of them in the directories on the way) nor
  * blocking on a FIFO: the fd, or that error or -errno (open.c). */

@@ -38,12 +38,16 @@ static int init_any(sm_reader *r, const unsigned char *p, uint64_t n, const smi_
 }
 
 int sm_reader_open_mem(sm_reader **out, const void *data, size_t size) {
+    return smi_reader_open_mem_at(out, data, size, -1);
+}
+
+int smi_reader_open_mem_at(sm_reader **out, const void *data, size_t size, int dirfd) {
     if (!data && size)
         return -EINVAL;
     sm_reader *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    smi_set_where nowhere = {.dirfd = -1};
+    smi_set_where nowhere = {.dirfd = dirfd};
     int rc = init_any(r, data ? data : (const void *)"", size, &nowhere);
     if (rc) {
         free(r);
