@@ -104,6 +104,7 @@ typedef struct smi_set_where {
     const char *layer_path; /* the file's own path, shared map or not: a layer's base is beside it */
     uint64_t *bad_shard;
     int *bad_error;
+    int *retry; /* set if a layer's base was missing because the layer was replaced meanwhile */
 } smi_set_where;
 
 /* r over the manifest of n bytes at p, which stays mapped by the caller (r->map) */

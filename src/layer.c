@@ -139,6 +139,8 @@ int smi_layer_open(sm_reader *r, const unsigned char *p, uint64_t n, const smi_s
         base_open = why == 0;
         if (!why)
             why = base_agrees(p, &h, L);
+        if (why == -ENOENT && where->retry && sm_reader_superseded(&(sm_reader){.base = p}))
+            *where->retry = 1; /* a compaction took the base away after we opened the layer */
         if (why) {
             rc = why == SM_EHEADER ? SM_EHEADER : SM_EBASE;
             if (where->bad_error)

@@ -119,8 +119,28 @@ int smi_open_nofollow(int dirfd, const char *path) {
 
 /* What `path` is: a snapshot, a packed set, or a set directory or its manifest (by_path: a
  * file by its path; a shared map's name is a snapshot or a packed set). */
+static int open_path_once(sm_reader **out, const char *path, int by_path, uint64_t *bad_shard,
+                          int *bad_error, int *retry);
+
+/* A layer whose base a compaction removed in the moment between our opening the layer and
+ * its base (retry: the layer was superseded by then) is opened again, from the name: the
+ * compacted map is there.  A few times, then the error stands. */
+#define OPEN_RETRIES 8
+
 static int open_path(sm_reader **out, const char *path, int by_path, uint64_t *bad_shard,
                      int *bad_error) {
+    int rc = 0;
+    for (int i = 0; i < OPEN_RETRIES; i++) {
+        int retry = 0;
+        rc = open_path_once(out, path, by_path, bad_shard, bad_error, &retry);
+        if (!retry)
+            break;
+    }
+    return rc;
+}
+
+static int open_path_once(sm_reader **out, const char *path, int by_path, uint64_t *bad_shard,
+                          int *bad_error, int *retry) {
     int fd = smi_open_nofollow(AT_FDCWD, path);
     if (fd < 0)
         return fd;
@@ -130,7 +150,7 @@ static int open_path(sm_reader **out, const char *path, int by_path, uint64_t *b
         return -ENOMEM;
     }
     smi_set_where where = {.dirfd = -1, .path = by_path ? path : NULL, .layer_path = path,
-                           .bad_shard = bad_shard, .bad_error = bad_error};
+                           .bad_shard = bad_shard, .bad_error = bad_error, .retry = retry};
     struct stat st;
     int rc = 0;
     if (by_path && smi_fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {

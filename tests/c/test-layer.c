@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define KEYS 3000 /* the key space: key i for i < KEYS; the map starts with every third */
 
@@ -205,4 +207,60 @@ TEST(layer_editors_serialise) {
     sm_edit_free(e1);
     ASSERT_OK(sm_edit_open_shm(&e2, test_dir(), "s", &o));
     sm_edit_free(e2);
+}
+
+/* Readers attaching in a loop while another process edits and compacts: every attach
+ * succeeds (a base removed by a compaction under an attaching reader makes it open the name
+ * again) and sees a whole version: its tag and its count agree. */
+TEST_TIMEOUT(layer_readers_see_whole_versions, 120) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    for (int i = 0; i < 500; i++) {
+        char k[16];
+        int n = snprintf(k, sizeof k, "base%04d", i);
+        sm_value v = sm_value_int(i);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, k, (size_t)n, &v));
+    }
+    sm_value zero = sm_value_int(0);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "version", 7, &zero));
+    ASSERT_OK(sm_publish(b, test_dir(), "v", 0, 0));
+    sm_builder_free(b);
+    enum { ROUNDS = 150 };
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        for (int round = 1; round <= ROUNDS; round++) {
+            sm_edit *e;
+            sm_edit_opts o = SM_EDIT_OPTS_INIT;
+            o.compact_ratio = 0.02; /* a compaction every ~10 rounds */
+            if (sm_edit_open_shm(&e, test_dir(), "v", &o))
+                _exit(2);
+            char k[16];
+            int n = snprintf(k, sizeof k, "new%04d", round);
+            sm_value v = sm_value_int(round);
+            if (sm_edit_put(e, SM_KEYS_STR, k, (size_t)n, &v) || sm_edit_put(e, SM_KEYS_STR, "version", 7, &v) ||
+                sm_edit_commit(e, NULL))
+                _exit(3);
+            sm_edit_free(e);
+        }
+        _exit(0);
+    }
+    int status, seen_last = 0;
+    long opens = 0;
+    for (;;) {
+        int done = waitpid(pid, &status, WNOHANG) == pid;
+        sm_reader *r;
+        ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "v"));
+        sm_value v;
+        ASSERT_OK(sm_get(r, "version", 7, &v));
+        ASSERT_EQ(sm_reader_count(r), 501 + v.as.i);
+        seen_last = v.as.i == ROUNDS;
+        sm_reader_close(r);
+        opens++;
+        if (done)
+            break;
+    }
+    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ASSERT(seen_last);
+    ASSERT(opens > 1);
 }
