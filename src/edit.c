@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LOCK_PREFIX ".sharedmap-edit."
 
 struct sm_edit {
     smi_dest d;
@@ -36,10 +35,9 @@ struct sm_edit {
     sm_edit_opts o;
 };
 
-/* Lock LOCK_PREFIX file in dirfd: the fd (locked) or -errno. */
-static int lock_name(int dirfd, const char *file, int nowait) {
+int smi_edit_lock(int dirfd, const char *file, int nowait) {
     char lname[NAME_MAX + 1];
-    if ((size_t)snprintf(lname, sizeof lname, "%s%s", LOCK_PREFIX, file) >= sizeof lname)
+    if ((size_t)snprintf(lname, sizeof lname, "%s%s", SMI_EDIT_LOCK_PREFIX, file) >= sizeof lname)
         return -ENAMETOOLONG;
     for (;;) {
         int fd = openat(dirfd, lname, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -86,7 +84,7 @@ static int edit_open(sm_edit **out, smi_dest *d, int rc, const char *path, const
         const char *slash = strrchr(e->path, '/');
         e->d.file = e->d.label = slash ? slash + 1 : e->path;
     }
-    if (!rc && (rc = lock_name(e->d.dirfd, e->d.file, (e->o.flags & SM_EDIT_NOWAIT) != 0)) >= 0) {
+    if (!rc && (rc = smi_edit_lock(e->d.dirfd, e->d.file, (e->o.flags & SM_EDIT_NOWAIT) != 0)) >= 0) {
         e->lockfd = rc;
         rc = 0;
     }

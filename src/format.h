@@ -125,7 +125,8 @@ typedef struct smf_header {
  * SM_EFEATURE (format.c). */
 int smf_header_parse(const unsigned char *p, uint64_t n, smf_header *h);
 /* smf_header_parse with `known` the required flags R6 accepts (SMF_REQ_KNOWN_DELTA for the
- * delta of a layer file). */
+ * delta of a layer file; with SMF_REQ_LAYER, a layer file's header, of which it makes R1-R8
+ * only and fills *h with the raw fields: layer.c checks the rest). */
 int smf_header_parse_as(const unsigned char *p, uint64_t n, uint32_t known, smf_header *h);
 
 /* Writes h as the SMF_HEADER_SIZE bytes at p, with the format's constants, zero reserved

@@ -53,9 +53,15 @@ static int list_visit(int dirfd, const char *file, const char *name, void *ctx) 
                     info.key_kind = (sm_key_kind)m.key_kind;
                 }
             } else {
-                err = smf_header_parse(head, len, &h);
-                if (!err)
+                /* a layer file's header holds the edited map's count, created and checksum */
+                err = smf_header_parse_as(head, len, SMF_REQ_KNOWN | SMF_REQ_LAYER, &h);
+                if (!err && !(h.required_flags & SMF_REQ_LAYER))
+                    err = smf_header_parse(head, len, &h);
+                if (!err) {
                     smi_header_info(&h, &info);
+                    if (h.required_flags & SMF_REQ_LAYER)
+                        info.hash_seed = 0;
+                }
             }
             if (!err) {
                 info.dev = (uint64_t)st.st_dev;
@@ -79,9 +85,43 @@ static int gc_visit(int dirfd, const char *file, const char *rest, void *ctx) {
     return 0;
 }
 
+/* A base (SML_BASE_PREFIX <16 hex>.<file>) is debris when <file> is not a layer that names it:
+ * a compaction or a full publish that replaced the layer and died before it removed the base,
+ * or an edit killed between linking the base and publishing its layer.  Judged under the edit
+ * lock of <file>, so that no editor is between those two steps. */
+static int gc_base_visit(int dirfd, const char *entry, const char *rest, void *ctx) {
+    if (strlen(rest) < 18 || rest[16] != '.')
+        return 0;
+    const char *file = rest + 17;
+    int lock = smi_edit_lock(dirfd, file, 1);
+    if (lock < 0)
+        return 0; /* an editor holds it (or it cannot be locked): not ours to judge */
+    int keep = 0;
+    int fd = smi_open_nofollow(dirfd, file);
+    if (fd >= 0) {
+        unsigned char head[SML_NAME + NAME_MAX];
+        ssize_t n = pread(fd, head, sizeof head, 0);
+        size_t len = strlen(entry);
+        if (n >= SML_NAME && memcmp(head, SMF_MAGIC, SMF_MAGIC_LEN) == 0 &&
+            (smf_le32(head + SMF_OFF_REQUIRED_FLAGS) & SMF_REQ_LAYER) &&
+            smf_le64(head + SML_OFF_NAME_LEN) == len && (size_t)n >= SML_NAME + len &&
+            memcmp(head + SML_NAME, entry, len) == 0)
+            keep = 1;
+        close(fd);
+    } else if (fd != -ENOENT) {
+        keep = 1; /* cannot tell */
+    }
+    if (!keep && unlinkat(dirfd, entry, 0) == 0)
+        ++*(unsigned *)ctx;
+    close(lock);
+    return 0;
+}
+
 int sm_gc(const char *dir, unsigned *removed) {
     unsigned count = 0;
     int rc = smi_walk(dir, SMI_TMP_PREFIX, gc_visit, &count);
+    if (!rc)
+        rc = smi_walk(dir, SML_BASE_PREFIX, gc_base_visit, &count);
     if (rc)
         return rc;
     if (removed)

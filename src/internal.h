@@ -199,6 +199,13 @@ int smi_layer_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const i
                        sm_value *values, int *status);
 int smi_layer_verify(const sm_reader *r);
 
+/* The edit lock of `file` in dirfd (SMI_EDIT_LOCK_PREFIX file, created 0644 if missing, so
+ * that everyone who may edit can lock it), taken exclusively, waiting unless nowait: the
+ * locked fd, or -errno (-EWOULDBLOCK: held).  Editors hold it from open to free; sm_gc takes
+ * it (nowait) before it judges a base (edit.c). */
+#define SMI_EDIT_LOCK_PREFIX ".sharedmap-edit."
+int smi_edit_lock(int dirfd, const char *file, int nowait);
+
 /* What a layer file is made of: its base (a plain reader) and that base's file name, the
  * delta's entries in a builder (tombstones for deletions), their index entries in the
  * builder's key order, and the merged map's count and key kind. */

@@ -44,14 +44,11 @@ static int name_ok(const unsigned char *s, size_t n) {
 
 /* L1-L3: the layer's own fields, its regions and its delta. */
 static int layer_parse(const unsigned char *p, uint64_t n, smf_header *h, struct smi_layer *L) {
-    int rc = smf_header_parse_as(p, n, SMF_REQ_KNOWN | SMF_REQ_LAYER, h);
-    /* smf_header_parse_as made R1-R8 and the snapshot's R9, which a layer's fields do not
-     * meet: SM_EHEADER from R9 is judged again here by the layer's rules */
-    if (rc && rc != SM_EHEADER)
+    int rc = smf_header_parse_as(p, n, SMF_REQ_KNOWN | SMF_REQ_LAYER, h); /* R1-R8 */
+    if (rc)
         return rc;
-    if (n < SML_NAME || smf_le16(p + SMF_OFF_HEADER_SIZE) != SMF_HEADER_SIZE ||
-        sm_hash64(p, SMF_OFF_HEADER_SUM, 0) != smf_le64(p + SMF_OFF_HEADER_SUM))
-        return n < SML_NAME ? SM_ETRUNCATED : SM_EHEADER;
+    if (n < SML_NAME)
+        return SM_ETRUNCATED;
     uint32_t required = smf_le32(p + SMF_OFF_REQUIRED_FLAGS);
     unsigned kind = p[SMF_OFF_KEY_KIND];
     uint64_t count = smf_le64(p + SMF_OFF_COUNT), size = smf_le64(p + SMF_OFF_TOTAL_SIZE);

@@ -1,7 +1,10 @@
 /* test-layer.c: edits published as delta layers (src/edit.c, src/layer.c): rounds of random
  * puts, deletions and re-inserts checked against a model through every read function,
  * across compactions, for str and int keys; conflicts with a publisher that does not lock. */
+#include "internal.h"
 #include "test.h"
+
+#include <fcntl.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -263,4 +266,37 @@ TEST_TIMEOUT(layer_readers_see_whole_versions, 120) {
     ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     ASSERT(seen_last);
     ASSERT(opens > 1);
+}
+
+/* gc removes a base that no layer names (the debris of a compaction or an edit that died) and
+ * keeps the one the map's layer names, and a base whose editor holds the lock. */
+TEST(layer_gc_bases) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = sm_value_int(1);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "a", 1, &v));
+    ASSERT_OK(sm_publish(b, test_dir(), "g", 0, 0));
+    sm_builder_free(b);
+    sm_edit *e;
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "g", NULL));
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, "b", 1, &v));
+    ASSERT_OK(sm_edit_commit(e, NULL));
+    sm_edit_free(e);
+    test_write_file(test_path(".sharedmap-base.0123456789abcdef.sharedmap.g"), "x", 1);
+    test_write_file(test_path(".sharedmap-base.0123456789abcdef.sharedmap.gone"), "x", 1);
+    test_write_file(test_path(".sharedmap-base.0123456789abcdef.sharedmap.held"), "x", 1);
+    int dirfd = open(test_dir(), O_RDONLY | O_DIRECTORY);
+    ASSERT(dirfd >= 0);
+    int lock = smi_edit_lock(dirfd, "sharedmap.held", 1); /* an editor of "held" */
+    ASSERT(lock >= 0);
+    unsigned removed;
+    ASSERT_OK(sm_gc(test_dir(), &removed));
+    ASSERT_EQ(removed, 2);
+    close(lock);
+    close(dirfd);
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "g"));
+    ASSERT_EQ(sm_reader_count(r), 2);
+    ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
 }
