@@ -7,6 +7,7 @@
 #include <fcntl.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -298,5 +299,71 @@ TEST(layer_gc_bases) {
     ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "g"));
     ASSERT_EQ(sm_reader_count(r), 2);
     ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
+}
+
+/* An editor SIGKILLed at random moments (in its edits, its commits, its compactions): the map
+ * is always a whole version (its tag and count agree, it verifies), and after gc nothing is
+ * left but the map, the base its layer names and the lock file. */
+TEST_TIMEOUT(layer_sigkill_editor, 300) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value zero = sm_value_int(0);
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "version", 7, &zero));
+    for (int i = 0; i < 300; i++) {
+        char k[16];
+        int n = snprintf(k, sizeof k, "base%04d", i);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, k, (size_t)n, &zero));
+    }
+    ASSERT_OK(sm_publish(b, test_dir(), "k", 0, 0));
+    sm_builder_free(b);
+    rng g = {42};
+    for (int trial = 0; trial < 200; trial++) {
+        pid_t pid = fork();
+        ASSERT(pid >= 0);
+        if (pid == 0) {
+            for (;;) {
+                sm_edit *e;
+                sm_edit_opts o = SM_EDIT_OPTS_INIT;
+                o.compact_ratio = 0.05;
+                if (sm_edit_open_shm(&e, test_dir(), "k", &o))
+                    _exit(2);
+                sm_value v;
+                if (sm_edit_get(e, "version", 7, &v))
+                    _exit(3);
+                sm_value next = sm_value_int(v.as.i + 1);
+                char k[16];
+                int n = snprintf(k, sizeof k, "new%06lld", (long long)next.as.i);
+                if (sm_edit_put(e, SM_KEYS_STR, k, (size_t)n, &next) ||
+                    sm_edit_put(e, SM_KEYS_STR, "version", 7, &next) || sm_edit_commit(e, NULL))
+                    _exit(4);
+                sm_edit_free(e);
+            }
+        }
+        usleep((useconds_t)rng_below(&g, 3000));
+        kill(pid, SIGKILL);
+        int status;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT(WIFSIGNALED(status));
+        sm_reader *r;
+        ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "k"));
+        sm_value v;
+        ASSERT_OK(sm_get(r, "version", 7, &v));
+        ASSERT_EQ(sm_reader_count(r), 301 + v.as.i);
+        if (trial % 20 == 0)
+            ASSERT_OK(sm_reader_verify(r));
+        sm_reader_close(r);
+    }
+    ASSERT_OK(sm_gc(test_dir(), NULL));
+    /* what is left: the map, its lock file, and a base only if the map is a layer */
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "k"));
+    ASSERT_OK(sm_reader_verify(r));
+    const char *left = test_listing(test_dir());
+    int bases = 0;
+    for (const char *q = left; (q = strstr(q, ".sharedmap-base.")) != NULL; q++)
+        bases++;
+    ASSERT(bases <= 1);
+    ASSERT(!strstr(left, ".sharedmap-tmp."));
     sm_reader_close(r);
 }
