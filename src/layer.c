@@ -496,35 +496,62 @@ int smi_layer_cursor_next(sm_cursor *c) {
 
 /* ---- many keys, verification ---- */
 
+/* Keys the filter passes go one by one (the delta, then the base); the others, most of them,
+ * as one batch through the base's group prefetching (find.c). */
+#define MANY_CHUNK 256
+
 int smi_layer_get_many(const sm_reader *r, size_t n, const sm_buf *keys, const int64_t *ikeys,
                        sm_value *values, int *status) {
     if (n && ((!keys && !ikeys) || !status))
         return -EINVAL;
-    int first_error = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char buf[SM_INT_KEY_SIZE];
-        const void *key;
-        size_t klen;
-        if (ikeys) {
-            if (r->h.key_kind != SM_KEYS_INT) {
-                status[i] = SM_NOTFOUND;
-                continue;
-            }
-            sm_key_int(ikeys[i], buf);
-            key = buf;
-            klen = SM_INT_KEY_SIZE;
-        } else {
-            key = keys[i].data;
-            klen = keys[i].size;
-        }
-        sm_value v;
-        status[i] = smi_layer_get(r, key, klen, &v);
-        if (status[i] == 0 && values)
-            values[i] = v;
-        if (status[i] && status[i] != SM_NOTFOUND && !first_error)
-            first_error = status[i];
+    const struct smi_layer *L = r->layer;
+    if (ikeys && r->h.key_kind != SM_KEYS_INT) {
+        for (size_t i = 0; i < n; i++)
+            status[i] = SM_NOTFOUND;
+        return 0;
     }
-    return first_error;
+    sm_buf sub[MANY_CHUNK];
+    sm_value subv[MANY_CHUNK];
+    int subs[MANY_CHUNK];
+    size_t at[MANY_CHUNK];
+    unsigned char ibuf[MANY_CHUNK][SM_INT_KEY_SIZE];
+    for (size_t start = 0; start < n; start += MANY_CHUNK) {
+        size_t m = n - start < MANY_CHUNK ? n - start : MANY_CHUNK, nb = 0;
+        for (size_t j = 0; j < m; j++) {
+            size_t i = start + j;
+            sm_buf k;
+            if (ikeys) {
+                sm_key_int(ikeys[i], ibuf[j]);
+                k.data = ibuf[j];
+                k.size = SM_INT_KEY_SIZE;
+            } else {
+                k.data = keys[i].size ? keys[i].data : "";
+                k.size = keys[i].size;
+            }
+            uint64_t h = sm_hash64(k.data, k.size, L->delta.h.hash_seed);
+            if (filter_maybe(L, h)) {
+                sm_value v;
+                status[i] = smi_layer_get(r, k.data, k.size, &v);
+                if (!status[i] && values)
+                    values[i] = v;
+            } else {
+                sub[nb] = k;
+                at[nb++] = i;
+            }
+        }
+        if (nb) {
+            smi_get_many(&L->base, nb, sub, NULL, values ? subv : NULL, subs, SM_GET_MANY_WINDOW);
+            for (size_t j = 0; j < nb; j++) {
+                status[at[j]] = subs[j];
+                if (!subs[j] && values)
+                    values[at[j]] = subv[j];
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (status[i] && status[i] != SM_NOTFOUND)
+            return status[i];
+    return 0;
 }
 
 int smi_layer_verify(const sm_reader *r) {
