@@ -652,7 +652,7 @@ int smi_layer_build(const smi_layer_in *in, unsigned char **out, uint64_t *size)
     smf_put64(ref + SML_R_SEED, b->h.hash_seed);
     memcpy(p + SML_NAME, in->base_name, nlen);
     /* the header last: its body checksum covers all the rest */
-    unsigned kind = in->count ? in->key_kind : SM_KEYS_NONE;
+    unsigned kind = in->count || d ? in->key_kind : SM_KEYS_NONE; /* the delta's, if it has records */
     memcpy(p, SMF_MAGIC, SMF_MAGIC_LEN);
     smf_put32(p + SMF_OFF_BYTE_ORDER, SMF_BYTE_ORDER);
     smf_put16(p + SMF_OFF_VERSION, SMF_VERSION);

@@ -367,3 +367,42 @@ TEST_TIMEOUT(layer_sigkill_editor, 300) {
     ASSERT(!strstr(left, ".sharedmap-tmp."));
     sm_reader_close(r);
 }
+
+/* Every key deleted by a delta (no compaction): an empty map of the base's kind, whose keys
+ * come back with the next edit. */
+TEST(layer_delete_everything) {
+    static lmodel m;
+    memset(&m, 0, sizeof m);
+    m.kind = SM_KEYS_STR;
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    unsigned char k[16];
+    for (int i = 0; i < 30; i++) {
+        sm_value v = sm_value_int(i);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, k, key_of(SM_KEYS_STR, i, k), &v));
+        m.has[i] = 1;
+        m.val[i] = i;
+    }
+    ASSERT_OK(sm_publish(b, test_dir(), "m", 0, 0));
+    sm_builder_free(b);
+    sm_edit_opts o = SM_EDIT_OPTS_INIT;
+    o.compact_ratio = 1e9;
+    sm_edit *e;
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "m", &o));
+    for (int i = 0; i < 30; i++) {
+        ASSERT_OK(sm_edit_del(e, k, key_of(SM_KEYS_STR, i, k)));
+        m.has[i] = 0;
+    }
+    ASSERT_EQ(sm_edit_count(e), 0);
+    ASSERT_OK(sm_edit_commit(e, NULL));
+    sm_edit_free(e);
+    check(&m, "m");
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "m", &o));
+    sm_value v = sm_value_int(7);
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, k, key_of(SM_KEYS_STR, 5, k), &v));
+    m.has[5] = 1;
+    m.val[5] = 7;
+    ASSERT_OK(sm_edit_commit(e, NULL));
+    sm_edit_free(e);
+    check(&m, "m");
+}
