@@ -645,37 +645,71 @@ SM_API int sm_set_save(const sm_reader *r, const char *path, unsigned flags, uns
 
 /* ---------------------------------------------------------------- editing (delta layers)
  *
- * WIP (docs/LAYERS-DESIGN.md): an edit of a published map or a snapshot file, published as a
- * small delta over the current version under the same name; editors of one name serialise
- * (a lock held from open to free).  The API below may still change. */
+ * An edit of a published map or a snapshot file, published as a small delta over the current
+ * version under the same name (docs/FORMAT.md section 13).  Editors of one name serialise: an
+ * edit holds the name's lock (a flock of .sharedmap-edit.<file> beside it) from open to free.
+ * A publisher that does not lock (sm_publish, sm_save) and replaces the name meanwhile makes
+ * the commit fail with SM_ECONFLICT: an update is never lost silently.  Readers see base and
+ * delta as one map through every function of the reader API. */
 typedef struct sm_edit sm_edit;
 
 #define SM_EDIT_NOWAIT 0x1u  /* another editor holds the name: -EWOULDBLOCK instead of waiting */
 #define SM_EDIT_COMPACT 0x2u /* commit compacts: one plain snapshot, whatever the threshold */
 
 typedef struct sm_edit_opts {
-    double compact_ratio; /* compact when the delta has more entries than this times the base's */
+    double compact_ratio; /* compact when the delta has more entries than this times the base's
+                             (< 0: never compact unless SM_EDIT_COMPACT) */
     unsigned flags;       /* SM_EDIT_NOWAIT, SM_EDIT_COMPACT */
     size_t memory_limit;  /* of the compaction's streaming writer (0: its default) */
     const char *temp_dir; /* where it spills (NULL: $TMPDIR, else /tmp) */
 } sm_edit_opts;
 #define SM_EDIT_OPTS_INIT {0.1, 0, 0, NULL}
 
+/** Begin an edit of the map @p name in @p dir (NULL: SM_DEFAULT_DIR), waiting for another
+ *  editor of the name unless SM_EDIT_NOWAIT.  @p opts may be NULL (SM_EDIT_OPTS_INIT).
+ *  @return 0, -EWOULDBLOCK (NOWAIT and the name is being edited), -EINVAL (a map set), or
+ *  an error of sm_reader_open_shm() (-ENOENT: nothing to edit). */
 SM_API int sm_edit_open_shm(sm_edit **out, const char *dir, const char *name, const sm_edit_opts *opts);
+/** Begin an edit of the snapshot file @p path (its lock and base live beside it). */
 SM_API int sm_edit_open_file(sm_edit **out, const char *path, const sm_edit_opts *opts);
-/** The version the edit began from. */
+/** The version the edit began from (valid until sm_edit_free()). */
 SM_API const sm_reader *sm_edit_reader(const sm_edit *e);
+/** Look @p key up in the edited map: the pending changes first, then the version the edit
+ *  began from.  @return 0, SM_NOTFOUND, or an error of sm_get(). */
 SM_API int sm_edit_get(const sm_edit *e, const void *key, size_t klen, sm_value *out);
+/** Insert or overwrite (the value is copied).  @return 0, SM_EKEYKIND, or a builder error. */
 SM_API int sm_edit_put(sm_edit *e, sm_key_kind kind, const void *key, size_t klen, const sm_value *value);
-/** @return 0, SM_NOTFOUND (not in the edited map), or an error. */
+/** Delete.  @return 0, SM_NOTFOUND (not in the edited map), or an error. */
 SM_API int sm_edit_del(sm_edit *e, const void *key, size_t klen);
+/** Entries of the edited map. */
 SM_API uint64_t sm_edit_count(const sm_edit *e);
+/** Pending changes (puts and deletions, one per key). */
 SM_API size_t sm_edit_changes(const sm_edit *e);
-/** Publish the changes: 0, SM_ECONFLICT, or a publish error; *compacted (may be NULL) says
- *  whether a plain snapshot was written.  Then free the edit. */
+/** The pending change of rank @p i (0 <= i < sm_edit_changes(), in key order): its key in
+ *  out->key, and *deleted = 1 for a deletion, else 0 and its value in out->value.  Valid until
+ *  the next put or del.  @return 0, SM_NOTFOUND (i out of range), -ENOMEM. */
+SM_API int sm_edit_change_at(sm_edit *e, size_t i, sm_entry *out, int *deleted);
+/** Publish the changes: a delta over the same base, or past compact_ratio (or with
+ *  SM_EDIT_COMPACT) one plain snapshot merged by the streaming writer; *compacted (may be
+ *  NULL) says which.  @return 0, SM_ECONFLICT (the name no longer holds the version the edit
+ *  began from; nothing was published), or a publish error.  The edit is spent either way:
+ *  sm_edit_free() it. */
 SM_API int sm_edit_commit(sm_edit *e, int *compacted);
 /** Free the edit (an uncommitted one is discarded) and release the name's lock. */
 SM_API void sm_edit_free(sm_edit *e);
+
+/** What a layered map is made of (sm_reader_layer()). */
+typedef struct sm_layer_info {
+    uint64_t base_count;   /* entries of the base */
+    uint64_t base_size;    /* bytes of the base's file */
+    uint64_t delta_records; /* records of the delta: puts and deletions */
+    uint64_t delta_size;   /* bytes of the delta inside the layer file */
+    const char *base_file; /* the base's file name, beside the map's (valid as long as r) */
+} sm_layer_info;
+
+/** 1 and *out filled when @p r shows a base and a delta layer, else 0 (a plain snapshot or a
+ *  map set). */
+SM_API int sm_reader_layer(const sm_reader *r, sm_layer_info *out);
 
 /* ---------------------------------------------------------------- housekeeping */
 
@@ -701,7 +735,11 @@ SM_API int sm_list(const char *dir, sm_list_fn fn, void *ctx);
  *  superseded word of every snapshot and bitmap before it unlinks it, so its readers
  *  always learn that it is gone, and it leaves one it may not write (another user's)
  *  for its owner's gc.
- *  @p removed (may be NULL) receives the count.  @return 0 or -errno. */
+ *  Delta layers (sm_edit_*): also removes the bases (.sharedmap-base.*) that no layer
+ *  names any more, and the edit locks (.sharedmap-edit.*) of names that are gone, each
+ *  judged under that name's edit lock and skipped while an editor holds it.
+ *  @p removed (may be NULL) receives the count of temporaries and bases.  @return 0 or
+ *  -errno. */
 SM_API int sm_gc(const char *dir, unsigned *removed);
 
 /* ---------------------------------------------------------------- hashing */

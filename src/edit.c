@@ -9,9 +9,6 @@
  *            old delta and the pending changes merged into a new delta over the same base,
  *            published as a layer file over the name; or, past the threshold, base and delta
  *            merged by the streaming writer into a plain snapshot, and the base let go
- *
- * WIP: works end to end for shared maps and files; gc of bases and lock files, the CLI and
- * the tests are still to come.
  */
 #include "internal.h"
 
@@ -88,8 +85,12 @@ static int edit_open(sm_edit **out, smi_dest *d, int rc, const char *path, const
         e->lockfd = rc;
         rc = 0;
     }
-    if (!rc)
-        rc = sm_reader_open_file(&e->cur, e->path);
+    if (!rc && (rc = sm_reader_open_file(&e->cur, e->path)) == -ENOENT) {
+        /* nothing to edit: the lock file made for it goes too (under the lock, as sm_gc) */
+        char lname[NAME_MAX + 1];
+        snprintf(lname, sizeof lname, "%s%s", SMI_EDIT_LOCK_PREFIX, e->d.file);
+        unlinkat(e->d.dirfd, lname, 0);
+    }
     if (!rc && e->cur->set)
         rc = -EINVAL; /* a map set is not edited in place */
     if (!rc)
@@ -175,6 +176,16 @@ int sm_edit_del(sm_edit *e, const void *key, size_t klen) {
     if (!rc)
         e->net--;
     return rc;
+}
+
+int sm_edit_change_at(sm_edit *e, size_t i, sm_entry *out, int *deleted) {
+    int rc = sm_builder_at(e->pend, i, out);
+    if (rc)
+        return rc;
+    *deleted = out->value.type == (sm_type)SMF_TYPE_TOMBSTONE;
+    if (*deleted)
+        memset(&out->value, 0, sizeof out->value);
+    return 0;
 }
 
 uint64_t sm_edit_count(const sm_edit *e) { return (uint64_t)((int64_t)sm_reader_count(e->cur) + e->net); }

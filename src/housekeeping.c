@@ -117,11 +117,30 @@ static int gc_base_visit(int dirfd, const char *entry, const char *rest, void *c
     return 0;
 }
 
+/* An edit lock (SMI_EDIT_LOCK_PREFIX <file>) is debris when <file> is gone: removed under the
+ * lock, which no editor holds then.  An editor that opened the lock file before the unlink
+ * finds, once it holds the lock, that the name no longer has that file, and opens it again
+ * (smi_edit_lock).  Not counted in sm_gc's removed: gc's own judging of bases makes such
+ * locks, and they hold no bytes. */
+static int gc_lock_visit(int dirfd, const char *entry, const char *file, void *ctx) {
+    (void)ctx;
+    int lock = smi_edit_lock(dirfd, file, 1);
+    if (lock < 0)
+        return 0;
+    struct stat st;
+    if (smi_fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+        unlinkat(dirfd, entry, 0);
+    close(lock);
+    return 0;
+}
+
 int sm_gc(const char *dir, unsigned *removed) {
     unsigned count = 0;
     int rc = smi_walk(dir, SMI_TMP_PREFIX, gc_visit, &count);
     if (!rc)
         rc = smi_walk(dir, SML_BASE_PREFIX, gc_base_visit, &count);
+    if (!rc)
+        rc = smi_walk(dir, SMI_EDIT_LOCK_PREFIX, gc_lock_visit, &count);
     if (rc)
         return rc;
     if (removed)

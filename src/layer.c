@@ -675,3 +675,15 @@ int smi_layer_build(const smi_layer_in *in, unsigned char **out, uint64_t *size)
     *size = total;
     return 0;
 }
+
+int sm_reader_layer(const sm_reader *r, sm_layer_info *out) {
+    const struct smi_layer *L = r->layer;
+    if (!L)
+        return 0;
+    out->base_count = L->base.h.count;
+    out->base_size = L->base.h.total_size;
+    out->delta_records = L->d;
+    out->delta_size = L->delta.h.total_size;
+    out->base_file = L->base_name;
+    return 1;
+}

@@ -22,6 +22,7 @@
  *     bitmap.c    sharedbitmap, the shared bitset, and its iterator
  *     writer.c    Writer, the streaming writer: a snapshot from a stream of pairs
  *     sets.c      map sets: their manifests, packed publishing, shards, open errors
+ *     edit.c      _Edit, an edit published as a delta layer (sharedmap.Editor), its iterator
  *
  * Objects, and who keeps what alive
  * ---------------------------------
@@ -129,7 +130,10 @@ static inline PyObject *sm_compat_newref(PyObject *o) {
       "KeyError, as the original package raised).")                                          \
     X(OrderError, SMPY_EXC_Error, &PyExc_ValueError, NULL,                                         \
       "A key below the one before it, given to a Writer that was promised sorted keys "           \
-      "(sorted=True).")
+      "(sorted=True).")                                                                           \
+    X(ConflictError, SMPY_EXC_Error, NULL, NULL,                                                   \
+      "An edit whose map was replaced meanwhile by a publisher that does not edit (share(), "     \
+      "save(), publish()): nothing of the edit was published; begin it again.")
 
 enum {
 #define SMPY_XX_ENUM(cls, parent, extra, extra2, doc) SMPY_EXC_##cls,
@@ -152,6 +156,8 @@ typedef struct {
     PyTypeObject *bitmap_type;
     PyTypeObject *bititer_type;
     PyTypeObject *writer_type;
+    PyTypeObject *edit_type;
+    PyTypeObject *edititer_type;
     PyObject *mapping_abc; /* collections.abc.Mapping, for == */
     PyObject *open_func;   /* this module's open() and loads(), for __reduce__ */
     PyObject *loads_func;
@@ -272,7 +278,8 @@ static inline int builder_check(BuilderObject *self) {
 /* ------------------------------------------------------------ across files */
 
 extern PyType_Spec snapshot_spec, reader_spec, builder_spec, snapiter_spec, builditer_spec,
-    keys_spec, values_spec, items_spec, bitmap_spec, bititer_spec, writer_spec;
+    keys_spec, values_spec, items_spec, bitmap_spec, bititer_spec, writer_spec,
+    edit_spec, edititer_spec;
 
 /* snapshot.c.  snapshot_new takes ownership of @p r and of @p source (may be NULL),
  * also on failure. */

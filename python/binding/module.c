@@ -341,6 +341,8 @@ static int module_exec(PyObject *module) {
     MAKE_TYPE(bitmap_type, bitmap_spec);
     MAKE_TYPE(bititer_type, bititer_spec);
     MAKE_TYPE(writer_type, writer_spec);
+    MAKE_TYPE(edit_type, edit_spec);
+    MAKE_TYPE(edititer_type, edititer_spec);
 #undef MAKE_TYPE
     if (errors_setup(module, st) < 0)
         return -1;
@@ -377,6 +379,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->bitmap_type);
     Py_VISIT(st->bititer_type);
     Py_VISIT(st->writer_type);
+    Py_VISIT(st->edit_type);
+    Py_VISIT(st->edititer_type);
     Py_VISIT(st->mapping_abc);
     Py_VISIT(st->open_func);
     Py_VISIT(st->loads_func);
@@ -398,6 +402,8 @@ static int module_clear(PyObject *module) {
     Py_CLEAR(st->bitmap_type);
     Py_CLEAR(st->bititer_type);
     Py_CLEAR(st->writer_type);
+    Py_CLEAR(st->edit_type);
+    Py_CLEAR(st->edititer_type);
     Py_CLEAR(st->mapping_abc);
     Py_CLEAR(st->open_func);
     Py_CLEAR(st->loads_func);

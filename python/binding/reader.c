@@ -439,9 +439,12 @@ PyDoc_STRVAR(reader_info_doc,
              "info($self, /)\n--\n\n"
              "A dict describing the snapshot: entries, size (bytes), format_version, created "
              "(seconds since the epoch), key_kind ('str', 'bytes' or None), checksum, "
-             "superseded (whether a newer version was published since), name (or None), and path: "
+             "superseded (whether a newer version was published since), name (or None), path: "
              "the file the map lives in (for a map attached by name, its file in /dev/shm; None for "
-             "a map made by loads()).");
+             "a map made by loads()), and layer: None for a plain snapshot, or for a map edited by "
+             "delta layers (sharedmap.edit) a dict of its base (base_file, base_entries, "
+             "base_size) and its delta (delta_records, puts and deletions, and delta_size); size "
+             "is then the layer file's.");
 
 /* The path of the map named fsname in the default directory, decoded as os decodes file
  * names (the inverse of name_to_bytes). */
@@ -471,14 +474,30 @@ static PyObject *reader_info(ReaderObject *self, PyObject *unused) {
         Py_DECREF(s);
         return NULL;
     }
+    sm_layer_info li;
+    PyObject *layer = Py_None;
+    if (sm_reader_layer(s->r, &li)) {
+        layer = Py_BuildValue("{sNsKsKsKsK}", "base_file", PyUnicode_DecodeFSDefault(li.base_file),
+                              "base_entries", (unsigned long long)li.base_count, "base_size",
+                              (unsigned long long)li.base_size, "delta_records",
+                              (unsigned long long)li.delta_records, "delta_size",
+                              (unsigned long long)li.delta_size);
+        if (layer == NULL) {
+            Py_DECREF(s);
+            Py_DECREF(path);
+            return NULL;
+        }
+    } else {
+        Py_INCREF(layer);
+    }
     res = Py_BuildValue(
-        "{sKsKsIsdsssKsOsOsN}", "entries", (unsigned long long)info.count, "size",
+        "{sKsKsIsdsssKsOsOsNsN}", "entries", (unsigned long long)info.count, "size",
         (unsigned long long)info.size, "format_version", info.format_version, "created",
         (double)info.created_ns / 1e9, "key_kind",
         info.key_kind == SM_KEYS_NONE ? NULL : kind_name(info.key_kind),
         "checksum", (unsigned long long)info.checksum, "superseded",
         sm_reader_superseded(s->r) ? Py_True : Py_False, "name", self->name ? self->name : Py_None,
-        "path", path);
+        "path", path, "layer", layer);
     Py_DECREF(s);
     return res;
 }

@@ -16,7 +16,8 @@ other process attaches by name and reads it lock-free, straight out of shared me
 The same snapshot can be saved to a file (``w.save(path)`` / ``sharedmap.open(path)``) or
 carried as bytes (``w.dump()`` / ``sharedmap.loads(data)``).  Maps larger than memory are
 written from a stream of pairs, in bounded memory: ``sharedmap.write(path, pairs)`` and
-``sharedmap.publish(name, pairs)``.
+``sharedmap.publish(name, pairs)``.  A published map is updated in time proportional to the
+change, as a delta layer over it: ``with sharedmap.edit(name) as e: e[k] = v; del e[old]``.
 """
 from collections import abc as _abc
 
@@ -25,6 +26,7 @@ from ._sharedmap import (
     FORMAT_VERSION,
     NAME_MAX,
     BitIndexError,
+    ConflictError,
     CorruptSnapshotError,
     Error,
     InvalidNameError,
@@ -48,7 +50,9 @@ __all__ = [
     "FORMAT_VERSION",
     "NAME_MAX",
     "BitIndexError",
+    "ConflictError",
     "CorruptSnapshotError",
+    "Editor",
     "Error",
     "InvalidNameError",
     "KeyKindError",
@@ -60,6 +64,8 @@ __all__ = [
     "Shard",
     "Writer",
     "__version__",
+    "compact",
+    "edit",
     "gc",
     "list_bitmaps",
     "list_maps",
@@ -77,6 +83,7 @@ __all__ = [
 # "from sharedmap import *" does not shadow the builtin open().
 
 from .sets import Shard, load_set, shards, write_set  # noqa: E402  (they need write())
+from .editing import Editor, compact, edit  # noqa: E402
 
 _abc.Mapping.register(sharedmap)
 _abc.MutableMapping.register(rbtree)

@@ -293,7 +293,14 @@ TEST(layer_gc_bases) {
     unsigned removed;
     ASSERT_OK(sm_gc(test_dir(), &removed));
     ASSERT_EQ(removed, 2);
+    /* the edit locks of names that are gone go too; a held one and a live map's stay */
+    struct stat st;
+    ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.gone", &st, 0) < 0 && errno == ENOENT);
+    ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.held", &st, 0) == 0);
+    ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.g", &st, 0) == 0);
     close(lock);
+    ASSERT_OK(sm_gc(test_dir(), &removed));
+    ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.held", &st, 0) < 0 && errno == ENOENT);
     close(dirfd);
     sm_reader *r;
     ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "g"));
