@@ -431,7 +431,9 @@ SM_API void sm_writer_free(sm_writer *w);
  *  its name, its superseded word set, and unlinked (like sm_publish(), by this call
  *  or by a concurrent sm_gc()).  Readers already attached keep working, and
  *  sm_reader_superseded() tells them; new attaches fail with -ENOENT.  Only a
- *  regular file is removed: anything else under the name is left as it is.
+ *  regular file is removed: anything else under the name is left as it is.  A map
+ *  edited by delta layers takes its base and edit lock with it (unless an editor holds
+ *  the lock then: sm_gc() removes them later; readers attached keep their mapping).
  *  @return 0 once the map has left its name, -ENOENT if there was no such map,
  *  -EISDIR / SM_ESYMLINK / SM_ENOTSNAPSHOT (a directory / symlink / other object
  *  under the name), SM_ENAME, other -errno. */

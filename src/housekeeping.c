@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -146,4 +147,33 @@ int sm_gc(const char *dir, unsigned *removed) {
     if (removed)
         *removed = count;
     return 0;
+}
+
+/* What sm_gc would remove of the one name `file` in dir, which sm_unpublish has just taken:
+ * its bases and its edit lock.  Only for a name that has an edit lock (was ever edited). */
+typedef struct name_gc {
+    const char *file;
+    unsigned count;
+} name_gc;
+
+static int gc_name_base_visit(int dirfd, const char *entry, const char *rest, void *ctx) {
+    name_gc *g = ctx;
+    if (strlen(rest) < 18 || strcmp(rest + 17, g->file) != 0)
+        return 0;
+    return gc_base_visit(dirfd, entry, rest, &g->count);
+}
+
+void smi_gc_name(const char *dir, const char *file) {
+    char lname[NAME_MAX + 1];
+    struct stat st;
+    int dirfd = open(dir ? dir : SM_DEFAULT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return;
+    if ((size_t)snprintf(lname, sizeof lname, "%s%s", SMI_EDIT_LOCK_PREFIX, file) < sizeof lname &&
+        smi_fstatat(dirfd, lname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        name_gc g = {file, 0};
+        (void)smi_walk(dir, SML_BASE_PREFIX, gc_name_base_visit, &g);
+        (void)gc_lock_visit(dirfd, lname, file, NULL);
+    }
+    close(dirfd);
 }

@@ -205,6 +205,9 @@ int smi_layer_verify(const sm_reader *r);
  * it (nowait) before it judges a base (edit.c). */
 #define SMI_EDIT_LOCK_PREFIX ".sharedmap-edit."
 int smi_edit_lock(int dirfd, const char *file, int nowait);
+/* After sm_unpublish took the name `file` out of dir (NULL: SM_DEFAULT_DIR): its bases and
+ * edit lock, as sm_gc removes them (housekeeping.c). */
+void smi_gc_name(const char *dir, const char *file);
 
 /* What a layer file is made of: its base (a plain reader) and that base's file name, the
  * delta's entries in a builder (tombstones for deletions), their index entries in the

@@ -583,7 +583,11 @@ int smi_unpublish(const char *dir, const char *prefix, const char *name) {
 }
 
 int sm_unpublish(const char *dir, const char *name) {
-    return smi_unpublish(dir, SM_NAME_PREFIX, name);
+    int rc = smi_unpublish(dir, SM_NAME_PREFIX, name);
+    char file[NAME_MAX + 1];
+    if (!rc && (size_t)snprintf(file, sizeof file, "%s%s", SM_NAME_PREFIX, name) < sizeof file)
+        smi_gc_name(dir, file); /* a layered map's base and edit lock go with it */
+    return rc;
 }
 
 /* ---- debris (sm_gc) ---- */

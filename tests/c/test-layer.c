@@ -413,3 +413,41 @@ TEST(layer_delete_everything) {
     sm_edit_free(e);
     check(&m, "m");
 }
+
+/* Unpublishing a layered map takes its base and edit lock with it; its readers keep reading. */
+TEST(layer_unpublish) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    sm_value v = {.type = SM_INT, .as.i = 1};
+    ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, "a", 1, &v));
+    ASSERT_OK(sm_publish(b, test_dir(), "u", 0, 0));
+    sm_builder_free(b);
+    sm_edit *e;
+    sm_edit_opts o = SM_EDIT_OPTS_INIT;
+    o.compact_ratio = -1; /* a delta, however large beside the base */
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "u", &o));
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, "b", 1, &v));
+    ASSERT_OK(sm_edit_commit(e, NULL));
+    sm_edit_free(e);
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "u"));
+    sm_layer_info li;
+    ASSERT_EQ(sm_reader_layer(r, &li), 1);
+    ASSERT_EQ(li.base_count, 1);
+    ASSERT_EQ(li.delta_records, 1);
+    ASSERT_OK(sm_unpublish(test_dir(), "u"));
+    int dirfd = open(test_dir(), O_RDONLY | O_DIRECTORY);
+    ASSERT(dirfd >= 0);
+    struct stat st;
+    ASSERT(fstatat(dirfd, li.base_file, &st, 0) < 0 && errno == ENOENT);
+    ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.u", &st, 0) < 0 && errno == ENOENT);
+    close(dirfd);
+    ASSERT_OK(sm_get(r, "b", 1, NULL));
+    ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
+    /* an edit of a name with nothing under it leaves no lock behind either */
+    ASSERT_ERR(sm_edit_open_shm(&e, test_dir(), "u", NULL), -ENOENT);
+    dirfd = open(test_dir(), O_RDONLY | O_DIRECTORY);
+    ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.u", &st, 0) < 0 && errno == ENOENT);
+    close(dirfd);
+}
