@@ -6,10 +6,12 @@ from typing import Any, Literal, NamedTuple, TypedDict
 from _typeshed import StrOrBytesPath
 
 from . import _sharedmap as _sharedmap
+from .editing import Editor as Editor, compact as compact, edit as edit
 from ._sharedmap import (
     FORMAT_VERSION as FORMAT_VERSION,
     NAME_MAX as NAME_MAX,
     BitIndexError as BitIndexError,
+    ConflictError as ConflictError,
     CorruptSnapshotError as CorruptSnapshotError,
     Error as Error,
     InvalidNameError as InvalidNameError,
@@ -31,7 +33,9 @@ from ._sharedmap import (
 
 __all__ = [
     "BitIndexError",
+    "ConflictError",
     "CorruptSnapshotError",
+    "Editor",
     "Error",
     "FORMAT_VERSION",
     "InvalidNameError",
@@ -45,6 +49,8 @@ __all__ = [
     "UnsupportedVersionError",
     "Writer",
     "__version__",
+    "compact",
+    "edit",
     "gc",
     "list_bitmaps",
     "list_maps",

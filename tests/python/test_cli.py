@@ -20,7 +20,7 @@ import sharedmap
 from support import child_env, same_value, unique_name
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = ["ls", "info", "get", "export", "load", "rm", "verify", "gc", "build-set", "load-set"]
+SUBCOMMANDS = ["ls", "info", "get", "export", "load", "set", "del", "compact", "rm", "verify", "gc", "build-set", "load-set"]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -1321,3 +1321,121 @@ def test_a_damaged_set_is_one_line_of_error(tmp_path):
     assert "shard 2" in err and "size does not match" in err
     r, err = fails(EXIT_ERROR, "build-set", tmp_path / "bad", tmp_path / "missing.tsv")
     assert "missing.tsv" in err
+
+
+# ---------------------------------------------------------------- set, del, load --delta, compact (delta layers)
+
+
+def layer_files(name):
+    """The hidden files of a map's delta layers in /dev/shm: its bases and its edit lock."""
+    return sorted(f for f in os.listdir("/dev/shm") if f.endswith(".sharedmap." + name) and f.startswith(".sharedmap-"))
+
+
+def test_set_and_del_publish_a_delta(new_name):
+    name = new_name("cliedit")
+    publish(name, {f"k{i:03d}": str(i) for i in range(200)})
+    ok("set", name, "k005", "five")
+    ok("set", name, "new key", "--json", '{"$bytes": "AAE="}')
+    ok("set", name, "n", "--json", "1.5")
+    ok("del", name, "k006")
+    r, err = fails(EXIT_ERROR, "del", name, "k006")
+    assert "key not found: k006" in err
+    ok("del", name, "k006", "-f")
+    m = sharedmap.sharedmap(name)
+    assert m["k005"] == "five" and m["new key"] == b"\x00\x01" and m["n"] == 1.5 and "k006" not in m
+    assert len(m) == 201
+    layer = m.info()["layer"]
+    assert layer is not None and layer["base_entries"] == 200 and layer["delta_records"] == 4
+    assert ok("get", name, "k005").stdout == b"five\n"
+    info = json.loads(ok("info", name, "--json").stdout)
+    assert info["layer"]["delta_records"] == 4
+    text = ok("info", name).stdout.decode()
+    assert "base:" in text and "200 entries" in text and "delta:" in text and "4 changes" in text
+    assert ok("verify", name).stdout == b"OK\n"
+    ok("compact", name)
+    m2 = sharedmap.sharedmap(name)
+    assert m2.info()["layer"] is None and dict(m2) == dict(m)
+    assert layer_files(name) == [".sharedmap-edit.sharedmap." + name]  # the old base is gone
+    ok("rm", name)
+    assert layer_files(name) == []
+
+
+def test_set_keeps_the_key_kind(new_name):
+    name = new_name("clikind")
+    publish(name, {1: "one", -5: "minus five"})
+    ok("set", name, "--", "-7", "minus seven")
+    assert sharedmap.sharedmap(name)[-7] == "minus seven"
+    r, err = fails(EXIT_ERROR, "set", name, "abc", "x")
+    assert "not a key of this map" in err and "int" in err
+    bname = new_name("clibytes")
+    publish(bname, {b"\x00\xff": b"v"})
+    ok("set", bname, "--hex", "00ff", "w")
+    ok("del", bname, "--hex", "00ff")
+    assert dict(sharedmap.sharedmap(bname)) == {}
+
+
+def test_edits_of_what_is_not_there(new_name, tmp_path):
+    name = new_name("clinone")
+    r, err = fails(EXIT_ERROR, "set", name, "k", "v")
+    assert f"no such map or file: {name}" in err
+    assert layer_files(name) == []  # the edit of nothing leaves no lock behind
+    fails(EXIT_USAGE, "set", name, "k")  # VALUE is missing
+    fails(EXIT_USAGE, "set", name, "k", "--json", "{bad", "v")
+    path = tmp_path / "m.smap"
+    sharedmap.rbtree({"a": 1}).save(str(path))
+    ok("set", "--path", str(path), "b", "--json", "2")
+    assert dict(sharedmap.open(str(path))) == {"a": 1, "b": 2}
+
+
+def test_load_delta_sets_and_deletes(new_name, tmp_path):
+    name = new_name("clidelta")
+    publish(name, {f"k{i:04d}": "old" for i in range(1000)})
+    changes = tmp_path / "changes.tsv"
+    changes.write_text("".join(f"k{i:04d}\tnew\n" for i in range(0, 1000, 20)) + "zz\tadded\n")
+    ok("load", name, str(changes), "--delta")
+    m = sharedmap.sharedmap(name)
+    assert m["k0020"] == "new" and m["k0021"] == "old" and m["zz"] == "added" and len(m) == 1001
+    assert m.info()["layer"]["delta_records"] == 51
+    gone = tmp_path / "gone.tsv"
+    gone.write_text("k0001\t-\nk0002\t-\nnot there\t-\n")
+    r = ok("load", name, str(gone), "--delta", "--delete")
+    assert b"1 keys to delete were not in" in r.stderr
+    assert m.refresh() and len(m) == 999 and "k0001" not in m and "k0003" in m
+    fails(EXIT_USAGE, "load", name, str(gone), "--delete")  # --delete without --delta
+    fails(EXIT_USAGE, "load", name, str(gone), "--delta", "--force")
+    # past --compact-at the edit compacts: one plain snapshot again
+    ok("load", name, str(changes), "--delta", "--compact-at", "0")
+    assert m.refresh() and m.info()["layer"] is None and len(m) == 999
+
+
+def test_set_waits_for_another_editor(new_name):
+    """A set while another process holds an edit of the map waits for it, and both edits land."""
+    name = new_name("cliwait")
+    publish(name, {"a": "1"})
+    code = (
+        "import sharedmap, sys, time\n"
+        f"e = sharedmap.edit({name!r})\n"
+        "e['held'] = 'yes'\n"
+        "print('editing', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "e.commit()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env=child_env())
+    try:
+        assert holder.stdout.readline() == b"editing\n"
+        setter = subprocess.Popen([sys.executable, "-m", "sharedmap", "set", name, "b", "2"], env=child_env(),
+                                  stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        assert setter.poll() is None  # waiting for the lock
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=60) == 0
+        _, err = setter.communicate(timeout=60)
+        assert setter.returncode == 0, err
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdin.close()
+        holder.stdout.close()
+    assert dict(sharedmap.sharedmap(name)) == {"a": "1", "held": "yes", "b": "2"}

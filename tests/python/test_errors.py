@@ -31,6 +31,8 @@ EXPECTED = {
     "SM_EORDER": (sharedmap.OrderError, ValueError),
     "SM_EMANIFEST": (sharedmap.CorruptSnapshotError, ValueError),
     "SM_ESHARD": (sharedmap.CorruptSnapshotError, ValueError),
+    "SM_EBASE": (sharedmap.CorruptSnapshotError, ValueError),
+    "SM_ECONFLICT": (sharedmap.ConflictError, sharedmap.Error),  # no built-in said it before
 }
 
 
@@ -63,6 +65,7 @@ def test_the_hierarchy():
         sharedmap.TooLargeError,
         sharedmap.SymlinkError,
         sharedmap.OrderError,
+        sharedmap.ConflictError,
     ):
         assert cls.__bases__[0] is sharedmap.Error
         assert cls.__module__ == "sharedmap"

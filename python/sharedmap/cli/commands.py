@@ -172,6 +172,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     if is_set:
         lines.append(("shards", len(shards)))
+    layer = info.get("layer")
+    if layer:
+        lines.append(("base", f"{entries_text(layer['base_entries'])}, {human_size(layer['base_size'])} "
+                              f"({shown(layer['base_file'])})"))
+        lines.append(("delta", f"{layer['delta_records']} changes, {human_size(layer['delta_size'])}"))
     for label, value in lines:
         out_line(f"{label + ':':<16}{value}")
     for i, shard in enumerate(shards if is_set else []):
@@ -182,7 +187,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def key_for(reader: Any, raw: bytes) -> Optional[Key]:
     """The key to look up, in the map's key kind; None when no key of that kind can match."""
-    kind = reader.info().get("key_kind")
+    return key_of_kind(reader.info().get("key_kind"), raw)
+
+
+def key_of_kind(kind: Optional[str], raw: bytes) -> Optional[Key]:
+    """KEY (argv bytes) as a key of kind; None when no key of that kind can be it."""
     if kind == "bytes":
         return raw
     if kind == "str":
@@ -199,13 +208,7 @@ def key_for(reader: Any, raw: bytes) -> Optional[Key]:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    if args.hex:
-        try:
-            raw = bytes.fromhex(args.key)
-        except ValueError:
-            args.parser.error(f"--hex: not a hexadecimal string: {args.key!r}")
-    else:
-        raw = os.fsencode(args.key)  # undoes the surrogateescape of argv bytes that are not UTF-8
+    raw = key_argument(args)
     reader, target = opened(args)
     with reader:
         key = key_for(reader, raw)
@@ -221,6 +224,122 @@ def cmd_get(args: argparse.Namespace) -> int:
     else:
         data = formats.plain_value(value)
     write_out(data if args.no_newline else data + b"\n")
+    return EXIT_OK
+
+
+def key_argument(args: argparse.Namespace) -> bytes:
+    """KEY of get, set and del as bytes: its hexadecimal with --hex, else as argv gave it."""
+    if args.hex:
+        try:
+            return bytes.fromhex(args.key)
+        except ValueError:
+            args.parser.error(f"--hex: not a hexadecimal string: {args.key!r}")
+    return os.fsencode(args.key)  # undoes the surrogateescape of argv bytes that are not UTF-8
+
+
+# ---------------------------------------------------------------------------- set, del, load --delta, compact
+
+
+def open_editor(args: argparse.Namespace, name: str, is_path: bool = False) -> Any:
+    """An edit of the map NAME (or file): it waits for another editor of it."""
+    with reporting(Step.EDIT, name):
+        if is_path:
+            return sm.edit(path=name, compact_at=args.compact_at)
+        return sm.edit(name, compact_at=args.compact_at)
+
+
+def commit(editor: Any, target: str) -> bool:
+    """Publish the edit (a Ctrl-C meanwhile waits for it, as load's publish): whether it compacted."""
+    with reporting(Step.EDIT, target), interrupts.final_step():
+        return bool(editor.commit())
+
+
+def edited_key(editor: Any, args: argparse.Namespace) -> Key:
+    """KEY in the kind of the edited map (str for an empty one, bytes with --hex)."""
+    kind = editor.key_kind or ("bytes" if args.hex else "str")
+    key = key_of_kind(kind, key_argument(args))
+    if key is None:
+        raise CliError(f"{args.key}: not a key of this map (its keys are {kind})")
+    return key
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    value: Any = args.value
+    if args.json:
+        try:
+            value = formats.from_json(json.loads(args.value), "VALUE")
+        except ValueError as e:  # json.JSONDecodeError is one
+            args.parser.error(f"--json: {e}")
+    is_path, target = resolve_target(args)
+    editor = open_editor(args, target, is_path)
+    try:
+        with reporting(Step.EDIT, target):
+            editor[edited_key(editor, args)] = value
+        commit(editor, target)
+    finally:
+        editor.discard()
+    return EXIT_OK
+
+
+def cmd_del(args: argparse.Namespace) -> int:
+    is_path, target = resolve_target(args)
+    editor = open_editor(args, target, is_path)
+    try:
+        key = edited_key(editor, args)
+        with reporting(Step.EDIT, target):
+            found = key in editor
+            if found:
+                del editor[key]
+        if not found:
+            if not args.force:
+                raise CliError(f"key not found: {args.key}")
+            return EXIT_OK
+        commit(editor, target)
+    finally:
+        editor.discard()
+    return EXIT_OK
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    is_path, target = resolve_target(args)
+    with reporting(Step.EDIT, target), interrupts.final_step():
+        if is_path:
+            sm.compact(path=target)
+        else:
+            sm.compact(target)
+    return EXIT_OK
+
+
+def load_delta(args: argparse.Namespace, fmt: str, keys: Optional[str]) -> int:
+    """load --delta: the file's entries as one edit of the published map (sets, or with --delete deletions of
+    their keys), published as a delta layer (or compacted past --compact-at)."""
+    if args.force:
+        args.parser.error("--force replaces a map; --delta edits the one published (give one of them)")
+    editor = open_editor(args, args.name)
+    try:
+        if keys is None and editor.key_kind is not None and fmt != "jsonl":
+            keys = editor.key_kind
+        missing = 0
+
+        def delete(key: Key, value: Any) -> None:
+            nonlocal missing
+            try:
+                del editor[key]
+            except KeyError:
+                missing += 1
+
+        progress = read_input(args, fmt, keys, delete if args.delete else editor.__setitem__)
+        start = time.monotonic()
+        changes = editor.changes
+        compacted = commit(editor, args.name)
+    finally:
+        editor.discard()
+    if progress is not None:
+        elapsed = time.monotonic() - start
+        what = "compacted" if compacted else "published a delta of"
+        print(f"{what} {readable(args.name)}: {entries_text(changes)} changed in {elapsed:.1f} s", file=sys.stderr)
+    if missing:
+        print(f"sharedmap: {missing} keys to delete were not in {readable(args.name)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -357,6 +476,10 @@ def read_input(args: argparse.Namespace, fmt: str, keys: Optional[str], put: Put
 def cmd_load(args: argparse.Namespace) -> int:
     fmt, keys = input_format(args)
     check_map_name(args.name)
+    if args.delete and not args.delta:
+        args.parser.error("--delete applies to --delta only")
+    if args.delta:
+        return load_delta(args, fmt, keys)
     if not args.force and map_exists(args.name):
         raise CliError(f"map exists: {args.name} (use --force to replace it)")
     builder: Any = sm.rbtree()

@@ -53,6 +53,7 @@ class Step(enum.Enum):
     READ_INPUT = "read and parse the input FILE (target: its name)"
     WRITE_OUTPUT = "create and write the output FILE or stdout"
     WRITE_SET = "write the map set directory DIR"
+    EDIT = "edit the published map NAME or the file PATH, and publish the edit"
 
 
 def complain(message: str) -> None:
@@ -92,7 +93,9 @@ def _os(e: BaseException) -> str:
 
 
 _ALL = frozenset(Step)
-_BY_NAME_OR_PATH = frozenset({Step.OPEN_MAP, Step.OPEN_BITMAP, Step.OPEN_FILE, Step.PUBLISH, Step.REMOVE})
+_BY_NAME_OR_PATH = frozenset(
+    {Step.OPEN_MAP, Step.OPEN_BITMAP, Step.OPEN_FILE, Step.PUBLISH, Step.REMOVE, Step.EDIT}
+)
 
 RULES: Tuple[Rule, ...] = (
     # The reader of our stdout went away (`sharedmap export x | head`): main() stops quietly.
@@ -100,6 +103,12 @@ RULES: Tuple[Rule, ...] = (
     Rule(frozenset({Step.OPEN_MAP}), FileNotFoundError, lambda e, t: f"no such map: {t}"),
     Rule(frozenset({Step.OPEN_BITMAP}), FileNotFoundError, lambda e, t: f"no such bitmap: {t}"),
     Rule(frozenset({Step.OPEN_FILE}), FileNotFoundError, lambda e, t: f"no such file: {t}"),
+    Rule(frozenset({Step.EDIT}), FileNotFoundError,
+         lambda e, t: f"no such map or file: {t} (edit what is published; load it first)"),
+    Rule(frozenset({Step.EDIT}), sharedmap.ConflictError,
+         lambda e, t: f"{t}: replaced by another publisher during the edit; nothing was published (run it again)"),
+    Rule(frozenset({Step.EDIT}), sharedmap.CorruptSnapshotError, lambda e, t: f"{t}: corrupt: {reason(e, t)}"),
+    Rule(frozenset({Step.EDIT}), (TypeError, OverflowError), lambda e, t: f"{t}: {reason(e, t)}"),
     Rule(frozenset({Step.PUBLISH}), FileExistsError, lambda e, t: f"map exists: {t} (use --force to replace it)"),
     Rule(_BY_NAME_OR_PATH, PermissionError, lambda e, t: f"permission denied: {t}"),
     Rule(_BY_NAME_OR_PATH, sharedmap.SymlinkError, lambda e, t: f"{shown(t)}: is a symbolic link (refused: sharedmap never follows one)"),

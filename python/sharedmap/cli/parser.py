@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
         prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
 
+    def edit_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--compact-at",
+            type=float,
+            default=0.1,
+            metavar="F",
+            help="compact (one plain snapshot) rather than publish a delta when the delta would hold more than F "
+            "times the base's entries (default 0.1)",
+        )
+
     p = command(
         "ls",
         "List the published maps (name, entries, size, creation time), then the shared bitmaps.",
@@ -186,7 +196,49 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODE",
         help="permission bits of the map, octal (default 0600; e.g. 0640 to let the group read it)",
     )
+    p.add_argument(
+        "--delta",
+        action="store_true",
+        help="apply the file's entries to the map published as NAME as one edit (sets and overwrites), "
+        "published as a delta layer over it, instead of building a new map",
+    )
+    p.add_argument("--delete", action="store_true", help="with --delta: delete the file's keys instead (values ignored)")
+    edit_args(p)
     input_args(p)
+
+    EPILOG_EDIT = (
+        "The change is published as a delta layer over the map, in time proportional to the change, and\n"
+        "atomically: readers see the map before or after it.  Editors of one map wait for each other; a map\n"
+        "replaced meanwhile by a publisher that does not edit (load --force, rbtree.share) is an error, and\n"
+        "nothing is published.  KEY is taken in the map's key kind, as get takes it.\n\n"
+    )
+
+    p = command("set", "Set KEY to VALUE in a published map (or snapshot file).", commands.cmd_set,
+                epilog="VALUE is a str, or with --json any value as JSON Lines export writes it (42, 1.5, true,\n"
+                "null, \"text\", {\"$bytes\": \"base64\"}).  " + EPILOG_EDIT)
+    target_args(p)
+    p.add_argument("key", metavar="KEY", help="the key")
+    p.add_argument("value", metavar="VALUE", help="the value")
+    p.add_argument("--hex", action="store_true", help="KEY is hexadecimal, for a map with bytes keys")
+    p.add_argument("--json", action="store_true", help="VALUE is JSON (types kept)")
+    edit_args(p)
+
+    p = command("del", "Delete KEY from a published map (or snapshot file).", commands.cmd_del,
+                epilog="A missing key exits 1 with 'key not found' (-f: 0, and nothing is published).  " + EPILOG_EDIT)
+    target_args(p)
+    p.add_argument("key", metavar="KEY", help="the key")
+    p.add_argument("--hex", action="store_true", help="KEY is hexadecimal, for a map with bytes keys")
+    p.add_argument("-f", "--force", action="store_true", help="no error for a key that is not there")
+    edit_args(p)
+
+    p = command(
+        "compact",
+        "Merge a map's delta layer into one plain snapshot, published atomically under the same name.",
+        commands.cmd_compact,
+        epilog="Edits (set, del, load --delta) compact on their own past --compact-at; this does it now.  The old\n"
+        "base is removed; readers attached to it keep it until they refresh().\n\n",
+    )
+    target_args(p)
 
     p = command("rm", "Unpublish maps (or bitmaps).  Processes attached to them keep them.", commands.cmd_rm)
     p.add_argument("names", nargs="+", metavar="NAME", help="map to remove")
