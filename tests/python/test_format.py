@@ -633,12 +633,12 @@ CASES = [
     Case("R5", "checksum_zero", mutate(fields={"header_checksum": 0})),
     Case("R5", "flags_stale_checksum", mutate(fields={"required_flags": 1}, seal_header=False)),
     # R6: required flags: bit 0 (int keys, §9) is known, every other bit refused (before R9 looks at bit 0).
-    Case("R6", "bit1", mutate(fields={"required_flags": 2})),
+    Case("R6", "bit3", mutate(fields={"required_flags": 8})),  # bits 1 and 2 are §13's
     Case("R6", "bit31", mutate(fields={"required_flags": 0x80000000})),
-    Case("R6", "bit0_and_bit1", mutate(fields={"required_flags": 3})),
-    Case("R6", "int_map_bit1", mutate(INT_EXAMPLE, fields={"required_flags": 3})),
+    Case("R6", "bit0_and_bit3", mutate(fields={"required_flags": 9})),
+    Case("R6", "int_map_bit3", mutate(INT_EXAMPLE, fields={"required_flags": 9})),
     Case("R6", "int_map_bit16", mutate(INT_EXAMPLE, fields={"required_flags": 0x10001})),
-    Case("R6", "int_map_unknown_bit_without_bit0", mutate(INT_EXAMPLE, fields={"required_flags": 4})),
+    Case("R6", "int_map_unknown_bit_without_bit0", mutate(INT_EXAMPLE, fields={"required_flags": 16})),
     Case("R6", "unknown_bit_and_bad_reserved", mutate(fields={"required_flags": 8}, patches=[(27, b"\x01")])),
     # R7: reserved bytes.
     Case("R7", "reserved_27", mutate(patches=[(27, b"\x01")])),
@@ -1338,11 +1338,11 @@ INT_HOSTILE = [
      "SM_EHEADER"),
     ("flag_without_kind3_bytes", mutate(INT_EXAMPLE, fields={"key_kind": 1}), "open", "R9", "CorruptSnapshotError",
      "SM_EHEADER"),
-    ("unknown_bit_int_map", mutate(INT_EXAMPLE, fields={"required_flags": 3}), "open", "R6",
+    ("unknown_bit_int_map", mutate(INT_EXAMPLE, fields={"required_flags": 9}), "open", "R6",
      "UnsupportedVersionError", "SM_EFEATURE"),
     ("unknown_bit_str_map", mutate(fields={"required_flags": 1 << 7}), "open", "R6", "UnsupportedVersionError",
      "SM_EFEATURE"),
-    ("unknown_bit_beats_kind3_without_flag", mutate(INT_EXAMPLE, fields={"required_flags": 2}), "open", "R6",
+    ("unknown_bit_beats_kind3_without_flag", mutate(INT_EXAMPLE, fields={"required_flags": 8}), "open", "R6",
      "UnsupportedVersionError", "SM_EFEATURE"),
     ("tenth_rule", mutate(INT_EXAMPLE, fields={"records_end": 128 + 29}), "open", "R9", "CorruptSnapshotError",
      "SM_EHEADER"),
@@ -1462,3 +1462,24 @@ def test_golden_int_snapshot_reads_as_expected():
     # the package writes the same bytes for the same map (but `created` and the header checksum)
     again = _package_map(sharedmap, dict(snap.items())).dump()
     assert again[:96] + again[104:112] + again[120:] == data[:96] + data[104:112] + data[120:]
+
+
+# ------------------------------------------------------------------------------------------ §13 layers
+
+
+def test_a_reader_of_plain_snapshots_refuses_a_layer_by_r6(tmp_path):
+    """This reader knows required flag bit 0 only, as a reader older than §13: a real layer file (bit 1,
+    LAYER) is refused by R6, never misread; the library reads it as base + delta."""
+    sharedmap = pytest.importorskip("sharedmap")
+    path = tmp_path / "m.smap"
+    sharedmap.rbtree({f"k{i}": i for i in range(100)}).save(str(path))
+    with sharedmap.edit(path=str(path), compact_at=None) as e:
+        e["k5"] = "five"
+        del e["k6"]
+    data = path.read_bytes()
+    assert struct.unpack_from("<I", data, 16)[0] & 0x2  # required_flags: LAYER
+    with pytest.raises(FormatError) as info:
+        Snapshot(data)
+    assert info.value.rule == "R6"
+    m = sharedmap.open(str(path))
+    assert len(m) == 99 and m["k5"] == "five" and "k6" not in m and m.verify()
