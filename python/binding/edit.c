@@ -88,6 +88,12 @@ static PyObject *edit_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         Py_XDECREF(fstemp);
         return NULL;
     }
+    if (fs != NULL && PyBytes_GET_SIZE(fs) == 0) {
+        PyErr_SetString(PyExc_ValueError, "edit(): path= is empty");
+        Py_DECREF(fs);
+        Py_XDECREF(fstemp);
+        return NULL;
+    }
     o.temp_dir = fstemp ? PyBytes_AS_STRING(fstemp) : NULL;
     sm_edit *e = NULL;
     Py_BEGIN_ALLOW_THREADS
