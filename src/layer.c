@@ -104,11 +104,16 @@ static int base_agrees(const unsigned char *p, const smf_header *h, struct smi_l
         return SM_EBASE;
     if (b->h.count && b->h.key_kind != h->key_kind)
         return SM_EBASE;
-    uint64_t bc = b->h.count, c = h->count;
+    return 0;
+}
+
+/* The layer's count against its base's: they differ by at most the delta's records. */
+static int counts_agree(const smf_header *h, struct smi_layer *L) {
+    uint64_t bc = L->base.h.count, c = h->count;
     if ((c > bc && c - bc > L->d) || (bc > c && bc - c > L->d))
         return SM_EHEADER;
     L->net = (int64_t)c - (int64_t)bc;
-    L->same_seed = b->h.hash_seed == L->delta.h.hash_seed;
+    L->same_seed = L->base.h.hash_seed == L->delta.h.hash_seed;
     return 0;
 }
 
@@ -139,9 +144,11 @@ int smi_layer_open(sm_reader *r, const unsigned char *p, uint64_t n, const smi_s
         if (why == -ENOENT && where->retry && sm_reader_superseded(&(sm_reader){.base = p}))
             *where->retry = 1; /* a compaction took the base away after we opened the layer */
         if (why) {
-            rc = why == SM_EHEADER ? SM_EHEADER : SM_EBASE;
+            rc = SM_EBASE; /* whatever the base's own error (the base's SM_EHEADER too) */
             if (where->bad_error)
                 *where->bad_error = why;
+        } else {
+            rc = counts_agree(&h, L);
         }
     }
     if (own_dirfd >= 0)

@@ -451,3 +451,91 @@ TEST(layer_unpublish) {
     ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.u", &st, 0) < 0 && errno == ENOENT);
     close(dirfd);
 }
+
+/* ---- hostile layers and bases ---- */
+
+/* A layered map "h" over a base of keys k000000.. (every third of 30), with a put, an
+ * overwrite and a deletion in its delta; its layer file's bytes in *p (malloc'ed). */
+static unsigned char *hostile_layer(size_t *n, char *base_file) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    unsigned char k[16];
+    for (int i = 0; i < 30; i += 3) {
+        sm_value v = sm_value_int(i);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, k, key_of(SM_KEYS_STR, i, k), &v));
+    }
+    ASSERT_OK(sm_publish(b, test_dir(), "h", SM_FORCE, 0));
+    sm_builder_free(b);
+    sm_edit *e;
+    sm_edit_opts o = SM_EDIT_OPTS_INIT;
+    o.compact_ratio = -1;
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "h", &o));
+    sm_value v = sm_value_int(-1);
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, k, key_of(SM_KEYS_STR, 4, k), &v));
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, k, key_of(SM_KEYS_STR, 6, k), &v));
+    ASSERT_OK(sm_edit_del(e, k, key_of(SM_KEYS_STR, 9, k)));
+    ASSERT_OK(sm_edit_commit(e, NULL));
+    sm_edit_free(e);
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "h"));
+    sm_layer_info li;
+    ASSERT_EQ(sm_reader_layer(r, &li), 1);
+    ASSERT_EQ(li.delta_records, 3);
+    if (base_file)
+        strcpy(base_file, li.base_file);
+    size_t size;
+    const void *data = sm_reader_data(r, &size);
+    unsigned char *p = xmemdup(data, size);
+    sm_reader_close(r);
+    *n = size;
+    return p;
+}
+
+/* A base that is missing, damaged (whatever its own error) or another snapshot under its
+ * name: SM_EBASE, never the layer's own header error, and sm_set_diagnose tells the base's. */
+TEST(layer_base_missing_or_altered) {
+    char bname[NAME_MAX + 1];
+    size_t n;
+    free(hostile_layer(&n, bname));
+    const char *bpath = test_path(bname);
+    int fd = open(bpath, O_RDWR);
+    ASSERT(fd >= 0);
+    struct stat st;
+    ASSERT(fstat(fd, &st) == 0);
+    unsigned char *orig = xmalloc((size_t)st.st_size);
+    ASSERT_EQ(pread(fd, orig, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    sm_reader *r;
+    uint64_t shard;
+    int why;
+    /* its header damaged: the base's own error is SM_EHEADER */
+    unsigned char *bad = xmemdup(orig, (size_t)st.st_size);
+    bad[SMF_OFF_HEADER_SUM] ^= 1;
+    test_write_file(bpath, bad, (size_t)st.st_size);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    ASSERT_ERR(sm_set_diagnose(test_path("sharedmap.h"), &shard, &why), SM_EBASE);
+    ASSERT_EQ(why, SM_EHEADER);
+    /* truncated */
+    test_write_file(bpath, orig, (size_t)st.st_size - 1);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    /* a valid snapshot, but not the one named (its created changed, its sum made right) */
+    memcpy(bad, orig, (size_t)st.st_size);
+    bad[SMF_OFF_CREATED] ^= 1; /* the same entries, another header */
+    smf_put64(bad + SMF_OFF_HEADER_SUM, sm_hash64(bad, SMF_OFF_HEADER_SUM, 0));
+    test_write_file(bpath, bad, (size_t)st.st_size);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    ASSERT_ERR(sm_set_diagnose(test_path("sharedmap.h"), &shard, &why), SM_EBASE);
+    ASSERT_EQ(why, SM_EBASE);
+    /* missing */
+    ASSERT(unlink(bpath) == 0);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    ASSERT_ERR(sm_set_diagnose(test_path("sharedmap.h"), &shard, &why), SM_EBASE);
+    ASSERT_EQ(why, -ENOENT);
+    /* back as it was */
+    test_write_file(bpath, orig, (size_t)st.st_size);
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "h"));
+    ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
+    free(bad);
+    free(orig);
+}
