@@ -1,5 +1,5 @@
 /* edit.c: editing a published map (or a snapshot file) by delta layers, sm_edit_*
- * (docs/LAYERS-DESIGN.md).
+ * (docs/FORMAT.md §13.10).
  *
  *   open     lock .sharedmap-edit.<file> (editors of one name serialise), open the current
  *            version: a plain snapshot, or a layer (base + delta)

@@ -376,7 +376,7 @@ static inline unsigned smf_int_size(int64_t v) {
 #define SMS_E_NAME_LEN 52   /* u32: directory layout: its file name's length; packed: 0 */
 #define SMS_E_NAME_OFF 56   /* u64: and offset in this file */
 
-/* ---- layer files (docs/LAYERS-DESIGN.md, to become FORMAT.md §13) ----
+/* ---- layer files (docs/FORMAT.md §13) ----
  * A snapshot header with SMF_REQ_LAYER: offsets 48-95 are the layer's fields, then the base
  * reference, the base's file name, the index, the filter and the delta (a snapshot with
  * SMF_REQ_TOMBSTONES), each region after the one before. */

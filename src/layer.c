@@ -1,4 +1,4 @@
-/* layer.c: layer files (docs/LAYERS-DESIGN.md, to become FORMAT.md §13): a map made of a base
+/* layer.c: layer files (docs/FORMAT.md §13): a map made of a base
  * snapshot and one delta of changes over it, opened as one reader.
  *
  *   layer file   header (SMF_REQ_LAYER) | base reference | base file name | index | filter |
@@ -10,8 +10,8 @@
  * key, -1 for a deletion.  So the merged rank of delta key j is P[j] = base_rank[j] + A[j], and
  * a base entry of base rank b with j delta keys below it has merged rank b + A[j].
  *
- * WIP: open, close, get and the ordered functions are here; get_many, verify, the writer and
- * the editor are still to come (see the design).
+ * Here: open (L1-L10 of §13.8), lookups, the ordered functions and cursors over the merged
+ * walk, get_many, verify (LV1-LV5) and the writer of layer files (smi_layer_build).
  */
 #include "internal.h"
 
