@@ -606,3 +606,19 @@ TEST(layer_hostile_index) {
     }
     free(good);
 }
+
+/* A layered map's reader is refused by sm_set_publish/sm_set_save (its bytes are a layer file,
+ * whose base the set would not hold: the set published was unreadable, SM_ESHARD), and nothing
+ * is published. */
+TEST(layer_set_publish_refused) {
+    size_t n;
+    free(hostile_layer(&n, NULL));
+    sm_reader *r, *s;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "h"));
+    ASSERT_ERR(sm_set_publish(r, test_dir(), "hs", 0, 0), -EINVAL);
+    ASSERT_ERR(sm_reader_open_shm(&s, test_dir(), "hs"), -ENOENT);
+    ASSERT_ERR(sm_set_save(r, test_path("hs.set"), 0, 0), -EINVAL);
+    ASSERT_ERR(sm_reader_open_file(&s, test_path("hs.set")), -ENOENT);
+    ASSERT(!strstr(test_listing(test_dir()), ".sharedmap-tmp."));
+    sm_reader_close(r);
+}
