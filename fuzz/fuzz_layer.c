@@ -1,5 +1,5 @@
 /* fuzz_layer.c: libFuzzer target: arbitrary bytes as a layer file (a delta over a base,
- * docs/LAYERS-DESIGN.md) through every read path, with fuzz_reader's checks (a verified
+ * docs/FORMAT.md §13) through every read path, with fuzz_reader's checks (a verified
  * layered map must answer as one snapshot).  The base the corpus's layers name
  * (layer-base.h) is written once into a private directory where the reader finds it.
  *

@@ -638,7 +638,8 @@ SM_API int sm_set_write(const char *dir, uint64_t n, const char *const *names, c
 /** Publish @p r (a set reader, or a snapshot's: a set of one shard) as the packed set
  *  @p name in @p dir (NULL: SM_DEFAULT_DIR), by the protocol of sm_publish(): one file, so
  *  the whole set appears, is replaced (SM_FORCE) and is attached at once, and readers of
- *  the set it replaces see their superseded word.  @return as sm_publish(). */
+ *  the set it replaces see their superseded word.  @return as sm_publish(), or -EINVAL for
+ *  a layered map's reader (sm_reader_layer(); compact it first, or copy it into a builder). */
 SM_API int sm_set_publish(const sm_reader *r, const char *dir, const char *name, unsigned flags,
                           unsigned mode);
 

@@ -1,5 +1,5 @@
 /* edit.c: editing a published map (or a snapshot file) by delta layers, sm_edit_*
- * (docs/LAYERS-DESIGN.md).
+ * (docs/FORMAT.md §13.10).
  *
  *   open     lock .sharedmap-edit.<file> (editors of one name serialise), open the current
  *            version: a plain snapshot, or a layer (base + delta)
@@ -216,7 +216,12 @@ static int old_change(const struct smi_layer *L, uint64_t j, uint64_t *off, chan
     c->base_rank = smf_le64(L->index + j * SML_INDEX_ENTRY);
     int64_t a0 = (int64_t)smf_le64(L->index + j * SML_INDEX_ENTRY + 8);
     int64_t a1 = j + 1 < L->d ? (int64_t)smf_le64(L->index + (j + 1) * SML_INDEX_ENTRY + 8) : L->net;
-    c->w = (int)(a1 - a0);
+    int64_t w;
+    /* the index is untrusted (the layer was opened, not verified): a step of A is -1, 0 or 1 */
+    if (__builtin_sub_overflow(a1, a0, &w) || w < -1 || w > 1 || c->base_rank > L->base.h.count ||
+        (rec.type == SMF_TYPE_TOMBSTONE) != (w == -1))
+        return SM_ECORRUPT;
+    c->w = (int)w;
     return 0;
 }
 

@@ -376,14 +376,15 @@ static inline unsigned smf_int_size(int64_t v) {
 #define SMS_E_NAME_LEN 52   /* u32: directory layout: its file name's length; packed: 0 */
 #define SMS_E_NAME_OFF 56   /* u64: and offset in this file */
 
-/* ---- layer files (docs/LAYERS-DESIGN.md, to become FORMAT.md §13) ----
+/* ---- layer files (docs/FORMAT.md §13) ----
  * A snapshot header with SMF_REQ_LAYER: offsets 48-95 are the layer's fields, then the base
  * reference, the base's file name, the index, the filter and the delta (a snapshot with
  * SMF_REQ_TOMBSTONES), each region after the one before. */
-#define SML_OFF_DELTA 48        /* u64: where the delta snapshot starts (64-aligned) */
+#define SML_OFF_DELTA 48        /* u64: where the delta snapshot starts (written 64-aligned) */
 #define SML_OFF_DELTA_SIZE 56   /* u64: its total_size; it ends at the layer's total_size */
-#define SML_OFF_INDEX 64        /* u64: the index, 16 bytes per delta record */
-#define SML_OFF_FILTER 72       /* u64: the blocked Bloom filter (64-aligned) */
+#define SML_OFF_INDEX 64        /* u64: the index, 16 bytes per delta record (written 8-aligned) */
+#define SML_OFF_FILTER 72       /* u64: the blocked Bloom filter (written 64-aligned; readers
+                                 * rely on no alignment, §13.2) */
 #define SML_OFF_FILTER_SIZE 80  /* u64: its bytes, a multiple of 64; 0 iff the delta is empty */
 #define SML_OFF_NAME_LEN 88     /* u64: bytes of the base's file name, 1 to 255 */
 #define SML_BASE_REF 128        /* 64 bytes: what the base must be */

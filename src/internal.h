@@ -175,7 +175,7 @@ int smi_set_prefix_range(const sm_reader *r, const void *prefix, size_t plen, ui
  * *rec, SM_NOTFOUND, SM_ECORRUPT.  The value is not checked (a delta's tombstones). */
 int smi_probe(const sm_reader *r, const void *key, size_t klen, uint64_t h, smf_record *rec);
 
-/* ---- layer files (layer.c, docs/LAYERS-DESIGN.md) ---- */
+/* ---- layer files (layer.c, docs/FORMAT.md §13) ---- */
 
 struct smi_layer {
     sm_reader base;              /* the base snapshot, mapped from its own file */

@@ -1,4 +1,4 @@
-/* layer.c: layer files (docs/LAYERS-DESIGN.md, to become FORMAT.md §13): a map made of a base
+/* layer.c: layer files (docs/FORMAT.md §13): a map made of a base
  * snapshot and one delta of changes over it, opened as one reader.
  *
  *   layer file   header (SMF_REQ_LAYER) | base reference | base file name | index | filter |
@@ -10,8 +10,8 @@
  * key, -1 for a deletion.  So the merged rank of delta key j is P[j] = base_rank[j] + A[j], and
  * a base entry of base rank b with j delta keys below it has merged rank b + A[j].
  *
- * WIP: open, close, get and the ordered functions are here; get_many, verify, the writer and
- * the editor are still to come (see the design).
+ * Here: open (L1-L10 of §13.8), lookups, the ordered functions and cursors over the merged
+ * walk, get_many, verify (LV1-LV5) and the writer of layer files (smi_layer_build).
  */
 #include "internal.h"
 
@@ -34,6 +34,26 @@ static int64_t index_adj(const struct smi_layer *L, uint64_t j) {
     if (j >= L->d)
         return L->net;
     return (int64_t)smf_le64(L->index + j * SML_INDEX_ENTRY + 8);
+}
+
+/* A[j] checked: |A[j]| <= d in every layer (each delta record moves it by at most 1), which
+ * keeps all arithmetic on it from overflowing; SM_ECORRUPT if not. */
+static int adj_at(const struct smi_layer *L, uint64_t j, int64_t *a) {
+    int64_t v = index_adj(L, j);
+    if (v < -(int64_t)L->d || v > (int64_t)L->d)
+        return SM_ECORRUPT;
+    *a = v;
+    return 0;
+}
+
+/* P[j] = base_rank[j] + A[j], checked: base_rank[j] <= the base's count, and adj_at. */
+static int pos_at(const struct smi_layer *L, uint64_t j, int64_t *p) {
+    uint64_t b = index_base_rank(L, j);
+    int64_t a;
+    if (b > L->base.h.count || adj_at(L, j, &a))
+        return SM_ECORRUPT;
+    *p = (int64_t)b + a;
+    return 0;
 }
 
 static int name_ok(const unsigned char *s, size_t n) {
@@ -104,11 +124,16 @@ static int base_agrees(const unsigned char *p, const smf_header *h, struct smi_l
         return SM_EBASE;
     if (b->h.count && b->h.key_kind != h->key_kind)
         return SM_EBASE;
-    uint64_t bc = b->h.count, c = h->count;
+    return 0;
+}
+
+/* The layer's count against its base's: they differ by at most the delta's records. */
+static int counts_agree(const smf_header *h, struct smi_layer *L) {
+    uint64_t bc = L->base.h.count, c = h->count;
     if ((c > bc && c - bc > L->d) || (bc > c && bc - c > L->d))
         return SM_EHEADER;
     L->net = (int64_t)c - (int64_t)bc;
-    L->same_seed = b->h.hash_seed == L->delta.h.hash_seed;
+    L->same_seed = L->base.h.hash_seed == L->delta.h.hash_seed;
     return 0;
 }
 
@@ -139,9 +164,11 @@ int smi_layer_open(sm_reader *r, const unsigned char *p, uint64_t n, const smi_s
         if (why == -ENOENT && where->retry && sm_reader_superseded(&(sm_reader){.base = p}))
             *where->retry = 1; /* a compaction took the base away after we opened the layer */
         if (why) {
-            rc = why == SM_EHEADER ? SM_EHEADER : SM_EBASE;
+            rc = SM_EBASE; /* whatever the base's own error (the base's SM_EHEADER too) */
             if (where->bad_error)
                 *where->bad_error = why;
+        } else {
+            rc = counts_agree(&h, L);
         }
     }
     if (own_dirfd >= 0)
@@ -237,8 +264,8 @@ static int walk_of(const sm_cursor *c, walk *w) {
         return SM_ECORRUPT;
     if (c->offset & FROM_DELTA)
         return j < L->d ? walk_at(L, index_base_rank(L, j), j, w) : SM_ECORRUPT;
-    int64_t a = index_adj(L, j);
-    if ((a < 0 && (uint64_t)-a > L->d) || (a > 0 && (uint64_t)a > c->rank))
+    int64_t a;
+    if (adj_at(L, j, &a) || (a > 0 && (uint64_t)a > c->rank))
         return SM_ECORRUPT;
     return walk_at(L, (uint64_t)((int64_t)c->rank - a), j, w);
 }
@@ -335,20 +362,24 @@ int smi_layer_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
     uint64_t lo = 0, hi = L->d;
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        int64_t p = (int64_t)index_base_rank(L, mid) + index_adj(L, mid);
+        int64_t p;
+        if (pos_at(L, mid, &p))
+            return SM_ECORRUPT;
         if (p <= (int64_t)rank)
             lo = mid + 1;
         else
             hi = mid;
     }
-    int64_t a = index_adj(L, lo);
-    if ((a > 0 && (uint64_t)a > rank) || (a < 0 && (uint64_t)-a > L->d))
+    int64_t a, p;
+    if (adj_at(L, lo, &a) || (a > 0 && (uint64_t)a > rank))
         return SM_ECORRUPT;
     uint64_t b = (uint64_t)((int64_t)rank - a), j = lo;
     walk w;
     if (lo > 0) {
         uint64_t pj = index_base_rank(L, lo - 1);
-        if ((int64_t)pj + index_adj(L, lo - 1) == (int64_t)rank) {
+        if (pos_at(L, lo - 1, &p))
+            return SM_ECORRUPT;
+        if (p == (int64_t)rank) {
             /* delta record lo - 1 is at rank, unless it is a deletion */
             int rc = walk_at(L, pj, lo - 1, &w);
             if (rc)
@@ -380,8 +411,8 @@ static int seek_walk(const sm_reader *r, const void *key, size_t klen, sm_bound 
         rc = sm_seek_key(&L->delta, key, klen, bound, &dc);
     if (rc)
         return rc;
-    int64_t a = index_adj(L, dc.rank);
-    if ((a < 0 && (uint64_t)-a > bc.rank) || (a > 0 && (uint64_t)a > L->d))
+    int64_t a;
+    if (adj_at(L, dc.rank, &a) || (a < 0 && (uint64_t)-a > bc.rank))
         return SM_ECORRUPT;
     *rank = (uint64_t)((int64_t)bc.rank + a);
     if (*rank > r->h.count)
@@ -426,7 +457,10 @@ int smi_layer_prefix_range(const sm_reader *r, const void *prefix, size_t plen, 
         rc = sm_prefix_range(&L->delta, prefix, plen, &j0, &j1);
     if (rc)
         return rc;
-    int64_t lo = (int64_t)b0 + index_adj(L, j0), hi = (int64_t)b1 + index_adj(L, j1);
+    int64_t a0, a1;
+    if (adj_at(L, j0, &a0) || adj_at(L, j1, &a1))
+        return SM_ECORRUPT;
+    int64_t lo = (int64_t)b0 + a0, hi = (int64_t)b1 + a1;
     if (lo < 0 || hi < lo || (uint64_t)hi > r->h.count)
         return SM_ECORRUPT;
     *begin = (uint64_t)lo;
@@ -588,7 +622,10 @@ int smi_layer_verify(const sm_reader *r) {
         sm_entry e;
         int in_base = sm_cursor_get(&bc, &e) == 0 && e.key.size == rec.klen &&
                       memcmp(e.key.data, key, (size_t)rec.klen) == 0;
-        int64_t w = index_adj(L, j + 1) - index_adj(L, j);
+        int64_t a0, a1;
+        if (adj_at(L, j, &a0) || adj_at(L, j + 1, &a1))
+            return SM_ECORRUPT;
+        int64_t w = a1 - a0;
         int tomb = rec.type == SMF_TYPE_TOMBSTONE;
         if (index_base_rank(L, j) != bc.rank || w != (in_base ? (tomb ? -1 : 0) : 1) || (tomb && !in_base))
             return SM_ECORRUPT;

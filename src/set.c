@@ -696,6 +696,8 @@ static int pack(int fd, void *ctx) {
 
 static int publish_packed(const sm_reader *r, smi_dest *d, int rc, unsigned flags, unsigned mode) {
     pack_fill f = {r};
+    if (!rc && r->layer)
+        rc = -EINVAL; /* its bytes are a layer file, whose base a packed set would not hold */
     if (!rc)
         rc = smi_publish_filled(d, flags, mode, pack, &f);
     if (d->dirfd >= 0)

@@ -451,3 +451,287 @@ TEST(layer_unpublish) {
     ASSERT(fstatat(dirfd, ".sharedmap-edit.sharedmap.u", &st, 0) < 0 && errno == ENOENT);
     close(dirfd);
 }
+
+/* ---- hostile layers and bases ---- */
+
+/* A layered map "h" over a base of keys k000000.. (every third of 30), with a put, an
+ * overwrite and a deletion in its delta; its layer file's bytes in *p (malloc'ed). */
+static unsigned char *hostile_layer(size_t *n, char *base_file) {
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    unsigned char k[16];
+    for (int i = 0; i < 30; i += 3) {
+        sm_value v = sm_value_int(i);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, k, key_of(SM_KEYS_STR, i, k), &v));
+    }
+    ASSERT_OK(sm_publish(b, test_dir(), "h", SM_FORCE, 0));
+    sm_builder_free(b);
+    sm_edit *e;
+    sm_edit_opts o = SM_EDIT_OPTS_INIT;
+    o.compact_ratio = -1;
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "h", &o));
+    sm_value v = sm_value_int(-1);
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, k, key_of(SM_KEYS_STR, 4, k), &v));
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, k, key_of(SM_KEYS_STR, 6, k), &v));
+    ASSERT_OK(sm_edit_del(e, k, key_of(SM_KEYS_STR, 9, k)));
+    ASSERT_OK(sm_edit_commit(e, NULL));
+    sm_edit_free(e);
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "h"));
+    sm_layer_info li;
+    ASSERT_EQ(sm_reader_layer(r, &li), 1);
+    ASSERT_EQ(li.delta_records, 3);
+    if (base_file)
+        strcpy(base_file, li.base_file);
+    size_t size;
+    const void *data = sm_reader_data(r, &size);
+    unsigned char *p = xmemdup(data, size);
+    sm_reader_close(r);
+    *n = size;
+    return p;
+}
+
+/* A base that is missing, damaged (whatever its own error) or another snapshot under its
+ * name: SM_EBASE, never the layer's own header error, and sm_set_diagnose tells the base's. */
+TEST(layer_base_missing_or_altered) {
+    char bname[NAME_MAX + 1];
+    size_t n;
+    free(hostile_layer(&n, bname));
+    const char *bpath = test_path(bname);
+    int fd = open(bpath, O_RDWR);
+    ASSERT(fd >= 0);
+    struct stat st;
+    ASSERT(fstat(fd, &st) == 0);
+    unsigned char *orig = xmalloc((size_t)st.st_size);
+    ASSERT_EQ(pread(fd, orig, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    sm_reader *r;
+    uint64_t shard;
+    int why;
+    /* its header damaged: the base's own error is SM_EHEADER */
+    unsigned char *bad = xmemdup(orig, (size_t)st.st_size);
+    bad[SMF_OFF_HEADER_SUM] ^= 1;
+    test_write_file(bpath, bad, (size_t)st.st_size);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    ASSERT_ERR(sm_set_diagnose(test_path("sharedmap.h"), &shard, &why), SM_EBASE);
+    ASSERT_EQ(why, SM_EHEADER);
+    /* truncated */
+    test_write_file(bpath, orig, (size_t)st.st_size - 1);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    /* a valid snapshot, but not the one named (its created changed, its sum made right) */
+    memcpy(bad, orig, (size_t)st.st_size);
+    bad[SMF_OFF_CREATED] ^= 1; /* the same entries, another header */
+    smf_put64(bad + SMF_OFF_HEADER_SUM, sm_hash64(bad, SMF_OFF_HEADER_SUM, 0));
+    test_write_file(bpath, bad, (size_t)st.st_size);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    ASSERT_ERR(sm_set_diagnose(test_path("sharedmap.h"), &shard, &why), SM_EBASE);
+    ASSERT_EQ(why, SM_EBASE);
+    /* missing */
+    ASSERT(unlink(bpath) == 0);
+    ASSERT_ERR(sm_reader_open_shm(&r, test_dir(), "h"), SM_EBASE);
+    ASSERT_ERR(sm_set_diagnose(test_path("sharedmap.h"), &shard, &why), SM_EBASE);
+    ASSERT_EQ(why, -ENOENT);
+    /* back as it was */
+    test_write_file(bpath, orig, (size_t)st.st_size);
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "h"));
+    ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
+    free(bad);
+    free(orig);
+}
+
+/* The layer's body and header checksums made right again after a change. */
+static void layer_resum(unsigned char *p, size_t n) {
+    smf_put64(p + SMF_OFF_BODY_SUM, sm_hash64(p + SMF_HEADER_SIZE, n - SMF_HEADER_SIZE, 0));
+    smf_put64(p + SMF_OFF_HEADER_SUM, sm_hash64(p, SMF_OFF_HEADER_SUM, 0));
+}
+
+/* Hostile index entries (checksums made right): every read function answers or says
+ * SM_ECORRUPT, with no arithmetic that overflows (UBSan) nor a read out of bounds. */
+TEST(layer_hostile_index) {
+    size_t n;
+    unsigned char *good = hostile_layer(&n, NULL);
+    uint64_t ioff = smf_le64(good + SML_OFF_INDEX);
+    const uint64_t vals[] = {0, 1, 2, 3, 100, (uint64_t)INT64_MAX, (uint64_t)INT64_MIN,
+                             (uint64_t)INT64_MIN + 1, UINT64_MAX, UINT64_MAX - 1, (uint64_t)INT64_MAX - 1};
+    size_t nv = sizeof vals / sizeof *vals;
+    unsigned char k[16];
+    for (unsigned field = 0; field < 3 * 2; field++) {
+        for (size_t vi = 0; vi < nv; vi++) {
+            unsigned char *p = xmemdup(good, n);
+            smf_put64(p + ioff + (field / 2) * SML_INDEX_ENTRY + (field % 2) * 8, vals[vi]);
+            layer_resum(p, n);
+            test_write_file(test_path("sharedmap.h"), p, n);
+            sm_reader *r;
+            ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "h"));
+            uint64_t count = sm_reader_count(r), b0, b1, rank;
+            for (uint64_t q = 0; q <= count; q++) {
+                sm_cursor c;
+                sm_entry ent;
+                if (sm_seek_rank(r, q, &c) == 0)
+                    (void)sm_cursor_read(&c, &ent);
+            }
+            for (int i = 0; i < 31; i++) {
+                sm_cursor c;
+                sm_entry batch[8];
+                size_t got;
+                size_t kl = key_of(SM_KEYS_STR, i, k);
+                if (sm_seek_key(r, k, kl, SM_GE, &c) == 0)
+                    (void)sm_cursor_read_many(&c, batch, 8, &got);
+                (void)sm_rank(r, k, kl, &rank);
+                (void)sm_get(r, k, kl, NULL);
+            }
+            (void)sm_prefix_range(r, "k00001", 6, &b0, &b1);
+            (void)sm_prefix_range(r, "", 0, &b0, &b1);
+            int vr = sm_reader_verify(r);
+            if (vals[vi] != smf_le64(good + ioff + (field / 2) * SML_INDEX_ENTRY + (field % 2) * 8))
+                ASSERT_EQ(vr, SM_ECORRUPT);
+            sm_reader_close(r);
+            /* an edit over it: a bad index is refused (or the result still verifies) */
+            sm_edit *e;
+            sm_edit_opts o = SM_EDIT_OPTS_INIT;
+            o.compact_ratio = -1; /* the base stays for the next round */
+            ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "h", &o));
+            sm_value v = sm_value_int(5);
+            ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, "k000001", 7, &v));
+            int rc = sm_edit_commit(e, NULL);
+            sm_edit_free(e);
+            if (rc == 0 && sm_reader_open_shm(&r, test_dir(), "h") == 0) {
+                if (vr == 0)
+                    ASSERT_OK(sm_reader_verify(r));
+                sm_reader_close(r);
+            }
+            free(p);
+        }
+    }
+    free(good);
+}
+
+/* A layered map's reader is refused by sm_set_publish/sm_set_save (its bytes are a layer file,
+ * whose base the set would not hold: the set published was unreadable, SM_ESHARD), and nothing
+ * is published. */
+TEST(layer_set_publish_refused) {
+    size_t n;
+    free(hostile_layer(&n, NULL));
+    sm_reader *r, *s;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "h"));
+    ASSERT_ERR(sm_set_publish(r, test_dir(), "hs", 0, 0), -EINVAL);
+    ASSERT_ERR(sm_reader_open_shm(&s, test_dir(), "hs"), -ENOENT);
+    ASSERT_ERR(sm_set_save(r, test_path("hs.set"), 0, 0), -EINVAL);
+    ASSERT_ERR(sm_reader_open_file(&s, test_path("hs.set")), -ENOENT);
+    ASSERT(!strstr(test_listing(test_dir()), ".sharedmap-tmp."));
+    sm_reader_close(r);
+}
+
+/* FORMAT.md §13.12, the worked example: {"a": 1, "b": 2, "c": 3} edited (b = 20, c deleted,
+ * d = 4) is this layer file, byte for byte, once the created of the layer and its delta are
+ * made 1700000000000000000 (and their checksums right again). */
+static const unsigned char format_example[] = {
+  0x89, 0x53, 0x4d, 0x50, 0x0d, 0x0a, 0x1a, 0x0a, 0x0d, 0x0c, 0x0b, 0x0a,
+  0x01, 0x00, 0x80, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x80, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe0, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x40, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x2d, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x2a, 0x36, 0xfe, 0x9c, 0x97, 0x17, 0x6c, 0xb7, 0xe1, 0x65,
+  0x65, 0x1a, 0x81, 0x0f, 0x16, 0xbd, 0xb5, 0x1f, 0x4d, 0x8d, 0x11, 0xd7,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe0, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x10, 0xb9, 0xd9, 0x8d, 0xf5, 0x35, 0x0e, 0x99, 0xab, 0x2e, 0xd3, 0x34,
+  0xe9, 0xe4, 0x44, 0x3e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x2e, 0x73, 0x68, 0x61, 0x72, 0x65, 0x64, 0x6d, 0x61, 0x70, 0x2d, 0x62,
+  0x61, 0x73, 0x65, 0x2e, 0x33, 0x65, 0x34, 0x34, 0x65, 0x34, 0x65, 0x39,
+  0x33, 0x34, 0x64, 0x33, 0x32, 0x65, 0x61, 0x62, 0x2e, 0x73, 0x68, 0x61,
+  0x72, 0x65, 0x64, 0x6d, 0x61, 0x70, 0x2e, 0x65, 0x78, 0x00, 0x00, 0x00,
+  0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x42, 0x00,
+  0x00, 0x40, 0x28, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x24, 0x00, 0x84, 0x00,
+  0x00, 0x00, 0x80, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40,
+  0x89, 0x53, 0x4d, 0x50, 0x0d, 0x0a, 0x1a, 0x0a, 0x0d, 0x0c, 0x0b, 0x0a,
+  0x01, 0x00, 0x80, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x02, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe0, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x90, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x8b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x2a, 0x36, 0xfe, 0x9c, 0x97, 0x17, 0xce, 0x0b, 0xe0, 0x81,
+  0x8e, 0xe3, 0xf2, 0x1c, 0xa2, 0xc8, 0x64, 0x3f, 0x57, 0x87, 0x6e, 0x4c,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x13, 0x62, 0x14,
+  0x01, 0x07, 0x63, 0x01, 0x13, 0x64, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x62, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x9b, 0x00, 0x87, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe4, 0x01,
+  0x84, 0x00, 0x00, 0x00, 0x00, 0x00, 0xed, 0x01
+};
+
+TEST(layer_format_example) {
+    const uint64_t t0 = UINT64_C(1700000000000000000);
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    const char *keys = "abc";
+    for (int i = 0; i < 3; i++) {
+        sm_value v = sm_value_int(i + 1);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, keys + i, 1, &v));
+    }
+    size_t bn;
+    unsigned char *base = snapshot_of(b, &bn, t0);
+    sm_builder_free(b);
+    test_write_file(test_path("sharedmap.ex"), base, bn);
+    sm_edit *e;
+    sm_edit_opts o = SM_EDIT_OPTS_INIT;
+    o.compact_ratio = -1;
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "ex", &o));
+    sm_value v = sm_value_int(20);
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, "b", 1, &v));
+    ASSERT_OK(sm_edit_del(e, "c", 1));
+    v = sm_value_int(4);
+    ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, "d", 1, &v));
+    ASSERT_OK(sm_edit_commit(e, NULL));
+    sm_edit_free(e);
+    sm_reader *r;
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "ex"));
+    size_t n;
+    const void *data = sm_reader_data(r, &n);
+    unsigned char *p = xmemdup(data, n);
+    sm_layer_info li;
+    ASSERT_EQ(sm_reader_layer(r, &li), 1);
+    ASSERT_STR_EQ(li.base_file, ".sharedmap-base.3e44e4e934d32eab.sharedmap.ex");
+    sm_reader_close(r);
+    uint64_t doff = smf_le64(p + SML_OFF_DELTA);
+    ASSERT(doff <= n - SMF_HEADER_SIZE);
+    smf_put64(p + doff + SMF_OFF_CREATED, t0);
+    smf_put64(p + doff + SMF_OFF_HEADER_SUM, sm_hash64(p + doff, SMF_OFF_HEADER_SUM, 0));
+    smf_put64(p + SMF_OFF_CREATED, t0);
+    layer_resum(p, n);
+    ASSERT_MEM_EQ(p, n, format_example, sizeof format_example);
+    /* and it reads as the doc says, with the base beside it */
+    test_write_file(test_path("sharedmap.ex"), format_example, sizeof format_example);
+    ASSERT_OK(sm_reader_open_shm(&r, test_dir(), "ex"));
+    ASSERT_OK(sm_reader_verify(r));
+    ASSERT_EQ(sm_reader_count(r), 3);
+    uint64_t rank;
+    ASSERT_OK(sm_rank(r, "d", 1, &rank));
+    ASSERT_EQ(rank, 2);
+    ASSERT_ERR(sm_get(r, "c", 1, NULL), SM_NOTFOUND);
+    ASSERT_OK(sm_get(r, "b", 1, &v));
+    ASSERT_EQ(v.as.i, 20);
+    sm_reader_close(r);
+    free(p);
+    free(base);
+}
