@@ -695,7 +695,8 @@ SM_API int sm_edit_change_at(sm_edit *e, size_t i, sm_entry *out, int *deleted);
 /** Publish the changes: a delta over the same base, or past compact_ratio (or with
  *  SM_EDIT_COMPACT) one plain snapshot merged by the streaming writer; *compacted (may be
  *  NULL) says which.  @return 0, SM_ECONFLICT (the name no longer holds the version the edit
- *  began from; nothing was published), or a publish error.  The edit is spent either way:
+ *  began from, checked at the start and again atomically at the rename; nothing was
+ *  published), or a publish error.  The edit is spent either way:
  *  sm_edit_free() it. */
 SM_API int sm_edit_commit(sm_edit *e, int *compacted);
 /** Free the edit (an uncommitted one is discarded) and release the name's lock. */

@@ -378,6 +378,10 @@ int sm_edit_commit(sm_edit *e, int *compacted) {
         return errno == ENOENT ? SM_ECONFLICT : -errno;
     if ((uint64_t)st.st_dev != e->cur->dev || (uint64_t)st.st_ino != e->cur->ino)
         return SM_ECONFLICT; /* replaced since the edit began, by a publisher that does not lock */
+    /* and it must at the moment of the rename, too: the publish replaces only that file */
+    e->d.expect.set = 1;
+    e->d.expect.dev = e->cur->dev;
+    e->d.expect.ino = e->cur->ino;
     int force_compact = (e->o.flags & SM_EDIT_COMPACT) != 0;
     if (!sm_builder_count(e->pend) && !force_compact)
         return 0;

@@ -365,6 +365,16 @@ int smi_link_temp(int fd, int dirfd, const char *label, char *tmpname, size_t ca
 int smi_install(int dirfd, const char *tmpname, const char *name, int force);
 int smi_unpublish(const char *dir, const char *prefix, const char *name);
 
+/* The file a publish may replace, and only that one: an editor's commit, whose version must
+ * still be the one it began from (set: dev and ino of that file).  smi_install_over. */
+typedef struct smi_expect {
+    int set;
+    uint64_t dev, ino;
+} smi_expect;
+/* Install tmpname over name only if name holds the file *x: 0, SM_ECONFLICT (another file
+ * there, or none; nothing of ours stays public), or -errno (publish.c). */
+int smi_install_over(int dirfd, const char *tmpname, const char *name, const smi_expect *x);
+
 /* A snapshot on its way to its name, for writers that fill the file themselves (the
  * streaming writer, writer.c; publish_at): smi_temp_begin opens the locked temporary
  * in dirfd (steps 1-2 of the top of publish.c); the caller writes t->fd with pwrite;
@@ -376,6 +386,7 @@ typedef struct smi_temp {
     int named; /* tmpname names fd: it must be unlinked on abort */
     char label[NAME_MAX + 1];
     char tmpname[NAME_MAX + 1];
+    smi_expect expect; /* commit installs only over this file (begin: none) */
 } smi_temp;
 int smi_temp_begin(smi_temp *t, int dirfd, const char *label, unsigned mode);
 int smi_temp_commit(smi_temp *t, const char *name, int force, int durable);
@@ -392,6 +403,7 @@ typedef struct smi_dest {
     int dirfd;
     const char *file, *label;
     int durable;
+    smi_expect expect; /* set: the publish replaces only this file, else SM_ECONFLICT */
     char buf[NAME_MAX + 1];
 } smi_dest;
 int smi_dest_shm(smi_dest *d, const char *dir, const char *name);

@@ -377,6 +377,7 @@ int smi_temp_begin(smi_temp *t, int dirfd, const char *label, unsigned mode) {
     int anon;
     t->dirfd = dirfd;
     snprintf(t->label, sizeof t->label, "%s", label);
+    memset(&t->expect, 0, sizeof t->expect);
     t->fd = smi_create_temp(dirfd, t->label, mode, t->tmpname, sizeof t->tmpname, 1, &anon);
     t->named = t->fd >= 0 && !anon;
     return t->fd < 0 ? t->fd : 0;
@@ -398,6 +399,37 @@ static int copy_file(int in, int out, uint64_t size) {
         off += (uint64_t)n;
     }
     return 0;
+}
+
+int smi_install_over(int dirfd, const char *tmpname, const char *name, const smi_expect *x) {
+    struct stat st;
+    if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0) {
+        /* tmpname names what we displaced: the version we replace, or another publisher's */
+        if (smi_fstatat(dirfd, tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_dev == x->dev &&
+            (uint64_t)st.st_ino == x->ino) {
+            retire(dirfd, tmpname);
+            return 0;
+        }
+        /* Not it: put it back, and retire ours (public for that moment, marked superseded so
+         * that a reader who attached then moves on); if the name was emptied meanwhile, the
+         * other file goes back alone. */
+        if (renameat2(dirfd, tmpname, dirfd, name, RENAME_EXCHANGE) == 0)
+            retire(dirfd, tmpname);
+        else
+            renameat2(dirfd, tmpname, dirfd, name, RENAME_NOREPLACE);
+        return SM_ECONFLICT;
+    }
+    if (errno == ENOENT)
+        return SM_ECONFLICT; /* the name is gone: unpublished meanwhile */
+    if (errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    /* No RENAME_EXCHANGE here: check, then rename (a publisher may slip in between) */
+    if (smi_fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? SM_ECONFLICT : -errno;
+    if ((uint64_t)st.st_dev != x->dev || (uint64_t)st.st_ino != x->ino)
+        return SM_ECONFLICT;
+    mark_superseded(dirfd, name);
+    return renameat(dirfd, tmpname, dirfd, name) < 0 ? -errno : 0;
 }
 
 /* An anonymous temporary that cannot be named here (no /proc, and no
@@ -430,7 +462,8 @@ int smi_temp_commit(smi_temp *t, const char *name, int force, int durable) {
     if (!rc && durable && fsync(t->fd) < 0)
         rc = -errno;
     if (!rc)
-        rc = smi_install(t->dirfd, t->tmpname, name, force);
+        rc = t->expect.set ? smi_install_over(t->dirfd, t->tmpname, name, &t->expect)
+                           : smi_install(t->dirfd, t->tmpname, name, force);
     if (rc)
         return rc;
     t->named = 0; /* the name is the public one now: abort must not touch it */
@@ -454,6 +487,7 @@ void smi_temp_abort(smi_temp *t) {
 /* The whole publish into dirfd under final name `name`; `label` names temporaries. */
 int smi_dest_shm(smi_dest *d, const char *dir, const char *name) {
     d->dirfd = -1;
+    memset(&d->expect, 0, sizeof d->expect);
     int rc = smi_file_name(d->buf, sizeof d->buf, SM_NAME_PREFIX, name);
     if (rc)
         return rc;
@@ -486,6 +520,7 @@ int smi_open_parent(const char *path, const char **base) {
 }
 
 int smi_dest_file(smi_dest *d, const char *path) {
+    memset(&d->expect, 0, sizeof d->expect);
     d->dirfd = smi_open_parent(path, &d->file);
     d->label = d->file;
     d->durable = 1;
@@ -501,6 +536,7 @@ int smi_publish_filled(const smi_dest *d, unsigned flags, unsigned mode, smi_fil
     int rc = smi_temp_begin(&t, d->dirfd, d->label, mode ? mode : SM_DEFAULT_MODE);
     if (rc)
         return rc;
+    t.expect = d->expect;
     rc = fill(t.fd, ctx);
     if (!rc)
         rc = smi_temp_commit(&t, d->file, (flags & SM_FORCE) != 0, d->durable);

@@ -991,5 +991,8 @@ int smi_writer_open_dest(sm_writer **out, const smi_dest *d, unsigned flags, uns
     int dirfd = fcntl(d->dirfd, F_DUPFD_CLOEXEC, 0);
     if (dirfd < 0)
         return -errno;
-    return writer_open(out, dirfd, d->file, d->label, flags, mode, d->durable, opts);
+    int rc = writer_open(out, dirfd, d->file, d->label, flags, mode, d->durable, opts);
+    if (!rc)
+        (*out)->out_t.expect = d->expect;
+    return rc;
 }

@@ -735,3 +735,48 @@ TEST(layer_format_example) {
     free(p);
     free(base);
 }
+
+/* The rename of a commit replaces only the version the edit began from: a file put under the
+ * name after the commit's first check is put back, and the commit's own file does not stay
+ * (smi_install_over, the last step of every commit). */
+TEST(layer_install_over_only_the_expected) {
+    int dirfd = open(test_dir(), O_RDONLY | O_DIRECTORY);
+    ASSERT(dirfd >= 0);
+    test_write_file(test_path("sharedmap.x"), "old", 3);
+    struct stat old;
+    ASSERT(fstatat(dirfd, "sharedmap.x", &old, 0) == 0);
+    /* another publisher's file took the name: ours goes, theirs stays */
+    test_write_file(test_path("sharedmap.x"), "theirs", 6);
+    test_write_file(test_path("ours.tmp"), "ours", 4);
+    smi_expect x = {1, (uint64_t)old.st_dev, (uint64_t)old.st_ino};
+    struct stat now;
+    ASSERT(fstatat(dirfd, "sharedmap.x", &now, 0) == 0);
+    if (now.st_ino == old.st_ino) { /* the file was rewritten in place: make it another inode */
+        unlinkat(dirfd, "sharedmap.x", 0);
+        test_write_file(test_path("sharedmap.x"), "theirs", 6);
+        ASSERT(fstatat(dirfd, "sharedmap.x", &now, 0) == 0);
+    }
+    ASSERT_ERR(smi_install_over(dirfd, "ours.tmp", "sharedmap.x", &x), SM_ECONFLICT);
+    struct stat st;
+    ASSERT(fstatat(dirfd, "sharedmap.x", &st, 0) == 0 && st.st_ino == now.st_ino);
+    ASSERT(fstatat(dirfd, "ours.tmp", &st, 0) < 0 && errno == ENOENT);
+    /* the name gone: a conflict too, and ours not left there */
+    unlinkat(dirfd, "sharedmap.x", 0);
+    test_write_file(test_path("ours.tmp"), "ours", 4);
+    ASSERT_ERR(smi_install_over(dirfd, "ours.tmp", "sharedmap.x", &x), SM_ECONFLICT);
+    ASSERT(fstatat(dirfd, "sharedmap.x", &st, 0) < 0 && errno == ENOENT);
+    unlinkat(dirfd, "ours.tmp", 0);
+    /* the expected file: replaced */
+    test_write_file(test_path("sharedmap.x"), "old", 3);
+    ASSERT(fstatat(dirfd, "sharedmap.x", &old, 0) == 0);
+    x.dev = (uint64_t)old.st_dev;
+    x.ino = (uint64_t)old.st_ino;
+    test_write_file(test_path("ours.tmp"), "ours", 4);
+    ASSERT(fstatat(dirfd, "ours.tmp", &now, 0) == 0);
+    ASSERT_OK(smi_install_over(dirfd, "ours.tmp", "sharedmap.x", &x));
+    ASSERT(fstatat(dirfd, "sharedmap.x", &st, 0) == 0 && st.st_ino == now.st_ino);
+    ASSERT(fstatat(dirfd, "ours.tmp", &st, 0) < 0 && errno == ENOENT);
+    unlinkat(dirfd, "sharedmap.x", 0);
+    close(dirfd);
+}
+
