@@ -200,6 +200,8 @@ def check_layered(st, changes_expected):
 
 
 def measure_publish(st, d, keys, lenv, rng, reps, full_reps):
+    """Each count: reps runs of the delta, LMDB and delta2 (cheap), full_reps of the full
+    republish (the first of each, interleaved)."""
     n = st.n
     reader = sharedmap.sharedmap(st.keep)
     out = {}
@@ -383,7 +385,7 @@ def worker(a):
         out["lmdb_bytes"] = os.stat(st.lpath).st_blocks * 512  # writemap: the file is map_size long
         log(f"edits {human_n(n)}: dict {out['input_s']:.1f} s, base {out['base_publish_s']:.1f} s, "
             f"lmdb {out['lmdb_build_s']:.1f} s")
-        out["publish"], first = measure_publish(st, d, keys, lenv, rng, a["reps"], a["full_reps"])
+        out["publish"], first = measure_publish(st, d, keys, lenv, rng, a["fast_reps"], a["full_reps"])
         lenv.close()
         os.unlink(st.lpath)
         if os.path.exists(st.lpath + "-lock"):
@@ -411,7 +413,8 @@ def cleanup():
 
 def run_worker(cfg, n):
     full_reps = 2 if n >= 10_000_000 else cfg.reps
-    a = {"n": n, "seed": cfg.seed, "reps": cfg.reps, "full_reps": full_reps, "probes": cfg.probes}
+    a = {"n": n, "seed": cfg.seed, "reps": cfg.reps, "fast_reps": cfg.fast_reps, "full_reps": full_reps,
+         "probes": cfg.probes}
     t, load = time.time(), os.getloadavg()
     p = None
     try:
@@ -513,7 +516,9 @@ def write_report(res, out_dir, cmd):
               "commit rewrites the delta with the new changes merged in); **full** = `b = "
               "sharedmap.rbtree(reader)`, the sets and dels, `b.share(name, force=True)`; **LMDB** = one "
               "write transaction (py-lmdb, `writemap=True, sync=False, metasync=False`, in /dev/shm): "
-              "`put`/`delete` of the encoded keys and values and the commit. Best of the reps "
+              "`put`/`delete` of the encoded keys and values and the commit. Best of "
+              f"{res['meta']['config']['fast_reps']} runs for delta and LMDB, of {res['meta']['config']['reps']} for the "
+              "full republish (2 at 10M), the base put back before each "
               "(in the JSON: every run); a delta's time is split in parentheses as `edit()` (taking the "
               "lock, opening the current version) + the sets and dels in the editor + the commit.", "",
               "| entries | changes | delta | delta over 1% | full republish | LMDB txn | delta / full | "
@@ -580,7 +585,9 @@ def parse(argv):
     p.add_argument("--sizes", default=os.environ.get("BENCH_EDITS_SIZES"), help="comma list (BENCH_EDITS_SIZES)")
     p.add_argument("--seed", type=int, default=int(os.environ.get("BENCH_SEED", 1)))
     p.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_EDITS_REPS", 3)),
-                   help="reps of each measurement, best kept; the full republish and builds at 10M+: 2")
+                   help="reps of the full republish, compaction and full builds, best kept (at 10M+: 2)")
+    p.add_argument("--fast-reps", type=int, default=int(os.environ.get("BENCH_EDITS_FAST_REPS", 7)),
+                   help="reps of the delta publishes and LMDB transactions, best kept")
     p.add_argument("--probes", type=int, default=int(os.environ.get("BENCH_EDITS_PROBES", 200_000)))
     p.add_argument("--timeout", type=int, default=int(os.environ.get("BENCH_EDITS_TIMEOUT", 3600)),
                    help="s per worker (BENCH_EDITS_TIMEOUT)")
@@ -615,7 +622,8 @@ def run(argv):
     t0 = time.time()
     res = {"meta": {"started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "quick": cfg.quick,
                     "loadavg_at_start": os.getloadavg(), "machine": machine(), "versions": versions(),
-                    "config": {"sizes": cfg.sizes, "seed": cfg.seed, "reps": cfg.reps, "probes": cfg.probes,
+                    "config": {"sizes": cfg.sizes, "seed": cfg.seed, "reps": cfg.reps, "fast_reps": cfg.fast_reps,
+                               "probes": cfg.probes,
                                "counts": COUNTS}},
            "sizes": []}
     cleanup()
