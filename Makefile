@@ -331,7 +331,7 @@ bench-batch: ## only the batched-lookups benchmark, under 10 min (BENCH_ONLY=bat
 bench-scale: $(INSTALL_STAMP) ## the scale benchmark (issue 13): 10M from a dict, 100M streamed, about 15 min
 	$(VENV)/bin/python bench/scale.py run $(ARGS)
 
-bench-edits: ## only the delta-layers benchmark, 15-25 min (BENCH_ONLY=edits bench/run.sh; ARGS=--quick: a few min)
+bench-edits: ## only the delta-layers benchmark, about 10 min (BENCH_ONLY=edits bench/run.sh; ARGS=--quick: 1 min)
 	BENCH_ONLY=edits bash bench/run.sh $(ARGS)
 
 fuzz: ## run the libFuzzer harness (fuzz/run.sh; FUZZ_ARGS=SECONDS per target)
