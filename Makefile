@@ -79,7 +79,7 @@ INSTALL_STAMP := $(VENV)/.sharedmap-installed
 
 .PHONY: FORCE help all lib install uninstall ctest check-exports check-glibc example venv \
         install-py pytest pytest-asan pytest-others wheel wheel-test sdist test deps demo bench \
-        bench-bitmap bench-batch bench-scale fuzz fuzz-replay golden clean distclean
+        bench-bitmap bench-batch bench-scale bench-edits fuzz fuzz-replay golden clean distclean
 
 # ---------------------------------------------------------------- help
 help: ## list the targets
@@ -330,6 +330,9 @@ bench-batch: ## only the batched-lookups benchmark, under 10 min (BENCH_ONLY=bat
 # Needs only this tree's package in .venv (ARGS=--quick: 1M and 3M entries, a few minutes).
 bench-scale: $(INSTALL_STAMP) ## the scale benchmark (issue 13): 10M from a dict, 100M streamed, about 15 min
 	$(VENV)/bin/python bench/scale.py run $(ARGS)
+
+bench-edits: ## only the delta-layers benchmark, about 10 min (BENCH_ONLY=edits bench/run.sh; ARGS=--quick: 1 min)
+	BENCH_ONLY=edits bash bench/run.sh $(ARGS)
 
 fuzz: ## run the libFuzzer harness (fuzz/run.sh; FUZZ_ARGS=SECONDS per target)
 	@if [ -f fuzz/run.sh ]; then bash fuzz/run.sh $(FUZZ_ARGS); \

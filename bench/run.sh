@@ -6,15 +6,18 @@
 # 1.0.6 from PyPI, whose module name collides with ours), builds bench/cbench.c against src/*.c,
 # runs the Python benchmark (bench/driver.py) and the C one, then the shared-bitmap part
 # (bench/bitmapbench.py, bench/cbitmap.c) and the batched-lookups part (bench/batchbench.py,
-# bench/cbatch.c; it also installs Debian's redis-server), and writes bench/results/results.json,
-# results.md and plot.png.
+# bench/cbatch.c; it also installs Debian's redis-server) and the delta-layers part
+# (bench/edits.py, into bench/results/edits/), and writes bench/results/results.json, results.md
+# and plot.png.
 #
 # Settings (environment):  BENCH_QUICK=1 (10K and 100K only, a few minutes), BENCH_SIZES=10000,...,
 # BENCH_BYTES_SIZES, BENCH_MEM_SIZES, BENCH_PEERS=dict,sharedmap,..., BENCH_BUILD_TIMEBOX (s),
 # BENCH_LOOKUP_BUDGET (s), BENCH_C_SIZES, BENCH_C_PROBES, BENCH_SKIP_C=1, BENCH_SKIP_PY=1,
 # BENCH_SKIP_BITMAP=1, BENCH_ONLY=bitmap (the shared-bitmap part alone, into
 # bench/results/bitmap/: `make bench-bitmap`), BENCH_SKIP_BATCH=1, BENCH_ONLY=batch (the
-# batched-lookups part alone, into bench/results/batch/: `make bench-batch`); see bench/README.md.
+# batched-lookups part alone, into bench/results/batch/: `make bench-batch`), BENCH_SKIP_EDITS=1,
+# BENCH_ONLY=edits (the delta-layers part alone, into bench/results/edits/: `make bench-edits`);
+# see bench/README.md.
 # Arguments: --quick (same as BENCH_QUICK=1).
 set -euo pipefail
 
@@ -28,7 +31,7 @@ PY="${PYTHON:-python3}"
 for arg in "$@"; do
     case "$arg" in
         --quick) export BENCH_QUICK=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -36,18 +39,22 @@ QUICK="${BENCH_QUICK:-0}"
 [ "$QUICK" = "0" ] && QUICK=""
 ONLY="${BENCH_ONLY:-}"
 case "$ONLY" in
-    ""|bitmap|batch) ;;
-    *) echo "run.sh: BENCH_ONLY=$ONLY: the parts that run alone are bitmap and batch" >&2; exit 2 ;;
+    ""|bitmap|batch|edits) ;;
+    *) echo "run.sh: BENCH_ONLY=$ONLY: the parts that run alone are bitmap, batch and edits" >&2; exit 2 ;;
 esac
 BITMAP=1
 [ -n "${BENCH_SKIP_BITMAP:-}" ] && [ "$BENCH_SKIP_BITMAP" != 0 ] && BITMAP=""
 BATCH=1
 [ -n "${BENCH_SKIP_BATCH:-}" ] && [ "$BENCH_SKIP_BATCH" != 0 ] && BATCH=""
+EDITS=1
+[ -n "${BENCH_SKIP_EDITS:-}" ] && [ "$BENCH_SKIP_EDITS" != 0 ] && EDITS=""
 if [ -n "$ONLY" ]; then
     BITMAP=""
     BATCH=""
+    EDITS=""
     [ "$ONLY" = bitmap ] && BITMAP=1
     [ "$ONLY" = batch ] && BATCH=1
+    [ "$ONLY" = edits ] && EDITS=1
     RESULTS="${BENCH_RESULTS:-$HERE/results/$ONLY}"  # the full run's results stay as they are
 fi
 
@@ -63,6 +70,8 @@ cleanup() {
     "$PY" "$HERE/bitmapbench.py" cleanup 2>/dev/null || true
     # the batch part: its maps and LMDB files in /dev/shm, a Redis server a killed run left
     "$PY" "$HERE/batchbench.py" cleanup 2>/dev/null || true
+    # the edits part: its maps, their bases and edit locks, its LMDB files (all smbench-edits-*)
+    rm -f /dev/shm/*smbench-edits-* /dev/shm/.*smbench-edits-* 2>/dev/null || true
     if [ -x "$VENVS/orig/bin/python" ]; then  # sharedmap 1.0.6 keeps its maps in SysV shm
         "$VENVS/orig/bin/python" - <<'EOF' 2>/dev/null || true
 import itertools, sharedmap
@@ -100,7 +109,7 @@ on_signal() {
 need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v g++ >/dev/null || need+=(g++)
-if [ -z "$ONLY" ] || [ -n "$BATCH" ]; then  # cbench's and cbatch's peers; the bitmap part needs neither
+if [ -z "$ONLY" ] || [ -n "$BATCH" ]; then  # cbench's and cbatch's peers; bitmap and edits need neither
     [ -f /usr/include/cdb.h ] || need+=(libcdb-dev)
     [ -f /usr/include/lmdb.h ] || need+=(liblmdb-dev)
 fi
@@ -130,9 +139,9 @@ mkvenv() {  # mkvenv NAME REQUIREMENTS...: create/refresh when the requirement l
 mkdir -p "$VENVS" "$BUILD" "$RESULTS"
 mkvenv main "setuptools>=77" wheel lmdb==3.0.0 marisa-trie==1.4.1 shared-memory-dict==0.7.2 \
     UltraDict==0.0.6 sqlitedict==2.1.0 matplotlib numpy==2.4.6 redis==8.1.0 hiredis==3.5.0
-# sharedmap 1.0.6 is an sdist with C++ sources: pip compiles it with g++ (the batch part alone
-# does not need it).
-if [ "$ONLY" != batch ] && ! mkvenv orig sharedmap==1.0.6; then
+# sharedmap 1.0.6 is an sdist with C++ sources: pip compiles it with g++ (the batch and edits
+# parts alone do not need it).
+if { [ -z "$ONLY" ] || [ "$ONLY" = bitmap ]; } && ! mkvenv orig sharedmap==1.0.6; then
     echo "run.sh: sharedmap 1.0.6 did not install: its rows will say n/a" >&2
     rm -rf "$VENVS/orig"
 fi
@@ -251,6 +260,22 @@ if [ -n "$BATCH" ]; then
         run_child "$CBATCH" "${caargs[@]}" -d /dev/shm > "$CBAJSON.tmp" && mv "$CBAJSON.tmp" "$CBAJSON"
     fi
     trap - INT TERM
+fi
+
+if [ -n "$EDITS" ]; then
+    trap on_signal INT TERM
+    if [ -z "${BENCH_SKIP_PY:-}" ]; then
+        say "delta layers (edits)${QUICK:+ (quick)}"
+        ecmd="make bench"
+        [ "$ONLY" = edits ] && ecmd="make bench-edits"
+        [ -n "$QUICK" ] && ecmd="$ecmd ARGS=--quick"
+        run_child "$VENVS/main/bin/python" "$HERE/edits.py" run --cmd "$ecmd"
+    fi
+    trap - INT TERM
+fi
+if [ "$ONLY" = edits ]; then  # its own report (edits.py wrote bench/results/edits/): nothing else ran
+    say "done in $(( ($(date +%s) - T0) / 60 )) min $(( ($(date +%s) - T0) % 60 )) s: $HERE/results/edits/results.md"
+    exit 0
 fi
 
 CMD="make bench"
