@@ -11,8 +11,7 @@
 #include <time.h>
 
 static uint64_t record_size(const smi_item *it) {
-    return smf_varint_size(it->klen) + smf_varint_size(((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type) +
-           it->klen + it->vlen;
+    return smf_varint_size(it->klen) + smf_varint_size(it->vt) + it->klen + smi_item_vlen(it);
 }
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
@@ -166,9 +165,10 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
             memcpy(s + 8, it->data, it->klen < 8 ? it->klen : 8);
         }
         w = smf_put_varint(w, it->klen);
-        w = smf_put_varint(w, ((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type);
-        memcpy(w, it->data, it->klen + it->vlen);
-        w += it->klen + it->vlen;
+        w = smf_put_varint(w, it->vt);
+        size_t n = (size_t)(it->klen + smi_item_vlen(it));
+        memcpy(w, it->data, n);
+        w += n;
     }
     memset(w, 0, l->h.samples_offset - l->h.records_end);
     uint64_t samples_end = l->h.samples_offset + l->nsamples * SMF_SAMPLE_SIZE;
