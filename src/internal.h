@@ -207,7 +207,12 @@ typedef struct smi_layout {
     smf_header h;        /* h.created: when this layout was computed */
     uint64_t nsamples;
     uint64_t *table;     /* h.table_slots slots, host order */
+    size_t split;        /* the rank where the second half of the records starts */
+    uint64_t split_off;  /* and its offset (layout.c writes the halves on two threads) */
 } smi_layout;
+
+/* From this many entries on, layout and write run on two threads (layout.c). */
+#define SMI_THREAD_MIN 65536
 
 /* The dictionary explained at the top of dict.c. */
 struct sm_builder {
@@ -224,6 +229,7 @@ struct sm_builder {
      * seed (XXH64 can be inverted) cannot make insertions quadratic. */
     uint64_t index_seed;
     smi_arena arena;  /* the bytes of the entries */
+    int threads;      /* 1: layout, write and sort on one thread (tests); 0: two when they pay */
     smi_layout lay;
 };
 
