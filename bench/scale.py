@@ -20,7 +20,7 @@ report function):
           writer, from the dict) and `pickle.dumps(d)`: time, and peak RSS above the dict
   stream  at every size (10M, 100M): `publish(name, pairs)` and `write(path, pairs)` from the
           generator, and the time of consuming the generator alone; the default memory_limit
-  sets    lookups in a 16-shard map set against one map: a placeholder, not measured yet
+  sets    C lookups (bench/cset.c) in a 16-shard map set against one map, at the sizes up to 10M
 Targets are issue 13's goals, each a same-run ratio reported met / not met.  Maps are
 /dev/shm/sharedmap.smbench-scale-*, files $TMPDIR/smbench-scale-*.smap (or /tmp); all are
 removed after each figure, and again when the run ends or is interrupted.  Writes
@@ -223,8 +223,37 @@ def measure_stream(cfg):
                                          for n in cfg.sizes}}
 
 
+ROOT = os.path.dirname(HERE)
+
+
+def build_cset():
+    """bench/cset.c compiled as run.sh compiles cbench (gcc -O2, with src/*.c): its path."""
+    out = os.path.join(tempfile.gettempdir(), f"{PREFIX}cset-{os.getpid()}")
+    srcs = sorted(glob.glob(os.path.join(ROOT, "src", "*.c")))
+    cmd = [os.environ.get("CC", "gcc"), "-O2", "-std=c11", "-D_GNU_SOURCE", "-I", os.path.join(ROOT, "include"),
+           "-I", os.path.join(ROOT, "src"), *srcs, os.path.join(HERE, "cset.c"), "-o", out, "-pthread"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
 def measure_sets(cfg):
-    return {"not_measured": "placeholder: the 16-shard map set dimension is not written yet"}
+    """C lookups (bench/cset.c) in a 16-shard set vs one map, at the sizes up to 10M (the
+    target's size; the 100M of the stream part would not fit twice in /dev/shm beside it)."""
+    sizes = [n for n in cfg.sizes if n <= 10_000_000] or cfg.sizes[:1]
+    try:
+        exe = build_cset()
+    except (OSError, subprocess.CalledProcessError) as e:
+        return {"error": f"cset.c did not build: {getattr(e, 'stderr', '') or e}"}
+    try:
+        args = [exe, "-n", ",".join(map(str, sizes)), "-k", "16", "-r", "5", "-d", SHM_DIR,
+                "-s", str(cfg.seed)]
+        log(f"sets: {' '.join(args)}")
+        r = subprocess.run(args, capture_output=True, text=True, timeout=cfg.timeout)
+        if r.returncode:
+            return {"error": (r.stderr or r.stdout)[-2000:]}
+        return {"sizes": sizes, "cset": json.loads(r.stdout)}
+    finally:
+        os.unlink(exe)
 
 
 # ------------------------------------------------------------------ the report
@@ -369,18 +398,39 @@ def report_stream(res):
 
 
 def report_sets(res):
-    return [], ["**Placeholder**: the lookups of a 16-shard map set (`sharedmap.write_set`, "
-                "`sharedmap.open(dir)`) against one map of the same entries are not measured yet. "
-                "The dimension goes into `DIMENSIONS` in bench/scale.py as a measure function (its "
-                "workers, through `run_worker`) and a report function (its targets and table), as "
-                "`dict` and `stream` do."]
+    if "error" in res:
+        return [("lookups in a 16-shard set ≤ 1.1× one map", res["error"][:200], verdict(None))], \
+            ["The set dimension failed: " + res["error"]]
+    per = res["cset"]["sizes"]
+    big = str(max(int(n) for n in per))
+    note = judged_at(int(big), 10_000_000)
+    targets = []
+    for what, label in (("hit", "hits"), ("miss", "misses"), ("many", "get_many (batches of 1,000)")):
+        r = per[big]
+        x = r[f"set_{what}_ns"] / r[f"one_{what}_ns"]
+        targets.append((f"C lookups in a 16-shard set, {label}: ≤ 1.1× one map of the same entries{note}",
+                        f"{r[f'set_{what}_ns']:.0f} ns vs {r[f'one_{what}_ns']:.0f} ns: {fmt_x(x)}", verdict(x <= 1.1)))
+    rows = ["| entries | lookup | one map | 16-shard set | set / one |", "|---|---|---|---|---|"]
+    for n in sorted(per, key=int):
+        r = per[n]
+        for what, label in (("hit", "sm_get, hit"), ("miss", "sm_get, miss"), ("many", "sm_get_many, per key")):
+            one, st = r[f"one_{what}_ns"], r[f"set_{what}_ns"]
+            rows.append(f"| {human_n(int(n))} | {label} | {one:.0f} ns | {st:.0f} ns | {fmt_x(st / one)} |")
+    body = ["`bench/cset.c` (built with gcc -O2 and src/*.c, cbench's data and probes): one map published "
+            "to /dev/shm, and the same entries cut by rank into 16 shards, written as a set with its "
+            "manifest, packed and published under one name (as `sharedmap load-set` does) and attached "
+            f"as readers attach; {res['cset']['probes']:,} probes, each lookup reading its value, the "
+            f"contenders alternating over {res['cset']['rounds']} rounds, the median of each. A key is "
+            "routed by its first 2 bytes (a 64K-entry table) or a branch-free search over the bounds' "
+            "8-byte prefixes."] + [""] + rows
+    return targets, body
 
 
 Dimension = collections.namedtuple("Dimension", "name title measure report")
 DIMENSIONS = [
     Dimension("dict", "Building from a dict in memory, against pickle (targets a, b)", measure_dict, report_dict),
     Dimension("stream", "Streaming builds in bounded memory (target c)", measure_stream, report_stream),
-    Dimension("sets", "Lookups in a 16-shard map set vs one map (d: placeholder)", measure_sets, report_sets),
+    Dimension("sets", "Lookups in a 16-shard map set vs one map (target d)", measure_sets, report_sets),
 ]
 
 
