@@ -36,7 +36,8 @@ cflags = [
     "-Wstrict-prototypes",
     "-Wmissing-prototypes",
 ]
-ldflags = []
+cflags.append("-pthread")  # layout.c's two threads (libpthread before glibc 2.34)
+ldflags = ["-pthread"]
 if flag("SHAREDMAP_WERROR"):
     cflags.append("-Werror")
 if flag("SHAREDMAP_DEBUG"):

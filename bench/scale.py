@@ -20,7 +20,9 @@ report function):
           writer, from the dict) and `pickle.dumps(d)`: time, and peak RSS above the dict
   stream  at every size (10M, 100M): `publish(name, pairs)` and `write(path, pairs)` from the
           generator, and the time of consuming the generator alone; the default memory_limit
-  sets    lookups in a 16-shard map set against one map: a placeholder, not measured yet
+  sets    C lookups (bench/cset.c) in a 16-shard map set against one map, at the sizes up to 10M
+  dask    sharedmap.dask.write_set on a LocalCluster of 2 worker processes against
+          sharedmap.write of the same pairs in one process, at the sizes up to --dask-max (10M)
 Targets are issue 13's goals, each a same-run ratio reported met / not met.  Maps are
 /dev/shm/sharedmap.smbench-scale-*, files $TMPDIR/smbench-scale-*.smap (or /tmp); all are
 removed after each figure, and again when the run ends or is interrupted.  Writes
@@ -35,6 +37,7 @@ import os
 import pickle
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,11 +69,21 @@ def output(op, n):
         return {"name": f"{PREFIX}{op}-{n}"}
     if kind == "file":
         return {"path": os.path.join(tempfile.gettempdir(), f"{PREFIX}{op}-{n}.smap")}
+    if kind == "dir":
+        return {"path": os.path.join(tempfile.gettempdir(), f"{PREFIX}{op}-{n}.set")}
     return {}
 
 
 def snapshot_path(a):
     return a.get("path") or os.path.join(SHM_DIR, "sharedmap." + a["name"])
+
+
+def snapshot_bytes(a):
+    """The bytes of what the operation made: its file, or the files of its set directory."""
+    p = snapshot_path(a)
+    if os.path.isdir(p):
+        return sum(os.path.getsize(os.path.join(p, f)) for f in os.listdir(p))
+    return os.path.getsize(p)
 
 
 # ------------------------------------------------------------------ the worker
@@ -125,6 +138,50 @@ def op_consume(src, a):
     return {}
 
 
+PARTS = 16  # partitions of the dask part's input, and shards of its set
+
+
+def part_seed(seed, i):
+    return seed * 1000 + i
+
+
+def part_pairs(indices, n, seed):
+    """The pairs of the dask part's partitions `indices`: partition i is dataset.stream(n //
+    PARTS) from its own seed (so any process can make it alone), the last one a little longer."""
+    for i in indices:
+        yield from dataset.stream(n // PARTS + (n % PARTS if i == PARTS - 1 else 0), part_seed(seed, i))
+
+
+def make_dask(n, seed):
+    """A LocalCluster of 2 worker processes (one thread each), its client, and the bag of the
+    pairs of part_pairs, one partition each: made before the clock starts."""
+    os.environ["PYTHONPATH"] = os.pathsep.join([HERE] + [x for x in os.environ.get("PYTHONPATH", "").split(
+        os.pathsep) if x])  # the workers import dataset
+    import dask.bag as db
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           memory_limit=0)
+    client = Client(cluster)
+    bag = db.from_sequence(range(PARTS), npartitions=PARTS).map_partitions(part_pairs, n, seed)
+    return cluster, client, bag
+
+
+def op_write_parts(src, a):
+    return {"count": sharedmap.write(a["path"], src)}
+
+
+def op_dask_set(src, a):
+    import sharedmap.dask
+    cluster, client, bag = src
+    try:
+        count = sharedmap.dask.write_set(bag, a["path"], npartitions=PARTS)
+        peaks = client.run(maxrss)  # the workers' own high-water marks (fresh processes)
+    finally:
+        client.close()
+        cluster.close()
+    return {"count": count, "worker_peaks": sorted(peaks.values())}
+
+
 # op: (its input, the function that runs it on that input, what it makes: a map, a file or none)
 OPS = {
     "pickle": ("dict", op_pickle, None),
@@ -133,12 +190,16 @@ OPS = {
     "consume": ("stream", op_consume, None),
     "publish_stream": ("stream", op_publish, "map"),
     "write_stream": ("stream", op_write, "file"),
+    "write_parts": ("parts", op_write_parts, "file"),
+    "dask_set": ("dask", op_dask_set, "dir"),
 }
 
 
 def remove_output(a):
     if "name" in a and os.path.exists(snapshot_path(a)):
         sharedmap.rbtree.remove(a["name"])
+    elif "path" in a and os.path.isdir(a["path"]):
+        shutil.rmtree(a["path"], ignore_errors=True)
     elif "path" in a and os.path.exists(a["path"]):
         os.unlink(a["path"])
 
@@ -146,7 +207,8 @@ def remove_output(a):
 def worker(a):
     n, (source, op, made) = a["n"], OPS[a["op"]]
     t = time.perf_counter()
-    src = dataset.make(n, a["seed"]) if source == "dict" else dataset.stream(n, a["seed"])
+    src = (dataset.make(n, a["seed"]) if source == "dict" else dataset.stream(n, a["seed"]) if source == "stream"
+           else part_pairs(range(PARTS), n, a["seed"]) if source == "parts" else make_dask(n, a["seed"]))
     out = {"op": a["op"], "n": n, "input_s": time.perf_counter() - t}
     gc.collect()
     out["base"] = {"maxrss": maxrss(), **status("VmRSS"), "reset": reset_peak()}
@@ -158,7 +220,7 @@ def worker(a):
         hwm = maxrss()  # the operation's own high-water mark, when the reset worked
         out["peak"] = {"maxrss": max(hwm, out["base"]["maxrss"]), "hwm": hwm, **status("VmRSS")}
         if made:
-            out["snapshot_bytes"] = os.path.getsize(snapshot_path(a))
+            out["snapshot_bytes"] = snapshot_bytes(a)
     finally:
         gc.enable()
         remove_output(a)
@@ -172,7 +234,10 @@ def cleanup():
     for d in (SHM_DIR, tempfile.gettempdir()):
         for p in glob.glob(os.path.join(d, f"*{PREFIX}*")) + glob.glob(os.path.join(d, f".*{PREFIX}*")):
             try:
-                os.unlink(p)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p)
+                else:
+                    os.unlink(p)
             except OSError:
                 pass
 
@@ -223,8 +288,81 @@ def measure_stream(cfg):
                                          for n in cfg.sizes}}
 
 
+def measure_dask(cfg):
+    """The same pairs (PARTS partitions of their own seeds) written as a 16-shard set by Dask on a
+    LocalCluster of 2 worker processes, and as one file by the single-process streaming writer."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as e:
+        return {"error": f"dask[distributed] is not installed here ({e}): pip install sharedmap[dask]"}
+    sizes = [n for n in cfg.sizes if n <= cfg.dask_max]
+    return {"sizes": sizes, "max": cfg.dask_max, "all": cfg.sizes,
+            "runs": {str(n): {op: run_worker(cfg, op, n) for op in ("write_parts", "dask_set")} for n in sizes}}
+
+
+def report_dask(res):
+    if "error" in res:
+        return [], [res["error"]]
+    rows = ["| entries | operation | time | per entry | × single process | peak RSS: client (workers) | "
+            "output |", "|---|---|---|---|---|---|---|"]
+    for n in res["sizes"]:
+        r = res["runs"][str(n)]
+        one = r["write_parts"].get("time_s")
+        for op, label in (("write_parts", "`write(path, pairs)`, one process"),
+                          ("dask_set", f"`sharedmap.dask.write_set(bag, path)`, {PARTS} shards")):
+            x = r[op]
+            if "error" in x:
+                rows.append(f"| {human_n(n)} | {label} | {x['error'][:200]} | | | | |")
+                continue
+            workers = ", ".join(fmt_mib(b) for b in x.get("worker_peaks", []))
+            rows.append(f"| {human_n(n)} | {label} | {fmt_s(x['time_s'])} | {x['time_s'] / n * 1e9:.0f} ns | "
+                        f"{fmt_x(x['time_s'] / one) if one else ''} | {fmt_mib(x['peak']['maxrss'])}"
+                        f"{f' ({workers})' if workers else ''} | {fmt_mib(x.get('snapshot_bytes'))} |")
+    body = [f"The same pairs, {PARTS} partitions of dataset.stream from seeds of their own: written as one "
+            "snapshot file by the single-process streaming writer (`sharedmap.write`, default memory_limit), "
+            f"and as a {PARTS}-shard map set by `sharedmap.dask.write_set` on a `distributed.LocalCluster` of 2 "
+            "worker processes with a thread each (made before the clock starts): the keys sampled for the "
+            "bounds, the pairs shuffled into their ranges by Dask, each range sorted and written by a worker, "
+            "the manifest by the client. Peak RSS: the client's ru_maxrss, and each worker's. Not a target of "
+            "the issue: the figures say what a cluster costs and gains on one 2-core machine."
+            + (f" Sizes above {human_n(res['max'])} are not run here (--dask-max): Dask's shuffle holds "
+               "every pair as a Python tuple in the workers." if any(n > res["max"] for n in res.get("all", []))
+               else "")] + [""] + rows
+    return [], body
+
+
+ROOT = os.path.dirname(HERE)
+
+
+def build_cset():
+    """bench/cset.c compiled as run.sh compiles cbench (gcc -O2, with src/*.c): its path."""
+    out = os.path.join(tempfile.gettempdir(), f"{PREFIX}cset-{os.getpid()}")
+    srcs = sorted(glob.glob(os.path.join(ROOT, "src", "*.c")))
+    cmd = [os.environ.get("CC", "gcc"), "-O2", "-std=c11", "-D_GNU_SOURCE", "-I", os.path.join(ROOT, "include"),
+           "-I", os.path.join(ROOT, "src"), *srcs, os.path.join(HERE, "cset.c"), "-o", out, "-pthread"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
 def measure_sets(cfg):
-    return {"not_measured": "placeholder: the 16-shard map set dimension is not written yet"}
+    """C lookups (bench/cset.c) in a 16-shard set vs one map, at the sizes up to 10M (the
+    target's size; the 100M of the stream part would not fit twice in /dev/shm beside it)."""
+    sizes = [n for n in cfg.sizes if n <= 10_000_000] or cfg.sizes[:1]
+    try:
+        exe = build_cset()
+    except (OSError, subprocess.CalledProcessError) as e:
+        return {"error": f"cset.c did not build: {getattr(e, 'stderr', '') or e}"}
+    try:
+        args = [exe, "-n", ",".join(map(str, sizes)), "-k", "16", "-r", "5", "-d", SHM_DIR,
+                "-s", str(cfg.seed)]
+        log(f"sets: {' '.join(args)}")
+        r = subprocess.run(args, capture_output=True, text=True, timeout=cfg.timeout)
+        if r.returncode:
+            return {"error": (r.stderr or r.stdout)[-2000:]}
+        return {"sizes": sizes, "cset": json.loads(r.stdout)}
+    finally:
+        os.unlink(exe)
 
 
 # ------------------------------------------------------------------ the report
@@ -369,18 +507,41 @@ def report_stream(res):
 
 
 def report_sets(res):
-    return [], ["**Placeholder**: the lookups of a 16-shard map set (`sharedmap.write_set`, "
-                "`sharedmap.open(dir)`) against one map of the same entries are not measured yet. "
-                "The dimension goes into `DIMENSIONS` in bench/scale.py as a measure function (its "
-                "workers, through `run_worker`) and a report function (its targets and table), as "
-                "`dict` and `stream` do."]
+    if "error" in res:
+        return [("lookups in a 16-shard set ≤ 1.1× one map", res["error"][:200], verdict(None))], \
+            ["The set dimension failed: " + res["error"]]
+    per = res["cset"]["sizes"]
+    big = str(max(int(n) for n in per))
+    note = judged_at(int(big), 10_000_000)
+    targets = []
+    for what, label in (("hit", "hits"), ("miss", "misses"), ("many", "get_many (batches of 1,000)")):
+        r = per[big]
+        x = r[f"set_{what}_ns"] / r[f"one_{what}_ns"]
+        targets.append((f"C lookups in a 16-shard set, {label}: ≤ 1.1× one map of the same entries{note}",
+                        f"{r[f'set_{what}_ns']:.0f} ns vs {r[f'one_{what}_ns']:.0f} ns: {fmt_x(x)}", verdict(x <= 1.1)))
+    rows = ["| entries | lookup | one map | 16-shard set | set / one |", "|---|---|---|---|---|"]
+    for n in sorted(per, key=int):
+        r = per[n]
+        for what, label in (("hit", "sm_get, hit"), ("miss", "sm_get, miss"), ("many", "sm_get_many, per key")):
+            one, st = r[f"one_{what}_ns"], r[f"set_{what}_ns"]
+            rows.append(f"| {human_n(int(n))} | {label} | {one:.0f} ns | {st:.0f} ns | {fmt_x(st / one)} |")
+    body = ["`bench/cset.c` (built with gcc -O2 and src/*.c, cbench's data and probes): one map published "
+            "to /dev/shm, and the same entries cut by rank into 16 shards, written as a set with its "
+            "manifest, packed and published under one name (as `sharedmap load-set` does) and attached "
+            f"as readers attach; {res['cset']['probes']:,} probes, each lookup reading its value, the "
+            f"contenders alternating over {res['cset']['rounds']} rounds, the median of each. A key is "
+            "routed by its first 2 bytes (a 64K-entry table) or a branch-free search over the bounds' "
+            "8-byte prefixes."] + [""] + rows
+    return targets, body
 
 
 Dimension = collections.namedtuple("Dimension", "name title measure report")
 DIMENSIONS = [
     Dimension("dict", "Building from a dict in memory, against pickle (targets a, b)", measure_dict, report_dict),
     Dimension("stream", "Streaming builds in bounded memory (target c)", measure_stream, report_stream),
-    Dimension("sets", "Lookups in a 16-shard map set vs one map (d: placeholder)", measure_sets, report_sets),
+    Dimension("sets", "Lookups in a 16-shard map set vs one map (target d)", measure_sets, report_sets),
+    Dimension("dask", "Dask on a LocalCluster of 2 workers vs the single-process streaming writer", measure_dask,
+              report_dask),
 ]
 
 
@@ -424,6 +585,8 @@ def parse(argv):
                    help="runs of each dict operation, each in its own process (BENCH_SCALE_REPS)")
     p.add_argument("--timeout", type=int, default=int(os.environ.get("BENCH_SCALE_TIMEOUT", 1800)),
                    help="s per worker (BENCH_SCALE_TIMEOUT)")
+    p.add_argument("--dask-max", type=int, default=int(os.environ.get("BENCH_SCALE_DASK_MAX", 10_000_000)),
+                   help="the dask part runs at the sizes up to this (BENCH_SCALE_DASK_MAX)")
     p.add_argument("--out", default=os.path.join(HERE, "results", "scale"))
     cfg = p.parse_args(argv)
     cfg.sizes = sorted(int(x) for x in (cfg.sizes or ("1000000,3000000" if cfg.quick else

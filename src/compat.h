@@ -11,6 +11,8 @@
  *   strerrorname_np  GLIBC_2.32, as is strerrordesc_np: compat.c has the table of names
  *                    and untranslated messages they return (glibc 2.36's, checked against
  *                    them by tests/c/test-compat.c).
+ *   pthread_create,  GLIBC_2.34 (moved into libc): layout.c binds the older versions that
+ *   pthread_join     libc still exports (.symver), on x86_64 and aarch64.
  *
  * `make check-glibc` (part of `make ctest`) fails if libsharedmap.so needs a newer glibc. */
 #ifndef SM_COMPAT_H

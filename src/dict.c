@@ -16,6 +16,13 @@
  * use (sm_builder_at, a layout) rebuilds it by a radix sort on the first 8 key bytes,
  * then a comparison sort of each run of equal prefixes.
  *
+ * The bytes of the entries (key, then payload) live in the builder's arena (internal.h):
+ * bump-allocated chunks, so that an entry costs no malloc of its own.  A deletion or an
+ * overwrite leaves dead bytes behind; the put or del that makes them outnumber the live
+ * bytes compacts the arena (arena_compact: one block of the live bytes, then the old
+ * chunks freed), which moves every entry's bytes: pointers handed out are valid until
+ * the next modification, as sharedmap.h says.
+ *
  * Writing the entries out as a snapshot is layout.c's; every change here drops the
  * layout it cached.
  */
@@ -47,11 +54,113 @@ void smi_layout_drop(smi_layout *l) {
     memset(l, 0, sizeof *l);
 }
 
+/* ---- arena ---- */
+
+static unsigned char arena_empty[1]; /* the data of an entry of 0 bytes */
+
+/* n bytes of a's, or NULL (out of memory). */
+static unsigned char *arena_alloc(smi_arena *a, size_t n) {
+    if (!n)
+        return arena_empty;
+    if (n > a->cap - a->used) {
+        size_t size = n > SMI_ARENA_CHUNK / 8 ? n : SMI_ARENA_CHUNK;
+        if (a->nchunks == a->chunks_cap) {
+            size_t ncap = a->chunks_cap ? a->chunks_cap * 2 : 16;
+            unsigned char **nc = realloc(a->chunks, ncap * sizeof *nc);
+            if (!nc)
+                return NULL;
+            a->chunks = nc;
+            a->chunks_cap = ncap;
+        }
+        unsigned char *c = malloc(size);
+        if (!c)
+            return NULL;
+        if (size == n && a->nchunks) {
+            /* an entry of its own: slot it below the current chunk, which stays current */
+            a->chunks[a->nchunks] = a->chunks[a->nchunks - 1];
+            a->chunks[a->nchunks - 1] = c;
+            a->nchunks++;
+            a->live += n;
+            return c;
+        }
+        a->chunks[a->nchunks++] = c;
+        a->used = 0;
+        a->cap = size;
+    }
+    unsigned char *p = a->chunks[a->nchunks - 1] + a->used;
+    a->used += n;
+    a->live += n;
+    return p;
+}
+
+/* The n bytes at p, from arena_alloc, are no longer used: the last allocation is taken
+ * back, any other becomes dead bytes. */
+static void arena_release(smi_arena *a, unsigned char *p, size_t n) {
+    if (!n)
+        return;
+    a->live -= n;
+    if (a->nchunks && p + n == a->chunks[a->nchunks - 1] + a->used && a->used >= n)
+        a->used -= n;
+    else
+        a->dead += n;
+}
+
+static void arena_free(smi_arena *a) {
+    for (size_t i = 0; i < a->nchunks; i++)
+        free(a->chunks[i]);
+    free(a->chunks);
+    memset(a, 0, sizeof *a);
+}
+
+/* When the dead bytes outnumber the live ones: the bytes of items[0, count) copied into one
+ * block, the old chunks freed.  Out of memory, it leaves things as they are (the
+ * compaction is an economy, never needed). */
+static void arena_compact(sm_builder *b) {
+    smi_arena *a = &b->arena;
+    if (a->dead <= a->live || a->dead < SMI_ARENA_CHUNK)
+        return;
+    size_t total = 0;
+    for (size_t i = 0; i < b->count; i++)
+        total += (size_t)(b->items[i].klen + smi_item_vlen(&b->items[i]));
+    unsigned char **nc = malloc(sizeof *nc);
+    unsigned char *block = malloc(total ? total : 1);
+    if (!nc || !block) {
+        free(nc);
+        free(block);
+        return;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        smi_item *it = &b->items[i];
+        size_t n = (size_t)(it->klen + smi_item_vlen(it));
+        if (!n)
+            continue;
+        memcpy(block + off, it->data, n);
+        it->data = block + off;
+        off += n;
+    }
+    uint64_t compactions = a->compactions + 1;
+    arena_free(a);
+    a->chunks = nc;
+    a->chunks[0] = block;
+    a->nchunks = a->chunks_cap = 1;
+    a->used = a->cap = total; /* full: the next entry starts a chunk */
+    a->live = total;
+    a->compactions = compactions;
+}
+
+uint64_t smi_builder_arena_bytes(const sm_builder *b, uint64_t *dead, uint64_t *compactions) {
+    if (dead)
+        *dead = b->arena.dead;
+    if (compactions)
+        *compactions = b->arena.compactions;
+    return b->arena.live;
+}
+
 void sm_builder_clear(sm_builder *b) {
     if (!b)
         return;
-    for (size_t i = 0; i < b->count; i++)
-        free(b->items[i].data);
+    arena_free(&b->arena);
     b->count = 0;
     if (b->index)
         memset(b->index, 0, b->index_cap * sizeof *b->index);
@@ -211,7 +320,7 @@ int smi_builder_sort(sm_builder *b) {
 /* ---- put / get / del ---- */
 
 static void value_fill(const smi_item *it, sm_value *out) {
-    smi_value_decode(it->type, it->data + it->klen, it->vlen, out);
+    smi_value_decode(smi_item_type(it), it->data + it->klen, smi_item_vlen(it), out);
 }
 
 /* The payload of a value as it is stored (the snapshot encoding). */
@@ -251,11 +360,12 @@ int smi_value_payload(const sm_value *v, unsigned char tmp[8], const void **p, s
 }
 
 /* A new entry for key and value, checked as sm_builder_put() checks them (all but the
- * kind against the builder's): key and payload copied into one allocation, the key's hash
- * under seed.  0, SM_EUTF8, SM_ETYPE, -EINVAL (also an int key that is not 8 bytes),
- * SM_ETOOBIG or -ENOMEM. */
-static int item_make(smi_item *it, sm_key_kind kind, const void *key, size_t klen,
-                     const sm_value *value, uint64_t seed) {
+ * kind against the builder's): key and payload copied into b's arena, the key's hash
+ * under b's index seed.  0, SM_EUTF8, SM_ETYPE, -EINVAL (also an int key that is not 8
+ * bytes), SM_ETOOBIG or -ENOMEM.  Until it is held (appended or replacing), item_drop()
+ * gives its bytes back. */
+static int item_make(sm_builder *b, smi_item *it, sm_key_kind kind, const void *key,
+                     size_t klen, const sm_value *value) {
     if (kind == SM_KEYS_STR && !smi_utf8_valid(key, klen))
         return SM_EUTF8;
     if (kind == SM_KEYS_INT && klen != SMF_INT_KEY_SIZE)
@@ -270,27 +380,31 @@ static int item_make(smi_item *it, sm_key_kind kind, const void *key, size_t kle
         return SM_ETOOBIG;
     if (!klen)
         key = tmp; /* any valid pointer for memcpy/memcmp of 0 bytes */
-    unsigned char *data = malloc(klen + plen ? klen + plen : 1);
+    unsigned char *data = arena_alloc(&b->arena, klen + plen);
     if (!data)
         return -ENOMEM;
-    memcpy(data, key, klen);
-    memcpy(data + klen, payload, plen);
+    if (klen)
+        memcpy(data, key, klen);
+    if (plen)
+        memcpy(data + klen, payload, plen);
     it->data = data;
-    it->hash = sm_hash64(key, klen, seed);
+    it->hash = sm_hash64(key, klen, b->index_seed);
     it->klen = klen;
-    it->vlen = plen;
-    it->type = (unsigned)value->type;
+    it->vt = (uint64_t)plen << SMF_TYPE_BITS | (unsigned)value->type;
     return 0;
+}
+
+static void item_drop(sm_builder *b, const smi_item *it) {
+    arena_release(&b->arena, it->data, (size_t)(it->klen + smi_item_vlen(it)));
 }
 
 /* Overwrite the value of item n, which has the key of the new item `it`, with that item's,
  * taking its data. */
 static void item_replace(sm_builder *b, size_t n, const smi_item *it) {
     smi_item *old = &b->items[n];
-    free(old->data);
+    item_drop(b, old);
     old->data = it->data;
-    old->vlen = it->vlen;
-    old->type = it->type;
+    old->vt = it->vt;
     smi_layout_drop(&b->lay);
 }
 
@@ -342,22 +456,23 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
     if (b->count && kind != b->kind)
         return SM_EKEYKIND;
     smi_item it;
-    int rc = item_make(&it, kind, key, klen, value, b->index_seed);
+    int rc = item_make(b, &it, kind, key, klen, value);
     if (rc)
         return rc;
     if (b->count + 1 > b->index_cap / 2 && (rc = index_grow(b))) {
-        free(it.data);
+        item_drop(b, &it);
         return rc;
     }
     int found;
-    size_t slot = index_find(b, it.data, it.klen, it.hash, &found);
+    size_t slot = index_find(b, it.data, (size_t)it.klen, it.hash, &found);
     if (found) {
         item_replace(b, b->index[slot] - 1, &it);
+        arena_compact(b);
         return 0;
     }
     rc = item_append(b, kind, slot, &it);
     if (rc)
-        free(it.data);
+        item_drop(b, &it);
     return rc;
 }
 
@@ -368,7 +483,8 @@ int smi_builder_put_tombstone(sm_builder *b, sm_key_kind kind, const void *key, 
         return rc;
     int found;
     size_t slot = index_find(b, klen ? key : "", klen, sm_hash64(klen ? key : "", klen, b->index_seed), &found);
-    b->items[b->index[slot] - 1].type = SMF_TYPE_TOMBSTONE;
+    smi_item *it = &b->items[b->index[slot] - 1];
+    it->vt = (it->vt & ~(uint64_t)((1u << SMF_TYPE_BITS) - 1)) | SMF_TYPE_TOMBSTONE;
     return 0;
 }
 
@@ -401,7 +517,7 @@ int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
         memmove(b->order + r, b->order + r + 1, (last - r) * sizeof *b->order);
     }
     index_remove(b, slot);
-    free(b->items[n].data);
+    item_drop(b, &b->items[n]);
     b->count--; /* order[0, count) is valid again, naming item `last` if n != last */
     if (n != last) {
         /* move the last item into the hole; repoint its index slot and its rank */
@@ -417,6 +533,7 @@ int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
         b->kind = SM_KEYS_NONE;
     b->version++;
     smi_layout_drop(&b->lay);
+    arena_compact(b);
     return 0;
 }
 
@@ -482,14 +599,13 @@ int sm_builder_put_reader(sm_builder *b, const sm_reader *r) {
         rc = sm_cursor_read_many(&c, batch, READ_BATCH, &got);
         for (size_t k = 0; !rc && k < got; k++) {
             smi_item *it = &b->items[base + made];
-            rc = item_make(it, kind, batch[k].key.data, batch[k].key.size, &batch[k].value,
-                           b->index_seed);
+            rc = item_make(b, it, kind, batch[k].key.data, batch[k].key.size, &batch[k].value);
             if (rc)
                 break;
             made++;
             int found = 0;
             if (count_fresh)
-                (void)index_find(b, it->data, it->klen, it->hash, &found);
+                (void)index_find(b, it->data, (size_t)it->klen, it->hash, &found);
             fresh += !found; /* a key r repeats (a damaged r) counts twice: room to spare */
         }
     }
@@ -512,20 +628,21 @@ int sm_builder_put_reader(sm_builder *b, const sm_reader *r) {
         }
     }
     if (rc) {
-        for (size_t i = 0; i < made; i++)
-            free(b->items[base + i].data);
+        for (size_t i = made; i-- > 0;) /* last first: the arena takes the bytes back */
+            item_drop(b, &b->items[base + i]);
         return rc;
     }
 
     for (size_t i = 0; i < made; i++) {
         smi_item it = b->items[base + i];
         int found;
-        size_t slot = index_find(b, it.data, it.klen, it.hash, &found);
+        size_t slot = index_find(b, it.data, (size_t)it.klen, it.hash, &found);
         if (found)
             item_replace(b, b->index[slot] - 1, &it);
         else
             (void)item_append(b, kind, slot, &it); /* cannot fail: the room is made */
     }
+    arena_compact(b); /* after the loop: a compaction moves items[0, count) only */
     return 0;
 }
 

@@ -427,15 +427,36 @@ int smi_pwrite_all(int fd, const void *data, size_t n, uint64_t off);
 
 /* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
 
-/* One entry: the key and the value payload in one allocation (the payload as a snapshot
- * stores it, see layout.c), and the key's hash under the builder's own index seed. */
+/* One entry: the key and the value payload side by side in the builder's arena (the
+ * payload as a snapshot stores it, see layout.c), and the key's hash under the builder's
+ * own index seed.  32 bytes: the payload length and the type share one word, as they
+ * share the record's second varint (vlen < 2^44 is checked at put, so it is exact). */
 typedef struct smi_item {
-    unsigned char *data; /* klen key bytes, then vlen payload bytes */
+    unsigned char *data; /* klen key bytes, then vlen payload bytes, in b->arena */
     uint64_t hash;       /* sm_hash64(key, the builder's index_seed) */
-    size_t klen;
-    size_t vlen;
-    unsigned type;       /* sm_type */
+    uint64_t klen;
+    uint64_t vt;         /* vlen << SMF_TYPE_BITS | type (sm_type) */
 } smi_item;
+
+static inline uint64_t smi_item_vlen(const smi_item *it) { return it->vt >> SMF_TYPE_BITS; }
+static inline unsigned smi_item_type(const smi_item *it) {
+    return (unsigned)(it->vt & ((1u << SMF_TYPE_BITS) - 1));
+}
+
+/* The builder's arena: the bytes of every entry (key then payload), bump-allocated in
+ * chunks of SMI_ARENA_CHUNK (an entry larger than SMI_ARENA_CHUNK / 8 gets a chunk of its
+ * own), so that an entry costs no malloc.  An overwrite or a deletion leaves its bytes
+ * dead in their chunk; when the dead bytes outnumber the live ones (and pass one chunk),
+ * dict.c copies the live entries into one fresh block and frees the old chunks, so that
+ * the arena stays below about twice the live bytes under any churn. */
+#define SMI_ARENA_CHUNK ((size_t)1 << 20)
+typedef struct smi_arena {
+    unsigned char **chunks; /* [0, nchunks): malloc'ed blocks, the last the current one */
+    size_t nchunks, chunks_cap;
+    size_t used, cap;       /* of the current chunk (0, 0: none) */
+    uint64_t live, dead;    /* bytes of entries held, and of entries dropped */
+    uint64_t compactions;   /* how many times it was compacted (tests read it) */
+} smi_arena;
 
 /* The cached layout of the snapshot (layout.c): its header, complete but for the body
  * checksum, and its table.  Every change of the builder drops it (dict.c). */
@@ -444,7 +465,12 @@ typedef struct smi_layout {
     smf_header h;        /* h.created: when this layout was computed */
     uint64_t nsamples;
     uint64_t *table;     /* h.table_slots slots, host order */
+    size_t split;        /* the rank where the second half of the records starts */
+    uint64_t split_off;  /* and its offset (layout.c writes the halves on two threads) */
 } smi_layout;
+
+/* From this many entries on, layout and write run on two threads (layout.c). */
+#define SMI_THREAD_MIN 65536
 
 /* The dictionary explained at the top of dict.c. */
 struct sm_builder {
@@ -460,6 +486,8 @@ struct sm_builder {
     /* A random seed for the index, so that keys chosen to collide under a known
      * seed (XXH64 can be inverted) cannot make insertions quadratic. */
     uint64_t index_seed;
+    smi_arena arena;  /* the bytes of the entries */
+    int threads;      /* 1: layout, write and sort on one thread (tests); 0: two when they pay */
     smi_layout lay;
 };
 
@@ -472,6 +500,10 @@ int smi_value_payload(const sm_value *v, unsigned char tmp[8], const void **p, s
  * written into a delta (dict.c).  As sm_builder_put otherwise; sm_builder_get then hands out
  * a value of type 7, which only the editor's own builder ever holds. */
 int smi_builder_put_tombstone(sm_builder *b, sm_key_kind kind, const void *key, size_t klen);
+
+/* The live bytes of b's arena; its dead bytes and its count of compactions into *dead and
+ * *compactions unless NULL (dict.c; for the tests). */
+uint64_t smi_builder_arena_bytes(const sm_builder *b, uint64_t *dead, uint64_t *compactions);
 
 /* Make b->order valid: the item numbers in key order (dict.c).  0 or -ENOMEM. */
 int smi_builder_sort(sm_builder *b);

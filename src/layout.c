@@ -3,16 +3,56 @@
  * computes the header; the result is cached until the next change (dict.c drops it).
  * Write (sm_builder_write) puts the records, samples and table into the caller's buffer,
  * then the header with its checksums (smf_header_write).
+ *
+ * Two threads.  The entries in key order are cut in two halves at rank `split` (n / 2).
+ * Hashing them (hash_range) and writing their records (write_range) are done a half
+ * each, the first half on a thread started for it, the second on the caller's, when the
+ * builder holds SMI_THREAD_MIN entries or more (and b->threads is not 1); below that, or
+ * if no thread can be started, both halves run one after the other on the caller's
+ * thread.  The halves are the same either way, so the bytes are too: the second half's
+ * hashing counts its record offsets from 0 and is moved up by the first half's size
+ * afterwards (a pass over the smi_kv array, no entry touched), and its writing starts at
+ * the offset of record `split`, which layout keeps.  The placement in the table and the
+ * body checksum (XXH64, sequential by definition) stay on one thread.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
+/* pthread_create and pthread_join moved into libc at glibc 2.34 with new symbol versions;
+ * the old ones still link, and keep the library at the 2.28 floor (compat.h). */
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 34) && defined(__x86_64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.2.5");
+#elif __GLIBC_PREREQ(2, 34) && defined(__aarch64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.17");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.17");
+#endif
+#endif
+
+/* job(a) on a thread of its own and job(b) on this one, if two is 1 and a thread can be
+ * started; else both on this one. */
+static void run_two(void *(*job)(void *), void *a, void *b, int two) {
+    pthread_t t;
+    if (two && pthread_create(&t, NULL, job, a) == 0) {
+        job(b);
+        pthread_join(t, NULL);
+        return;
+    }
+    job(a);
+    job(b);
+}
+
+static int two_threads(const sm_builder *b) {
+    return b->threads != 1 && b->count >= SMI_THREAD_MIN;
+}
+
 static uint64_t record_size(const smi_item *it) {
-    return smf_varint_size(it->klen) + smf_varint_size(((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type) +
-           it->klen + it->vlen;
+    return smf_varint_size(it->klen) + smf_varint_size(it->vt) + it->klen + smi_item_vlen(it);
 }
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
@@ -22,25 +62,54 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 #define PREFETCH_AHEAD 16
 
-/* One pass over the entries in key order: record offsets (so the records end at
- * *records_end) and each entry's home and tag under (seed, M). */
-static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, smi_kv *out,
-                        uint64_t *records_end) {
-    uint64_t off = SMF_HEADER_SIZE;
-    for (size_t r = 0; r < b->count; r++) {
-        if (r + PREFETCH_AHEAD < b->count)
+/* Half of hash_entries: ranks [lo, hi), their offsets counted from base. */
+typedef struct hash_job {
+    const sm_builder *b;
+    uint64_t seed, M, base;
+    smi_kv *out;
+    size_t lo, hi;
+    uint64_t end;  /* past its records */
+    uint64_t last; /* where its last record starts (base if none) */
+} hash_job;
+
+static void *hash_range(void *arg) {
+    hash_job *j = arg;
+    const sm_builder *b = j->b;
+    uint64_t off = j->base, last = j->base;
+    for (size_t r = j->lo; r < j->hi; r++) {
+        if (r + PREFETCH_AHEAD < j->hi)
             __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
-        if (r + PREFETCH_AHEAD / 2 < b->count)
+        if (r + PREFETCH_AHEAD / 2 < j->hi)
             __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
         const smi_item *it = &b->items[b->order[r]];
-        if (off > SMF_MAX_OFFSET)
-            return SM_ETOOBIG;
-        uint64_t h = sm_hash64(it->data, it->klen, seed);
-        out[r].key = smf_home(h, M);
-        out[r].val = off | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT);
+        uint64_t h = sm_hash64(it->data, (size_t)it->klen, j->seed);
+        j->out[r].key = smf_home(h, j->M);
+        /* an offset past SMF_MAX_OFFSET spoils the tag: hash_entries fails then */
+        j->out[r].val = off | ((h & 0xFF) << SMF_SLOT_TAG_SHIFT);
+        last = off;
         off += record_size(it);
     }
-    *records_end = off;
+    j->end = off;
+    j->last = last;
+    return NULL;
+}
+
+/* One pass over the entries in key order: record offsets (so the records end at
+ * *records_end, and record `split` starts at *split_off) and each entry's home and tag
+ * under (seed, M).  SM_ETOOBIG if a record would start past SMF_MAX_OFFSET. */
+static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, smi_kv *out,
+                        size_t split, uint64_t *split_off, uint64_t *records_end) {
+    hash_job j[2] = {
+        {b, seed, M, SMF_HEADER_SIZE, out, 0, split, 0, 0},
+        {b, seed, M, 0, out, split, b->count, 0, 0},
+    };
+    run_two(hash_range, &j[0], &j[1], two_threads(b));
+    if (j[0].last > SMF_MAX_OFFSET || j[1].last > SMF_MAX_OFFSET - j[0].end)
+        return SM_ETOOBIG;
+    for (size_t r = split; r < b->count; r++)
+        out[r].val += j[0].end; /* below the tag: no carry into it */
+    *split_off = j[0].end;
+    *records_end = j[0].end + j[1].end;
     return 0;
 }
 
@@ -78,9 +147,9 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
         rc = -ENOMEM;
         goto done;
     }
-    uint64_t M = n ? n + n / 4 + 1 : 0, L = 0, seed = 0, records_end;
+    uint64_t M = n ? n + n / 4 + 1 : 0, L = 0, seed = 0, records_end, split_off;
     for (int attempt = 0;; attempt++) {
-        if ((rc = hash_entries(b, seed, M, a, &records_end)))
+        if ((rc = hash_entries(b, seed, M, a, n / 2, &split_off, &records_end)))
             goto done;
         if (!n)
             break;
@@ -129,6 +198,8 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
     l->h.created = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     l->h.body_checksum = 0; /* known once the body is written */
     l->nsamples = nsamples;
+    l->split = n / 2;
+    l->split_off = split_off;
     l->table = table;
     table = NULL;
     *size = l->h.total_size;
@@ -142,6 +213,40 @@ done:
 
 /* ---- write ---- */
 
+/* Half of the records: ranks [lo, hi), the first at offset off, and their samples. */
+typedef struct write_job {
+    const sm_builder *b;
+    unsigned char *p;
+    size_t lo, hi;
+    uint64_t off;
+} write_job;
+
+static void *write_range(void *arg) {
+    const write_job *j = arg;
+    const sm_builder *b = j->b;
+    const smi_layout *l = &b->lay;
+    unsigned char *p = j->p, *w = p + j->off;
+    for (size_t r = j->lo; r < j->hi; r++) {
+        if (r + PREFETCH_AHEAD < j->hi)
+            __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
+        if (r + PREFETCH_AHEAD / 2 < j->hi)
+            __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
+        const smi_item *it = &b->items[b->order[r]];
+        if ((r & ((1u << SMF_SAMPLE_SHIFT) - 1)) == 0) {
+            unsigned char *s = p + l->h.samples_offset + (r >> SMF_SAMPLE_SHIFT) * SMF_SAMPLE_SIZE;
+            smf_put64(s, (uint64_t)(w - p));
+            memset(s + 8, 0, 8);
+            memcpy(s + 8, it->data, it->klen < 8 ? it->klen : 8);
+        }
+        w = smf_put_varint(w, it->klen);
+        w = smf_put_varint(w, it->vt);
+        size_t n = (size_t)(it->klen + smi_item_vlen(it));
+        memcpy(w, it->data, n);
+        w += n;
+    }
+    return NULL;
+}
+
 int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_ns) {
     uint64_t want;
     int rc = sm_builder_layout(b, &want);
@@ -152,25 +257,12 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
     const smi_layout *l = &b->lay;
     unsigned char *p = buf;
 
-    unsigned char *w = p + SMF_HEADER_SIZE;
-    for (size_t r = 0; r < b->count; r++) {
-        if (r + PREFETCH_AHEAD < b->count)
-            __builtin_prefetch(&b->items[b->order[r + PREFETCH_AHEAD]]);
-        if (r + PREFETCH_AHEAD / 2 < b->count)
-            __builtin_prefetch(b->items[b->order[r + PREFETCH_AHEAD / 2]].data);
-        const smi_item *it = &b->items[b->order[r]];
-        if ((r & ((1u << SMF_SAMPLE_SHIFT) - 1)) == 0) {
-            unsigned char *s = p + l->h.samples_offset + (r >> SMF_SAMPLE_SHIFT) * SMF_SAMPLE_SIZE;
-            smf_put64(s, (uint64_t)(w - p));
-            memset(s + 8, 0, 8);
-            memcpy(s + 8, it->data, it->klen < 8 ? it->klen : 8);
-        }
-        w = smf_put_varint(w, it->klen);
-        w = smf_put_varint(w, ((uint64_t)it->vlen << SMF_TYPE_BITS) | it->type);
-        memcpy(w, it->data, it->klen + it->vlen);
-        w += it->klen + it->vlen;
-    }
-    memset(w, 0, l->h.samples_offset - l->h.records_end);
+    write_job j[2] = {
+        {b, p, 0, l->split, SMF_HEADER_SIZE},
+        {b, p, l->split, b->count, l->split_off},
+    };
+    run_two(write_range, &j[0], &j[1], two_threads(b));
+    memset(p + l->h.records_end, 0, l->h.samples_offset - l->h.records_end);
     uint64_t samples_end = l->h.samples_offset + l->nsamples * SMF_SAMPLE_SIZE;
     memset(p + samples_end, 0, l->h.table_offset - samples_end);
     unsigned char *t = p + l->h.table_offset;

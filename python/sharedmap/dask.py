@@ -7,6 +7,7 @@
 
 ``pip install sharedmap[dask]`` installs Dask with ``distributed``, pandas and pyarrow.
 """
+import bisect
 import os
 from typing import Any, Optional
 
@@ -23,10 +24,21 @@ def _sample(pairs: Any, k: int) -> "list[Any]":
     return [kv[0] for kv in pairs[::step]]
 
 
-def _write_shard(group: Any, path: str, generation: str, memory_limit: Optional[int],
-                 mode: int) -> "tuple[int, str, int, Any]":
-    """Write the pairs of one key range as its shard; (index, file name, entries, first key)."""
-    i, pairs = group
+def _split(pairs: Any, bounds: "list[Any]") -> "tuple[list[Any], ...]":
+    """The pairs of one partition cut into their key ranges: one list per range."""
+    ranges: "list[list[Any]]" = [[] for _ in range(len(bounds) + 1)]
+    for kv in pairs:
+        ranges[bisect.bisect_right(bounds, kv[0])].append(kv)
+    return tuple(ranges)
+
+
+def _write_shard(i: int, pieces: "list[list[Any]]", path: str, generation: str,
+                 memory_limit: Optional[int], mode: int) -> "Optional[tuple[int, str, int, Any]]":
+    """Write the pairs of key range i (its pieces, one from each partition) as its shard;
+    (index, file name, entries, first key), or None for an empty range."""
+    pairs = [kv for piece in pieces for kv in piece]
+    if not pairs:
+        return None
     pairs.sort(key=lambda kv: kv[0])
     name = shard_file(generation, i)
     count = write(os.path.join(path, name), pairs, sorted=True, memory_limit=memory_limit,
@@ -42,8 +54,9 @@ def write_set(collection: Any, path: "str | os.PathLike[str]", *, key: Optional[
     ``collection`` is a ``dask.bag`` of ``(key, value)`` pairs or a ``dask.dataframe`` with
     a key and a value column (``key=``, ``value=``; by default the first two columns).  The
     keys are sampled (``samples`` from each partition) for the bounds of ``npartitions``
-    ranges (default: the collection's number of partitions), the pairs are shuffled into
-    their ranges, and every worker sorts each range it gets and writes it as a shard into
+    ranges (default: the collection's number of partitions), every partition is cut into its
+    pieces of those ranges where it lies, the pieces of a range are brought to one worker (a
+    transfer per piece, not per pair), and it sorts the range and writes it as a shard into
     ``path`` with the streaming writer (so ``path`` must be a directory that the workers and
     the client share).  The client writes the manifest last, atomically, once every shard is
     written (``force=True`` replaces the set there; its readers ``refresh()``).  Empty
@@ -51,8 +64,6 @@ def write_set(collection: Any, path: "str | os.PathLike[str]", *, key: Optional[
     manifest is written.  Keys should be unique: of pairs with the same key, the writer
     keeps the one that comes last in its range, which the shuffle does not specify.
     """
-    import bisect
-
     import dask  # type: ignore[import-not-found,unused-ignore]
     import dask.bag  # type: ignore[import-not-found,unused-ignore]
     import dask.dataframe as dd  # type: ignore[import-not-found,unused-ignore]
@@ -76,12 +87,19 @@ def write_set(collection: Any, path: "str | os.PathLike[str]", *, key: Optional[
         b = sample[len(sample) * j // n] if sample else None
         if b is not None and (not bounds or b > bounds[-1]):
             bounds.append(b)
-    ranges = pairs.groupby(lambda kv: bisect.bisect_right(bounds, kv[0]), npartitions=len(bounds) + 1)
+    nranges = len(bounds) + 1
+    # each partition cut into its pieces of the ranges, where it lies (nout: the pieces are
+    # outputs of their own, so that only range i's piece of it goes to range i's writer)
+    cut = dask.delayed(_split, nout=nranges, pure=True)
+    splits = [cut(part, bounds) for part in pairs.to_delayed()]
+    pieces = [[split[i] for split in splits] for i in range(nranges)]
 
     os.makedirs(path, exist_ok=True)
     generation = new_generation()
     try:
-        (done,) = dask.compute(ranges.map(_write_shard, path, generation, memory_limit, mode))
+        writes = [dask.delayed(_write_shard)(i, pieces[i], path, generation, memory_limit, mode)
+                  for i in range(nranges)]
+        done = [d for d in dask.compute(*writes) if d is not None]
         return commit_shards(path, generation, done, force=force, mode=mode)
     except BaseException:
         abandon(path, generation)

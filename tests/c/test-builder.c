@@ -1,6 +1,10 @@
 /* test-builder.c: the builder on its own: put/get/del/overwrite/clear/count, the key
- * kind rules, UTF-8 validation, every value type, and sm_builder_at order. */
+ * kind rules, UTF-8 validation, every value type, sm_builder_at order, its arena under
+ * churn, and a build above the threshold of the threaded layout (byte for byte the
+ * snapshot of one thread). */
 #include "test.h"
+
+#include "internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -486,5 +490,125 @@ TEST(null_empty_buffers) {
     ASSERT_EQ(sm_hash64(NULL, 0, 0), UINT64_C(0xEF46DB3751D8E999));
     sm_reader_close(r);
     free(snap);
+    sm_builder_free(b);
+}
+
+/* The value stored for key i in round `round` of builder_arena_churn: 1 to 200 bytes. */
+static size_t churn_value(char *out, int i, int round) {
+    size_t n = 1 + (size_t)((i * 31 + round * 17) % 200);
+    memset(out, 'a' + (i + round) % 26, n);
+    return n;
+}
+
+TEST(builder_arena_churn) {
+    /* 50 rounds of overwriting every live key and deleting and re-adding a third: the
+     * results match the rule that made them, and the arena stays within about twice
+     * its live bytes (dict.c compacts it) */
+    enum { N = 4000, ROUNDS = 50 };
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    char key[32], val[256];
+    int round_of[N]; /* the round whose value key i holds, or -1 */
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) {
+            int kl = snprintf(key, sizeof key, "key%05d", i);
+            if (round % 3 == 1 && i % 3 == round % 2) {
+                int rc = sm_builder_del(b, key, (size_t)kl);
+                ASSERT(rc == 0 || rc == SM_NOTFOUND);
+                round_of[i] = -1;
+                continue;
+            }
+            size_t vl = churn_value(val, i, round);
+            sm_value v = sm_value_bytes(val, vl);
+            ASSERT_OK(sm_builder_put(b, SM_KEYS_BYTES, key, (size_t)kl, &v));
+            round_of[i] = round;
+        }
+        uint64_t dead, live = smi_builder_arena_bytes(b, &dead, NULL);
+        ASSERT(dead <= live + SMI_ARENA_CHUNK + 256);
+    }
+    uint64_t compactions;
+    (void)smi_builder_arena_bytes(b, NULL, &compactions);
+    ASSERT(compactions > 0);
+    size_t count = 0;
+    for (int i = 0; i < N; i++) {
+        int kl = snprintf(key, sizeof key, "key%05d", i);
+        sm_value got;
+        if (round_of[i] < 0) {
+            ASSERT_ERR(sm_builder_get(b, key, (size_t)kl, &got), SM_NOTFOUND);
+            continue;
+        }
+        count++;
+        size_t vl = churn_value(val, i, round_of[i]);
+        ASSERT_OK(sm_builder_get(b, key, (size_t)kl, &got));
+        ASSERT_EQ(got.type, SM_BYTES);
+        ASSERT_MEM_EQ(got.as.buf.data, got.as.buf.size, val, vl);
+    }
+    ASSERT_EQ(sm_builder_count(b), count);
+    /* a snapshot of the churned builder reads back the same */
+    uint64_t size;
+    ASSERT_OK(sm_builder_layout(b, &size));
+    unsigned char *buf = malloc((size_t)size);
+    ASSERT(buf != NULL);
+    ASSERT_OK(sm_builder_write(b, buf, size, 1));
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_mem(&r, buf, (size_t)size));
+    ASSERT_EQ(sm_reader_count(r), count);
+    for (int i = 0; i < N; i += 7) {
+        int kl = snprintf(key, sizeof key, "key%05d", i);
+        sm_value got;
+        int rc = sm_get(r, key, (size_t)kl, &got);
+        ASSERT_EQ(rc, round_of[i] < 0 ? SM_NOTFOUND : 0);
+    }
+    sm_reader_close(r);
+    free(buf);
+    sm_builder_clear(b);
+    ASSERT_EQ(smi_builder_arena_bytes(b, NULL, NULL), 0);
+    sm_builder_free(b);
+}
+/* The snapshot of b, with created fixed, into *out (malloc'ed); its size. */
+static size_t fixed_snapshot(sm_builder *b, unsigned char **out) {
+    uint64_t size;
+    if (sm_builder_layout(b, &size))
+        return 0;
+    *out = malloc((size_t)size);
+    if (!*out || sm_builder_write(b, *out, size, 12345))
+        return 0;
+    return (size_t)size;
+}
+
+TEST(builder_large) {
+    /* 200k entries, above SMI_THREAD_MIN: the snapshot made with threads is the one made
+     * with one thread, byte for byte, and reads back */
+    enum { N = 200000 };
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    char key[32], val[64];
+    uint64_t x = 1;
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        int kl = snprintf(key, sizeof key, "%llx", (unsigned long long)(x >> 20));
+        size_t vl = 8 + (size_t)(x >> 58) % 40;
+        memset(val, 'v', vl);
+        sm_value v = (i % 5) ? sm_value_str(val, vl) : sm_value_int((int64_t)x);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, key, (size_t)kl, &v));
+    }
+    size_t n = sm_builder_count(b);
+    ASSERT(n > 190000);
+    unsigned char *threaded = NULL, *single = NULL;
+    size_t size1 = fixed_snapshot(b, &threaded);
+    ASSERT(size1 > 0);
+    smi_layout_drop(&b->lay);
+    b->order_valid = 0;
+    b->threads = 1;
+    size_t size2 = fixed_snapshot(b, &single);
+    ASSERT_EQ(size1, size2);
+    ASSERT(memcmp(threaded, single, size1) == 0);
+    sm_reader *r = NULL;
+    ASSERT_OK(sm_reader_open_mem(&r, threaded, size1));
+    ASSERT_EQ(sm_reader_count(r), n);
+    ASSERT_OK(sm_reader_verify(r));
+    sm_reader_close(r);
+    free(threaded);
+    free(single);
     sm_builder_free(b);
 }
