@@ -956,3 +956,15 @@ print(n)
     assert m["count"] == writers * rounds
     assert sorted(m.prefix("w")) == sorted(f"w{w}-{r:03d}" for w in range(writers)
                                            for r in range(rounds))
+
+
+def test_a_commit_keeps_the_files_mode(name):
+    sharedmap.rbtree({f"k{i}": i for i in range(50)}).share(name, mode=0o640)
+    path = os.path.join(SHM_DIR, f"sharedmap.{name}")
+    with sharedmap.edit(name) as e:
+        e["k1"] = "delta"
+    assert not e.compacted and os.stat(path).st_mode & 0o777 == 0o640
+    with sharedmap.edit(name, compact_at=0) as e:
+        e["k2"] = "compacted"
+    assert e.compacted and os.stat(path).st_mode & 0o777 == 0o640
+    assert sharedmap.sharedmap(name)["k2"] == "compacted"
