@@ -968,3 +968,23 @@ def test_a_commit_keeps_the_files_mode(name):
         e["k2"] = "compacted"
     assert e.compacted and os.stat(path).st_mode & 0o777 == 0o640
     assert sharedmap.sharedmap(name)["k2"] == "compacted"
+
+
+def test_compaction_with_a_memory_limit_and_a_temp_dir(name, tmp_path):
+    n = 30000
+    sharedmap.publish(name, ((f"k{i:06d}", "v" * (i % 40)) for i in range(n)), sorted=True)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    with pytest.raises(ValueError, match="memory_limit"):
+        sharedmap.edit(name, memory_limit=1)
+    with sharedmap.edit(name, compact_at=0, memory_limit=4 << 20, temp_dir=temp) as e:
+        for i in range(0, n, 3):
+            e[f"k{i:06d}"] = i
+        for i in range(1, n, 300):
+            del e[f"k{i:06d}"]
+    assert e.compacted and os.listdir(temp) == []
+    m = sharedmap.sharedmap(name)
+    assert len(m) == n - len(range(1, n, 300)) and m.info()["layer"] is None
+    assert m["k000003"] == 3 and m["k000002"] == "v" * 2 and "k000001" not in m and m.verify()
+    assert sharedmap.compact(name, memory_limit=4 << 20, temp_dir=str(temp)) == len(m)
+    assert m.refresh() and m.verify()
