@@ -988,3 +988,31 @@ def test_compaction_with_a_memory_limit_and_a_temp_dir(name, tmp_path):
     assert m["k000003"] == 3 and m["k000002"] == "v" * 2 and "k000001" not in m and m.verify()
     assert sharedmap.compact(name, memory_limit=4 << 20, temp_dir=str(temp)) == len(m)
     assert m.refresh() and m.verify()
+
+
+def read_inherited(conn, m, keys):
+    """Run in a forked child: m is the parent's reader, mapping and all."""
+    before = [m.get(k) for k in keys]
+    moved = m.refresh()
+    conn.send((before, moved, [m.get(k) for k in keys], bytes(m.getbuffer("zzz")), m.verify()))
+    conn.close()
+
+
+def test_a_forked_child_reads_the_parents_layered_reader(name):
+    import multiprocessing
+    m, base, model = layered(name)
+    keys = ["k000", "k001", "k002", "k050", "zzz"]
+    old = [model.get(k) for k in keys]
+    with sharedmap.edit(name, compact_at=None) as e:
+        e["k002"] = "2"
+        e["zzz"] = b"new"
+    model.update({"k002": "2", "zzz": b"new"})
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=read_inherited, args=(child, m, keys))
+    p.start()
+    got = parent.recv()
+    p.join(60)
+    assert p.exitcode == 0
+    assert got == (old, True, [model.get(k) for k in keys], b"new", True)
+    assert [m.get(k) for k in keys] == old   # the parent's reader did not move
