@@ -3,7 +3,9 @@ dict model through every read op across commits and compactions, the Editor's AP
 ConflictError, and real processes: readers attaching while an editor publishes and compacts,
 concurrent editors, editors SIGKILLed mid-commit, a base removed or replaced under a layer."""
 import bisect
+import ctypes
 import json
+import mmap
 import os
 import pickle
 import random
@@ -593,8 +595,11 @@ def test_a_replacement_from_another_process_is_a_conflict(name):
 # ---- real processes
 
 READER_LOOP = r"""
-import json, os, sys, sharedmap
-name, stop = sys.argv[1], sys.argv[2]
+import ctypes, json, mmap, os, sys, sharedmap
+name, stop, board_path, me = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+fd = os.open(board_path, os.O_RDWR)
+board = mmap.mmap(fd, 64)
+done = ctypes.c_int64.from_buffer(board, 8 * me)   # attaches this reader has checked
 
 def whole(m):
     v = m["v"]
@@ -618,17 +623,29 @@ while not os.path.exists(stop):
     if held.refresh():
         seen.add(whole(held))
     m.close()
+    done.value = attaches
 last = whole(sharedmap.sharedmap(name))   # after the stop: the last version
+del done
 print(json.dumps({"attaches": attaches, "versions": len(seen), "last": last}))
 """
 
 
 def test_readers_attaching_while_an_editor_publishes_and_compacts(name, tmp_path):
+    """Two readers attach in a loop while this process edits 150 times (deltas, compactions by
+    compact_at and by compact()): each version they see is whole.  After each commit the editor
+    waits until both have attached once more (a progress count, not a time), so that they see
+    many versions, attaching while the next commit runs."""
     sharedmap.rbtree({**{f"p{i:04d}": "pad" for i in range(200)}, "v": 0}).share(name)
-    stop = tmp_path / "stop"
-    readers = [subprocess.Popen([sys.executable, "-c", READER_LOOP, name, str(stop)], env=child_env(),
+    stop, board_path = tmp_path / "stop", tmp_path / "board"
+    board_path.write_bytes(bytes(64))
+    readers = [subprocess.Popen([sys.executable, "-c", READER_LOOP, name, str(stop),
+                                 str(board_path), str(i)], env=child_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+               for i in range(2)]
+    fd = os.open(board_path, os.O_RDWR)
+    board = mmap.mmap(fd, 64)
+    os.close(fd)
+    counts = [ctypes.c_int64.from_buffer(board, 8 * i) for i in range(2)]
     try:
         for r in readers:
             assert r.stdout.readline().strip() == "ready", r.stderr.read()
@@ -642,6 +659,11 @@ def test_readers_attaching_while_an_editor_publishes_and_compacts(name, tmp_path
                 sharedmap.compact(name)
                 compactions += 1
             assert len(bases_of(name)) <= 1
+            before = [c.value for c in counts]
+            while any(c.value == b for c, b in zip(counts, before)):
+                for r in readers:
+                    assert r.poll() is None, r.stderr.read()
+                os.sched_yield()
     finally:
         stop.write_text("")
         results = []
@@ -649,9 +671,11 @@ def test_readers_attaching_while_an_editor_publishes_and_compacts(name, tmp_path
             out, err = r.communicate(timeout=120)
             assert r.returncode == 0, err
             results.append(json.loads(out.splitlines()[-1]))
+        del counts
+        board.close()
     assert compactions >= 5
     for res in results:
-        assert res["attaches"] > 0 and res["last"] == 150
+        assert res["attaches"] >= 150 and res["last"] == 150, res
     m = sharedmap.sharedmap(name)
     assert m["v"] == 150 and m.verify()
 
