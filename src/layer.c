@@ -370,10 +370,9 @@ int smi_layer_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
         else
             hi = mid;
     }
-    int64_t a, p;
-    if (adj_at(L, lo, &a) || (a > 0 && (uint64_t)a > rank))
-        return SM_ECORRUPT;
-    uint64_t b = (uint64_t)((int64_t)rank - a), j = lo;
+    int64_t p;
+    uint64_t b = 0, j = lo;
+    int in_delta = 0;
     walk w;
     if (lo > 0) {
         uint64_t pj = index_base_rank(L, lo - 1);
@@ -390,8 +389,18 @@ int smi_layer_seek_rank(const sm_reader *r, uint64_t rank, sm_cursor *c) {
             if (drec.type != SMF_TYPE_TOMBSTONE) {
                 b = pj;
                 j = lo - 1;
+                in_delta = 1;
             }
         }
+    }
+    if (!in_delta) {
+        /* the entry at rank is the base's: its base rank is rank - A[lo] (checked only here:
+         * when every entry up to rank is new in the delta, A[lo] > rank and the entry is
+         * delta record lo - 1, found above) */
+        int64_t a;
+        if (adj_at(L, lo, &a) || (a > 0 && (uint64_t)a > rank))
+            return SM_ECORRUPT;
+        b = (uint64_t)((int64_t)rank - a);
     }
     int rc = walk_at(L, b, j, &w);
     if (!rc)

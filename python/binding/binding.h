@@ -237,6 +237,10 @@ typedef struct {
     Py_buffer source; /* loads(): the caller's buffer, held as long as the reader */
     int has_source;
     Py_ssize_t exports;
+    /* set by snapshot_subview for the one export it asks for: a value outside the file
+     * sm_reader_data() is (in a layer's base, a set's shard), else NULL */
+    const void *sub;
+    Py_ssize_t sub_size;
 } SnapshotObject;
 
 /* sharedmap (reader.c): shows one _Snapshot at a time. */

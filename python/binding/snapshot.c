@@ -16,6 +16,8 @@ SnapshotObject *snapshot_new(module_state *st, sm_reader *r, Py_buffer *source) 
     s->kind = sm_reader_key_kind(r);
     s->count = sm_reader_count(r);
     s->exports = 0;
+    s->sub = NULL;
+    s->sub_size = 0;
     if (source != NULL) {
         s->source = *source;
         s->has_source = 1;
@@ -38,6 +40,10 @@ static void snapshot_dealloc(SnapshotObject *s) {
 static int snapshot_getbuffer(SnapshotObject *s, Py_buffer *view, int flags) {
     size_t size;
     const void *data = sm_reader_data(s->r, &size);
+    if (s->sub != NULL) {
+        data = s->sub;
+        size = (size_t)s->sub_size;
+    }
     if (PyBuffer_FillInfo(view, (PyObject *)s, (void *)(uintptr_t)data, (Py_ssize_t)size, 1,
                           flags) < 0)
         return -1;
@@ -83,8 +89,17 @@ PyType_Spec snapshot_spec = {
 PyObject *snapshot_subview(SnapshotObject *s, const void *p, size_t n) {
     size_t size;
     const char *base = (const char *)sm_reader_data(s->r, &size);
-    Py_ssize_t start = (Py_ssize_t)((const char *)p - base);
     PyObject *whole, *lo = NULL, *hi = NULL, *slice = NULL, *res = NULL;
+    if ((const char *)p < base || (const char *)p + n > base + size) {
+        /* the value is in another mapping the reader owns (a layer's base, a set's shard):
+         * a view of exactly it, which holds s as the view of the file does */
+        s->sub = p;
+        s->sub_size = (Py_ssize_t)n;
+        res = PyMemoryView_FromObject((PyObject *)s);
+        s->sub = NULL;
+        return res;
+    }
+    Py_ssize_t start = (Py_ssize_t)((const char *)p - base);
     whole = PyMemoryView_FromObject((PyObject *)s);
     if (whole == NULL)
         return NULL;

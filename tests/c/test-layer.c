@@ -414,6 +414,43 @@ TEST(layer_delete_everything) {
     check(&m, "m");
 }
 
+/* The first entries of the map all new in the delta (new keys below every base key, or over an
+ * empty base): sm_seek_rank of them once failed with SM_ECORRUPT. */
+static void new_keys_first(int base_from) {
+    static lmodel m;
+    memset(&m, 0, sizeof m);
+    m.kind = SM_KEYS_STR;
+    sm_builder *b;
+    ASSERT_OK(sm_builder_new(&b));
+    unsigned char k[16];
+    for (int i = base_from; i < 30; i++) {
+        sm_value v = sm_value_int(i);
+        ASSERT_OK(sm_builder_put(b, SM_KEYS_STR, k, key_of(SM_KEYS_STR, i, k), &v));
+        m.has[i] = 1;
+        m.val[i] = i;
+    }
+    ASSERT_OK(sm_publish(b, test_dir(), "m", 0, 0));
+    sm_builder_free(b);
+    sm_edit_opts o = SM_EDIT_OPTS_INIT;
+    o.compact_ratio = -1; /* never */
+    sm_edit *e;
+    ASSERT_OK(sm_edit_open_shm(&e, test_dir(), "m", &o));
+    for (int i = 0; i < 5; i++) {
+        sm_value v = sm_value_int(-i);
+        ASSERT_OK(sm_edit_put(e, SM_KEYS_STR, k, key_of(SM_KEYS_STR, i, k), &v));
+        m.has[i] = 1;
+        m.val[i] = -i;
+    }
+    int compacted = 1;
+    ASSERT_OK(sm_edit_commit(e, &compacted));
+    ASSERT_EQ(compacted, 0);
+    sm_edit_free(e);
+    check(&m, "m");
+}
+
+TEST(layer_new_keys_below_the_base) { new_keys_first(10); }
+TEST(layer_new_keys_over_an_empty_base) { new_keys_first(30); }
+
 /* Unpublishing a layered map takes its base and edit lock with it; its readers keep reading. */
 TEST(layer_unpublish) {
     sm_builder *b;

@@ -25,8 +25,10 @@ def unique_name(tag=""):
 
 
 def my_shm_entries():
-    """Everything in /dev/shm that a map of this test run left: published maps and temporaries."""
-    return sorted(glob.glob(os.path.join(SHM_DIR, f"*{NAME_PREFIX}*")))
+    """Everything in /dev/shm that a map of this test run left: published maps and temporaries,
+    and the hidden files of edited maps (bases, edit locks), which a plain * does not match."""
+    return sorted(glob.glob(os.path.join(SHM_DIR, f"*{NAME_PREFIX}*"))
+                  + glob.glob(os.path.join(SHM_DIR, f".*{NAME_PREFIX}*")))
 
 
 def child_env():

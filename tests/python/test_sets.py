@@ -202,3 +202,13 @@ def test_a_reader_of_a_set_whose_shards_go_keeps_reading(set_dir, data):
     shutil.rmtree(set_dir)
     assert m == data  # its shards stay mapped
     assert not m.refresh()
+
+
+def test_getbuffer_of_a_value_in_a_shard(tmp_path):
+    """A set's values live in its shards, not in the manifest: getbuffer() is their bytes."""
+    sharedmap.write_set(tmp_path / "s", [[("a", "AAA")], [("b", b"BBB")]])
+    m = sharedmap.open(tmp_path / "s")
+    assert bytes(m.getbuffer("a")) == b"AAA"
+    view = m.getbuffer("b")
+    m.close()
+    assert bytes(view) == b"BBB"
