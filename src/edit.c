@@ -393,6 +393,10 @@ int sm_edit_commit(sm_edit *e, int *compacted) {
     int rc = merge_changes(e, base, &v, &n);
     if (rc)
         return rc;
+    if (!n && !L && !force_compact) {
+        free(v); /* the changes cancel out (keys set, then deleted): the map is as it was */
+        return 0;
+    }
     double ratio = e->o.compact_ratio;
     uint64_t bc = sm_reader_count(base);
     if (force_compact || (ratio >= 0 && (double)n > ratio * (double)bc)) {

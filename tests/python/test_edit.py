@@ -231,7 +231,9 @@ def run_sequence(kind, initial, commits):
             delta = len([k for k in since if k in base or k in model])
             want_compacted = bool(touched) and ratio is not None and delta > ratio * len(base)
             assert e.compacted is want_compacted and e.closed
-            if touched:
+            # changes that cancel out over a plain map publish nothing
+            published = bool(touched) and (want_compacted or layered or delta > 0)
+            if published:
                 layered = not want_compacted
             if how == "compact":
                 assert sharedmap.compact(name) == len(model)
@@ -247,7 +249,7 @@ def run_sequence(kind, initial, commits):
             else:
                 assert layer is None and bases_of(name) == []
             check_reader(m, model, kind)
-            assert attached.refresh() is (bool(touched) or how == "compact")
+            assert attached.refresh() is (published or how == "compact")
             assert attached.refresh() is False
             check_reader(attached, model, kind)
     finally:
@@ -1040,3 +1042,18 @@ def test_a_forked_child_reads_the_parents_layered_reader(name):
     assert p.exitcode == 0
     assert got == (old, True, [model.get(k) for k in keys], b"new", True)
     assert [m.get(k) for k in keys] == old   # the parent's reader did not move
+
+
+def test_changes_that_cancel_out_publish_nothing(new_name):
+    """A key set and then deleted in one edit of a plain map leaves the map as it was: no layer,
+    no base beside it, the same file under the name."""
+    name = new_name("cancel")
+    sharedmap.rbtree({"a": 1, "b": 2}).share(name)
+    before = os.stat(f"/dev/shm/sharedmap.{name}").st_ino
+    with sharedmap.edit(name) as e:
+        e["new"] = 3
+        del e["new"]
+        assert e.changes == 1 and len(e) == 2
+    assert os.stat(f"/dev/shm/sharedmap.{name}").st_ino == before
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(".sharedmap-base.") and f.endswith(name)]
+    assert sharedmap.sharedmap(name).info()["layer"] is None
