@@ -353,6 +353,9 @@ PyObject *name_to_bytes(PyObject *obj);
  * and setuid, setgid or sticky bits are a ValueError rather than quietly changed. */
 int check_mode(int mode);
 PyObject *make_item(sm_key_kind kind, const sm_entry *e);
+/* memory_limit= of Writer and _Edit: None leaves *out as it is; else at least
+ * SM_WRITER_MEMORY_MIN bytes (ValueError), into *out.  0 or -1 with an exception. */
+int memory_limit_from_py(PyObject *limit, size_t *out);
 void format_size(char *buf, size_t n, uint64_t size);
 
 #endif /* SMPY_BINDING_H */

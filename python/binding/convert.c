@@ -157,3 +157,18 @@ int check_mode(int mode) {
                  text);
     return -1;
 }
+
+int memory_limit_from_py(PyObject *limit, size_t *out) {
+    if (limit == Py_None)
+        return 0;
+    Py_ssize_t n = PyNumber_AsSsize_t(limit, PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    if (n < (Py_ssize_t)SM_WRITER_MEMORY_MIN) {
+        PyErr_Format(PyExc_ValueError, "memory_limit must be at least %zu bytes", (size_t)SM_WRITER_MEMORY_MIN);
+        return -1;
+    }
+    *out = (size_t)n;
+    return 0;
+}
+

@@ -44,17 +44,8 @@ static PyObject *writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     }
     sm_writer_opts o = SM_WRITER_OPTS_INIT;
     o.flags = sorted ? SM_WRITER_SORTED : 0u;
-    if (limit != Py_None) {
-        Py_ssize_t n = PyNumber_AsSsize_t(limit, PyExc_OverflowError);
-        if (n == -1 && PyErr_Occurred())
-            return NULL;
-        if (n < (Py_ssize_t)SM_WRITER_MEMORY_MIN) {
-            PyErr_Format(PyExc_ValueError, "memory_limit must be at least %zu bytes",
-                         (size_t)SM_WRITER_MEMORY_MIN);
-            return NULL;
-        }
-        o.memory_limit = (size_t)n;
-    }
+    if (memory_limit_from_py(limit, &o.memory_limit) < 0)
+        return NULL;
     if (check_mode(mode) < 0)
         return NULL;
     if (temp != Py_None && !PyUnicode_FSConverter(temp, &fstemp))
