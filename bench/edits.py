@@ -55,6 +55,7 @@ sys.path.insert(0, HERE)
 import dataset  # noqa: E402
 from batchreport import fmt_x, human_n  # noqa: E402
 from machine import machine  # noqa: E402
+from report import fmt_s  # noqa: E402
 
 import sharedmap  # noqa: E402
 
@@ -450,16 +451,6 @@ def run_worker(cfg, n):
 
 # ------------------------------------------------------------------ the report
 
-def fmt_t(s):
-    if s is None:
-        return "n/a"
-    if s >= 1:
-        return f"{s:.2f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.1f} ms"
-    return f"{s * 1e6:.0f} µs"
-
-
 def fmt_r(x):
     """A ratio; a small one as 1/N, which 0.00× would hide."""
     if x is None:
@@ -502,10 +493,10 @@ def write_report(res, out_dir, cmd):
         p = big["publish"].get("1000", {}).get("best", {})
         x_full, x_lmdb = ratio(p.get("delta"), p.get("full")), ratio(p.get("delta"), p.get("lmdb"))
         lines.append(f"| 1,000 changes into {human_n(10_000_000)}: delta publish ≤ 1/100 of the full "
-                     f"republish{note} | {fmt_t(p.get('delta'))} vs {fmt_t(p.get('full'))}: {fmt_r(x_full)} | "
+                     f"republish{note} | {fmt_s(p.get('delta'))} vs {fmt_s(p.get('full'))}: {fmt_r(x_full)} | "
                      f"{verdict(x_full is not None and x_full <= 0.01)} |")
         lines.append(f"| 1,000 changes into {human_n(10_000_000)}: delta publish ≤ LMDB's write "
-                     f"transaction{note} | {fmt_t(p.get('delta'))} vs {fmt_t(p.get('lmdb'))}: {fmt_x(x_lmdb)} | "
+                     f"transaction{note} | {fmt_s(p.get('delta'))} vs {fmt_s(p.get('lmdb'))}: {fmt_x(x_lmdb)} | "
                      f"{verdict(x_lmdb is not None and x_lmdb <= 1)} |")
         for r in sizes:
             lk = r["lookups"]
@@ -518,7 +509,7 @@ def write_report(res, out_dir, cmd):
         for key, what in (("rbtree_share", "`rbtree(d).share()`"), ("publish_sorted", "`publish(sorted=True)`")):
             x = ratio(c["compact"]["best_s"], c[key]["best_s"])
             lines.append(f"| compaction of {human_n(10_000_000)} + 1% ≤ the full build, {what}{note} | "
-                         f"{fmt_t(c['compact']['best_s'])} vs {fmt_t(c[key]['best_s'])}: {fmt_x(x)} | "
+                         f"{fmt_s(c['compact']['best_s'])} vs {fmt_s(c[key]['best_s'])}: {fmt_x(x)} | "
                          f"{verdict(x <= 1)} |")
     # publish table
     lines += ["", "## Publishing changes", "",
@@ -538,10 +529,10 @@ def write_report(res, out_dir, cmd):
     for r in sizes:
         for c, p in r["publish"].items():
             b, sp = p["best"], p["split"]
-            parts = {k: " (" + " + ".join(fmt_t(x) for x in sp[k]) + ")" for k in sp}
-            lines.append(f"| {human_n(r['n'])} | {int(c):,} | {fmt_t(b['delta'])}{parts['delta']} | "
-                         f"{fmt_t(b['delta2'])}{parts['delta2']} | "
-                         f"{fmt_t(b['full'])} | {fmt_t(b['lmdb'])} | {fmt_r(b['delta'] / b['full'])} | "
+            parts = {k: " (" + " + ".join(fmt_s(x) for x in sp[k]) + ")" for k in sp}
+            lines.append(f"| {human_n(r['n'])} | {int(c):,} | {fmt_s(b['delta'])}{parts['delta']} | "
+                         f"{fmt_s(b['delta2'])}{parts['delta2']} | "
+                         f"{fmt_s(b['full'])} | {fmt_s(b['lmdb'])} | {fmt_r(b['delta'] / b['full'])} | "
                          f"{fmt_x(b['delta'] / b['lmdb'])} | {fmt_x(b['delta2'] / b['lmdb'])} |")
     lines += ["", "## Lookups and iteration: base + 1% delta vs compacted", "",
               "The map after a 1% delta (made with `compact_at=None`) and the same entries after "
@@ -562,9 +553,9 @@ def write_report(res, out_dir, cmd):
         lines.append(f"| {human_n(r['n'])} | {h['layered']['ns']:.0f} ns | {h['compacted']['ns']:.0f} ns | "
                      f"{fmt_x(h['layered']['ns'] / h['compacted']['ns'])} | {ms['layered']['ns']:.0f} ns | "
                      f"{ms['compacted']['ns']:.0f} ns | {fmt_x(ms['layered']['ns'] / ms['compacted']['ns'])} | "
-                     f"{fmt_t(it['layered']['best_s'])} | {fmt_t(it['compacted']['best_s'])} | "
+                     f"{fmt_s(it['layered']['best_s'])} | {fmt_s(it['compacted']['best_s'])} | "
                      f"{fmt_x(it['layered']['best_s'] / it['compacted']['best_s'])} | "
-                     f"{h['base']['ns']:.0f} ns, {ms['base']['ns']:.0f} ns, {fmt_t(it['base']['best_s'])} | "
+                     f"{h['base']['ns']:.0f} ns, {ms['base']['ns']:.0f} ns, {fmt_s(it['base']['best_s'])} | "
                      f"{fmt_x(h['layered']['ns'] / h['base']['ns'])}, {fmt_x(ms['layered']['ns'] / ms['base']['ns'])}, "
                      f"{fmt_x(it['layered']['best_s'] / it['base']['best_s'])} |")
     lines += ["", "## Compaction vs a full build", "",
@@ -576,15 +567,15 @@ def write_report(res, out_dir, cmd):
               "compact / publish |", "|---|---|---|---|---|---|"]
     for r in sizes:
         c = r["compact"]
-        lines.append(f"| {human_n(r['n'])} + {r['first_delta']:,} changes | {fmt_t(c['compact']['best_s'])} | "
-                     f"{fmt_t(c['rbtree_share']['best_s'])} | {fmt_t(c['publish_sorted']['best_s'])} | "
+        lines.append(f"| {human_n(r['n'])} + {r['first_delta']:,} changes | {fmt_s(c['compact']['best_s'])} | "
+                     f"{fmt_s(c['rbtree_share']['best_s'])} | {fmt_s(c['publish_sorted']['best_s'])} | "
                      f"{fmt_x(c['compact']['best_s'] / c['rbtree_share']['best_s'])} | "
                      f"{fmt_x(c['compact']['best_s'] / c['publish_sorted']['best_s'])} |")
     lines += ["", "## Setup per size", "", "| entries | dict | base rbtree+share | base size | LMDB build | "
               "LMDB file | worker |", "|---|---|---|---|---|---|---|"]
     for r in sizes:
-        lines.append(f"| {human_n(r['n'])} | {fmt_t(r['input_s'])} | {fmt_t(r['base_publish_s'])} | "
-                     f"{r['base_bytes'] / 2**20:,.0f} MiB | {fmt_t(r['lmdb_build_s'])} | "
+        lines.append(f"| {human_n(r['n'])} | {fmt_s(r['input_s'])} | {fmt_s(r['base_publish_s'])} | "
+                     f"{r['base_bytes'] / 2**20:,.0f} MiB | {fmt_s(r['lmdb_build_s'])} | "
                      f"{r['lmdb_bytes'] / 2**20:,.0f} MiB | {r['elapsed_s']:.0f} s |")
     if res.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {x}" for x in res["notes"]]
