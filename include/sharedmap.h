@@ -230,11 +230,29 @@ SM_API void sm_builder_free(sm_builder *b);
 SM_API int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
                           const sm_value *value);
 
+/** As sm_builder_put(), for a key the builder is known not to hold, such as each key of
+ *  one dictionary put into an empty builder: into an empty builder it appends without
+ *  looking the key up, and the builder's hash index is only built when a lookup, put or
+ *  deletion next needs one (a builder filled this way and then written never builds
+ *  it: less time and memory).  Into a builder that holds entries, or once its index is
+ *  built, it is sm_builder_put().  A key that was held after all is no error: the later
+ *  value wins, as with sm_builder_put(), when the index or the key order is next built
+ *  (by sm_builder_get/put/del/at or a layout); until then sm_builder_count() counts
+ *  that key twice.  @return as sm_builder_put(). */
+SM_API int sm_builder_put_new(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
+                              const sm_value *value);
+
+/** Make room for @p n entries in all, so that filling the builder up to n entries does
+ *  not grow its array of entries again.  @return 0, SM_ETOOBIG (more than 2^32 - 2) or
+ *  -ENOMEM. */
+SM_API int sm_builder_reserve(sm_builder *b, size_t n);
+
 /** Look a key up.  On 0, *out (if not NULL) holds the value; its buffer points into
- *  the builder and is valid until the next modification.  @return 0 or SM_NOTFOUND. */
+ *  the builder and is valid until the next modification.  @return 0, SM_NOTFOUND, or
+ *  -ENOMEM when it must first build the index of keys put by sm_builder_put_new(). */
 SM_API int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_value *out);
 
-/** Delete a key.  @return 0 or SM_NOTFOUND. */
+/** Delete a key.  @return 0, SM_NOTFOUND, or -ENOMEM as sm_builder_get(). */
 SM_API int sm_builder_del(sm_builder *b, const void *key, size_t klen);
 
 /** Remove every entry (and forget the key kind).  Changes sm_builder_version(). */

@@ -40,6 +40,7 @@ int sm_builder_new(sm_builder **out) {
     if (!b)
         return -ENOMEM;
     b->order_valid = 1;
+    b->indexed = 1;
     if (getrandom(&b->index_seed, sizeof b->index_seed, GRND_NONBLOCK) != (ssize_t)sizeof b->index_seed) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -164,6 +165,7 @@ void sm_builder_clear(sm_builder *b) {
     b->count = 0;
     if (b->index)
         memset(b->index, 0, b->index_cap * sizeof *b->index);
+    b->indexed = 1;
     b->order_valid = 1;
     b->kind = SM_KEYS_NONE;
     b->version++;
@@ -251,6 +253,48 @@ static size_t index_slot_of(const sm_builder *b, size_t n) {
     return i;
 }
 
+static void item_replace(sm_builder *b, size_t n, const smi_item *it); /* put / get / del */
+
+/* Make the index current for items appended unindexed by sm_builder_put_new(): each
+ * hashed and inserted in the order appended.  A key appended twice (the caller's promise
+ * broken, which is not an error) keeps its first item's place with the later value, as
+ * sm_builder_put() would have, and the later item goes (the items after it move down).
+ * 0 or -ENOMEM, with b as it was. */
+static int index_ensure(sm_builder *b) {
+    if (b->indexed)
+        return 0;
+    size_t cap = 16;
+    while (cap / 2 < b->count)
+        cap *= 2;
+    uint32_t *ni = calloc(cap, sizeof *ni);
+    if (!ni)
+        return -ENOMEM;
+    free(b->index);
+    b->index = ni;
+    b->index_cap = cap;
+    size_t kept = 0;
+    for (size_t n = 0; n < b->count; n++) {
+        smi_item it = b->items[n];
+        it.hash = sm_hash64(it.data, (size_t)it.klen, b->index_seed);
+        int found;
+        size_t slot = index_find(b, it.data, (size_t)it.klen, it.hash, &found);
+        if (found) {
+            item_replace(b, b->index[slot] - 1, &it);
+            continue;
+        }
+        b->items[kept] = it;
+        b->index[slot] = (uint32_t)(kept + 1);
+        kept++;
+    }
+    if (kept != b->count) {
+        b->count = kept;
+        b->order_valid = 0; /* items moved (never the case in order: appends in order are distinct) */
+        arena_compact(b);
+    }
+    b->indexed = 1;
+    return 0;
+}
+
 /* ---- order ---- */
 
 static int item_cmp(const smi_item *a, const smi_item *b) {
@@ -276,41 +320,59 @@ static int cmp_items_r(const void *x, const void *y, void *ctx) {
     return item_cmp(&items[((const smi_kv *)x)->val], &items[((const smi_kv *)y)->val]);
 }
 
-/* LSD radix sort on the big-endian 8-byte key prefix, then a comparison sort of
- * each run of equal prefixes on the full keys. */
-int smi_builder_sort(sm_builder *b) {
+/* Radix sort on the big-endian 8-byte key prefix, then a comparison sort of each run of
+ * equal prefixes on the full keys. */
+int smi_builder_sort(sm_builder *b, smi_kv *scratch_a, smi_kv *scratch_t) {
     if (b->order_valid)
         return 0;
     size_t n = b->count;
-    smi_kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
-    if (!a || !t) {
-        free(a);
-        free(t);
-        return -ENOMEM;
+    smi_kv *a = scratch_a, *t = scratch_t;
+    if (!a) {
+        a = malloc((n ? n : 1) * sizeof *a);
+        t = malloc((n ? n : 1) * sizeof *t);
+        if (!a || !t) {
+            free(a);
+            free(t);
+            return -ENOMEM;
+        }
     }
     for (size_t i = 0; i < n; i++) {
         a[i].key = smf_prefix64(b->items[i].data, b->items[i].klen);
         a[i].val = i;
     }
-    smi_kv *sorted = smi_radix_sort(a, t, n, 64);
+    smi_kv *sorted = smi_radix_sort(a, t, n, 64, b->threads != 1 && n >= SMI_THREAD_MIN);
+    int repeated = 0; /* a key appended twice by sm_builder_put_new (equal keys, equal prefixes) */
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
         while (j < n && sorted[j].key == sorted[i].key)
             j++;
-        if (j - i > 1)
+        if (j - i > 1) {
             qsort_r(sorted + i, j - i, sizeof *sorted, cmp_items_r, b->items);
+            for (size_t k = i + 1; !b->indexed && k < j; k++)
+                repeated |= cmp_items_r(&sorted[k - 1], &sorted[k], b->items) == 0;
+        }
         i = j;
     }
+    if (repeated) {
+        /* the index drops the earlier entry of each repeated key; then sort again */
+        int rc = index_ensure(b);
+        if (!rc)
+            rc = smi_builder_sort(b, a, t); /* fewer items now: the scratch still fits */
+        if (!scratch_a) {
+            free(a);
+            free(t);
+        }
+        return rc;
+    }
     uint32_t *order = realloc(b->order, (n ? n : 1) * sizeof *order);
-    if (!order) {
+    for (size_t i = 0; order && i < n; i++)
+        order[i] = (uint32_t)sorted[i].val;
+    if (!scratch_a) {
         free(a);
         free(t);
-        return -ENOMEM;
     }
-    for (size_t i = 0; i < n; i++)
-        order[i] = (uint32_t)sorted[i].val;
-    free(a);
-    free(t);
+    if (!order)
+        return -ENOMEM;
     b->order = order;
     b->order_cap = n ? n : 1;
     b->order_valid = 1;
@@ -361,11 +423,11 @@ int smi_value_payload(const sm_value *v, unsigned char tmp[8], const void **p, s
 
 /* A new entry for key and value, checked as sm_builder_put() checks them (all but the
  * kind against the builder's): key and payload copied into b's arena, the key's hash
- * under b's index seed.  0, SM_EUTF8, SM_ETYPE, -EINVAL (also an int key that is not 8
+ * under b's index seed if `hashed` (else 0: index_ensure hashes it).  0, SM_EUTF8, SM_ETYPE, -EINVAL (also an int key that is not 8
  * bytes), SM_ETOOBIG or -ENOMEM.  Until it is held (appended or replacing), item_drop()
  * gives its bytes back. */
 static int item_make(sm_builder *b, smi_item *it, sm_key_kind kind, const void *key,
-                     size_t klen, const sm_value *value) {
+                     size_t klen, const sm_value *value, int hashed) {
     if (kind == SM_KEYS_STR && !smi_utf8_valid(key, klen))
         return SM_EUTF8;
     if (kind == SM_KEYS_INT && klen != SMF_INT_KEY_SIZE)
@@ -388,7 +450,7 @@ static int item_make(sm_builder *b, smi_item *it, sm_key_kind kind, const void *
     if (plen)
         memcpy(data + klen, payload, plen);
     it->data = data;
-    it->hash = sm_hash64(key, klen, b->index_seed);
+    it->hash = hashed ? sm_hash64(key, klen, b->index_seed) : 0;
     it->klen = klen;
     it->vt = (uint64_t)plen << SMF_TYPE_BITS | (unsigned)value->type;
     return 0;
@@ -408,8 +470,8 @@ static void item_replace(sm_builder *b, size_t n, const smi_item *it) {
     smi_layout_drop(&b->lay);
 }
 
-/* Append it, whose key b does not hold and would be at the empty index slot `slot`,
- * taking its data.  Fails only to grow, with b unchanged: SM_ETOOBIG or -ENOMEM; never
+/* Append it, whose key b does not hold and would be at the empty index slot `slot`
+ * (SIZE_MAX: b is not indexed), taking its data.  Fails only to grow, with b unchanged: SM_ETOOBIG or -ENOMEM; never
  * when the room was made beforehand (items, and order if valid, for count + 1). */
 static int item_append(sm_builder *b, sm_key_kind kind, size_t slot, const smi_item *it) {
     if (b->count >= MAX_ITEMS)
@@ -439,7 +501,8 @@ static int item_append(sm_builder *b, sm_key_kind kind, size_t slot, const smi_i
         }
     }
     b->items[b->count] = *it;
-    b->index[slot] = (uint32_t)(b->count + 1);
+    if (slot != SIZE_MAX)
+        b->index[slot] = (uint32_t)(b->count + 1);
     b->count++;
     b->kind = kind;
     b->version++;
@@ -456,8 +519,10 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
     if (b->count && kind != b->kind)
         return SM_EKEYKIND;
     smi_item it;
-    int rc = item_make(b, &it, kind, key, klen, value);
+    int rc = index_ensure(b);
     if (rc)
+        return rc;
+    if ((rc = item_make(b, &it, kind, key, klen, value, 1)))
         return rc;
     if (b->count + 1 > b->index_cap / 2 && (rc = index_grow(b))) {
         item_drop(b, &it);
@@ -471,6 +536,32 @@ int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen
         return 0;
     }
     rc = item_append(b, kind, slot, &it);
+    if (rc)
+        item_drop(b, &it);
+    return rc;
+}
+
+int sm_builder_put_new(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
+                       const sm_value *value) {
+    if (b->indexed && b->count)
+        return sm_builder_put(b, kind, key, klen, value);
+    if (kind != SM_KEYS_BYTES && kind != SM_KEYS_STR && kind != SM_KEYS_INT)
+        return -EINVAL;
+    if (!value || (klen && !key))
+        return -EINVAL;
+    if (b->count && kind != b->kind)
+        return SM_EKEYKIND;
+    if (b->indexed) { /* empty: the index goes until it is needed */
+        free(b->index);
+        b->index = NULL;
+        b->index_cap = 0;
+        b->indexed = 0;
+    }
+    smi_item it;
+    int rc = item_make(b, &it, kind, key, klen, value, 0);
+    if (rc)
+        return rc;
+    rc = item_append(b, kind, SIZE_MAX, &it);
     if (rc)
         item_drop(b, &it);
     return rc;
@@ -493,6 +584,11 @@ int sm_builder_get(const sm_builder *b, const void *key, size_t klen, sm_value *
         return SM_NOTFOUND;
     if (!klen)
         key = "";
+    /* The index is a cache the first lookup after sm_builder_put_new() builds: b is
+     * logically unchanged, and never a const object (sm_builder_new allocates it). */
+    int rc = index_ensure((sm_builder *)b);
+    if (rc)
+        return rc;
     int found;
     size_t slot = index_find(b, key, klen, sm_hash64(key, klen, b->index_seed), &found);
     if (!found)
@@ -507,6 +603,9 @@ int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
         return SM_NOTFOUND;
     if (!klen)
         key = "";
+    int rc = index_ensure(b);
+    if (rc)
+        return rc;
     int found;
     size_t slot = index_find(b, key, klen, sm_hash64(key, klen, b->index_seed), &found);
     if (!found)
@@ -540,7 +639,7 @@ int sm_builder_del(sm_builder *b, const void *key, size_t klen) {
 int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out) {
     if (rank >= b->count)
         return SM_NOTFOUND;
-    int rc = smi_builder_sort(b);
+    int rc = smi_builder_sort(b, NULL, NULL);
     if (rc)
         return rc;
     const smi_item *it = &b->items[b->order[rank]];
@@ -562,6 +661,12 @@ static int items_reserve(sm_builder *b, size_t want) {
     b->items = ni;
     b->cap = want;
     return 0;
+}
+
+int sm_builder_reserve(sm_builder *b, size_t n) {
+    if (n > MAX_ITEMS)
+        return SM_ETOOBIG;
+    return items_reserve(b, n);
 }
 
 #define READ_BATCH 64
@@ -586,9 +691,12 @@ int sm_builder_put_reader(sm_builder *b, const sm_reader *r) {
         return SM_EKEYKIND;
     if (n > MAX_ITEMS)
         return SM_ETOOBIG;
+    int rc = index_ensure(b);
+    if (rc)
+        return rc;
     size_t base = b->count, made = 0, fresh = 0; /* fresh: copies that may be appended */
     int count_fresh = base + (size_t)n > MAX_ITEMS;
-    int rc = items_reserve(b, base + (size_t)n);
+    rc = items_reserve(b, base + (size_t)n);
 
     sm_cursor c;
     if (!rc)
@@ -599,7 +707,7 @@ int sm_builder_put_reader(sm_builder *b, const sm_reader *r) {
         rc = sm_cursor_read_many(&c, batch, READ_BATCH, &got);
         for (size_t k = 0; !rc && k < got; k++) {
             smi_item *it = &b->items[base + made];
-            rc = item_make(b, it, kind, batch[k].key.data, batch[k].key.size, &batch[k].value);
+            rc = item_make(b, it, kind, batch[k].key.data, batch[k].key.size, &batch[k].value, 1);
             if (rc)
                 break;
             made++;

@@ -427,13 +427,19 @@ int smi_pwrite_all(int fd, const void *data, size_t n, uint64_t off);
 
 /* ---- the builder: dict.c (the dictionary) and layout.c (the snapshot writer) ---- */
 
+/* A sort key and what travels with it (radix.c). */
+typedef struct smi_kv {
+    uint64_t key;
+    uint64_t val;
+} smi_kv;
+
 /* One entry: the key and the value payload side by side in the builder's arena (the
  * payload as a snapshot stores it, see layout.c), and the key's hash under the builder's
  * own index seed.  32 bytes: the payload length and the type share one word, as they
  * share the record's second varint (vlen < 2^44 is checked at put, so it is exact). */
 typedef struct smi_item {
     unsigned char *data; /* klen key bytes, then vlen payload bytes, in b->arena */
-    uint64_t hash;       /* sm_hash64(key, the builder's index_seed) */
+    uint64_t hash;       /* sm_hash64(key, the builder's index_seed); 0 until indexed */
     uint64_t klen;
     uint64_t vt;         /* vlen << SMF_TYPE_BITS | type (sm_type) */
 } smi_item;
@@ -478,6 +484,10 @@ struct sm_builder {
     size_t count, cap;
     uint32_t *index;  /* item number + 1; 0 = empty */
     size_t index_cap; /* power of two */
+    /* 1: index (and every item's hash) is current.  0: after sm_builder_put_new() into
+     * an empty builder, items were appended unindexed; index_ensure() (dict.c) builds it
+     * when a lookup, put or deletion needs it. */
+    int indexed;
     uint32_t *order;  /* item numbers in key order; valid if order_valid */
     size_t order_cap;
     int order_valid;
@@ -505,22 +515,22 @@ int smi_builder_put_tombstone(sm_builder *b, sm_key_kind kind, const void *key, 
  * *compactions unless NULL (dict.c; for the tests). */
 uint64_t smi_builder_arena_bytes(const sm_builder *b, uint64_t *dead, uint64_t *compactions);
 
-/* Make b->order valid: the item numbers in key order (dict.c).  0 or -ENOMEM. */
-int smi_builder_sort(sm_builder *b);
+/* Make b->order valid: the item numbers in key order (dict.c), with scratch space for
+ * b->count pairs in a and t (NULL: allocated here).  0 or -ENOMEM. */
+int smi_builder_sort(sm_builder *b, smi_kv *a, smi_kv *t);
 
 /* Free a cached layout and mark it invalid (dict.c, which owns the builder's memory). */
 void smi_layout_drop(smi_layout *l);
 
 /* ---- radix.c ---- */
 
-/* A sort key and what travels with it. */
-typedef struct smi_kv {
-    uint64_t key;
-    uint64_t val;
-} smi_kv;
 
-/* Stable LSD radix sort of a[0, n) on the low `bits` bits of the keys; t is scratch
- * space for n.  Returns the sorted array: a or t. */
-smi_kv *smi_radix_sort(smi_kv *a, smi_kv *t, size_t n, unsigned bits);
+/* Stable radix sort of a[0, n) on the low `bits` bits of the keys; t is scratch space
+ * for n; with `two`, a large sort uses a second thread.  Returns the sorted array: a or t. */
+smi_kv *smi_radix_sort(smi_kv *a, smi_kv *t, size_t n, unsigned bits, int two);
+
+/* job(a) on a thread of its own and job(b) on this one, if two is 1 and a thread can be
+ * started; else both on this one (layout.c). */
+void smi_run_two(void *(*job)(void *), void *a, void *b, int two);
 
 #endif /* SM_INTERNAL_H */

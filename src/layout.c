@@ -34,9 +34,7 @@ __asm__(".symver pthread_join,pthread_join@GLIBC_2.17");
 #endif
 #endif
 
-/* job(a) on a thread of its own and job(b) on this one, if two is 1 and a thread can be
- * started; else both on this one. */
-static void run_two(void *(*job)(void *), void *a, void *b, int two) {
+void smi_run_two(void *(*job)(void *), void *a, void *b, int two) {
     pthread_t t;
     if (two && pthread_create(&t, NULL, job, a) == 0) {
         job(b);
@@ -103,7 +101,7 @@ static int hash_entries(const sm_builder *b, uint64_t seed, uint64_t M, smi_kv *
         {b, seed, M, SMF_HEADER_SIZE, out, 0, split, 0, 0},
         {b, seed, M, 0, out, split, b->count, 0, 0},
     };
-    run_two(hash_range, &j[0], &j[1], two_threads(b));
+    smi_run_two(hash_range, &j[0], &j[1], two_threads(b));
     if (j[0].last > SMF_MAX_OFFSET || j[1].last > SMF_MAX_OFFSET - j[0].end)
         return SM_ETOOBIG;
     for (size_t r = split; r < b->count; r++)
@@ -137,16 +135,14 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
         *size = l->h.total_size;
         return 0;
     }
-    int rc = smi_builder_sort(b);
-    if (rc)
-        return rc;
+    /* the scratch of the key sort serves the sort by home next: no second pair of arrays */
     size_t n = b->count;
     smi_kv *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
     uint64_t *table = NULL;
-    if (!a || !t) {
-        rc = -ENOMEM;
+    int rc = !a || !t ? -ENOMEM : smi_builder_sort(b, a, t);
+    if (rc)
         goto done;
-    }
+    n = b->count; /* fewer if sm_builder_put_new repeated a key */
     uint64_t M = n ? n + n / 4 + 1 : 0, L = 0, seed = 0, records_end, split_off;
     for (int attempt = 0;; attempt++) {
         if ((rc = hash_entries(b, seed, M, a, n / 2, &split_off, &records_end)))
@@ -159,7 +155,8 @@ int sm_builder_layout(sm_builder *b, uint64_t *size) {
             rc = -ENOMEM;
             goto done;
         }
-        if (!place(smi_radix_sort(a, t, n, M > 1 ? 64u - (unsigned)__builtin_clzll(M - 1) : 0), n, M, table, &L))
+        if (!place(smi_radix_sort(a, t, n, M > 1 ? 64u - (unsigned)__builtin_clzll(M - 1) : 0, two_threads(b)),
+                   n, M, table, &L))
             break;
         /* Pathological keys: try another seed, then a sparser table. */
         if (attempt >= 3)
@@ -261,7 +258,7 @@ int sm_builder_write(sm_builder *b, void *buf, uint64_t size, uint64_t created_n
         {b, p, 0, l->split, SMF_HEADER_SIZE},
         {b, p, l->split, b->count, l->split_off},
     };
-    run_two(write_range, &j[0], &j[1], two_threads(b));
+    smi_run_two(write_range, &j[0], &j[1], two_threads(b));
     memset(p + l->h.records_end, 0, l->h.samples_offset - l->h.records_end);
     uint64_t samples_end = l->h.samples_offset + l->nsamples * SMF_SAMPLE_SIZE;
     memset(p + samples_end, 0, l->h.table_offset - samples_end);

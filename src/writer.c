@@ -290,7 +290,7 @@ static void spills_free(spills *s) {
 static int pairs_flush(sm_writer *w) {
     if (!w->pn)
         return 0;
-    smi_kv *sorted = smi_radix_sort(w->pa, w->pt, w->pn, 64);
+    smi_kv *sorted = smi_radix_sort(w->pa, w->pt, w->pn, 64, 0);
     int fd = spill_open(w->temp_dir);
     if (fd < 0)
         return fd;
@@ -355,7 +355,7 @@ static int cmp_run_r(const void *a, const void *b, void *ctx) {
 
 /* Sort the run: by key, and among equal keys by arrival.  Returns the sorted index. */
 static const smi_kv *run_sort(run *r) {
-    smi_kv *s = smi_radix_sort(r->idx, r->tmp, r->n, 64);
+    smi_kv *s = smi_radix_sort(r->idx, r->tmp, r->n, 64, 0);
     for (size_t i = 0; i < r->n;) {
         size_t j = i + 1;
         while (j < r->n && s[j].key == s[i].key)
@@ -577,7 +577,7 @@ static int table_write(sm_writer *w, uint64_t M, uint64_t *L) {
     int rc = 0;
     smi_kv *sorted = NULL;
     if (w->pairs.n == 0) {
-        sorted = smi_radix_sort(w->pa, w->pt, w->pn, 64);
+        sorted = smi_radix_sort(w->pa, w->pt, w->pn, 64, 0);
         it.mem = sorted;
         it.mem_n = w->pn;
     } else {

@@ -31,7 +31,9 @@ static inline lookup_result builder_lookup(BuilderObject *self, PyObject *key, i
     return LOOKUP_ERROR;
 }
 
-static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
+/* Put key -> value; with is_new, by sm_builder_put_new (the caller knows the key is not
+ * in the builder). */
+static int builder_put_as(BuilderObject *self, PyObject *key, PyObject *value, int is_new) {
     key_ref k;
     py_value v;
     int rc = -1;
@@ -46,7 +48,8 @@ static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
     if (builder_check(self) == 0 && key_parse(key, &k) == 0) {
         sm_key_kind have = sm_builder_key_kind(self->b);
         if (!k.beyond)
-            rc = sm_builder_put(self->b, k.kind, k.data, (size_t)k.size, &v.value);
+            rc = (is_new ? sm_builder_put_new : sm_builder_put)(self->b, k.kind, k.data,
+                                                               (size_t)k.size, &v.value);
         else /* an int no map can hold: the kind error first, as for any other int */
             rc = have != SM_KEYS_NONE && have != SM_KEYS_INT ? SM_EKEYKIND : SM_ETOOBIG;
         if (rc == SM_EKEYKIND)
@@ -63,6 +66,45 @@ done:
     Py_DECREF(key);
     Py_DECREF(value);
     return rc;
+}
+
+static int builder_put(BuilderObject *self, PyObject *key, PyObject *value) {
+    return builder_put_as(self, key, value, 0);
+}
+
+/* Whether key_parse() and value_from_py() take these without running Python code, and
+ * equal bytes mean equal keys (not so for a subclass, which may define its own ==). */
+static inline int plain_key(PyObject *k) {
+    return PyUnicode_CheckExact(k) || PyBytes_CheckExact(k) || PyLong_CheckExact(k);
+}
+static inline int plain_value(PyObject *v) {
+    return PyUnicode_CheckExact(v) || PyBytes_CheckExact(v) || PyLong_CheckExact(v) ||
+           PyFloat_CheckExact(v) || PyBool_Check(v) || v == Py_None;
+}
+
+/* The items of an exact dict.  Its keys are distinct, and so are their bytes while they are
+ * plain: into an empty builder those go in by sm_builder_put_new, which builds no hash
+ * index (rbtree(d) then share() never needs one: 10M entries in about half the time, and
+ * no index in memory).  That holds until the first entry that is not plain, whose
+ * conversion might run code that puts into this builder: it and every entry after it go
+ * through builder_put, which looks each key up. */
+static int builder_put_dict(BuilderObject *self, PyObject *d) {
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int fresh = sm_builder_count(self->b) == 0;
+    if (fresh && PyDict_GET_SIZE(d) > 0) {
+        int rc = sm_builder_reserve(self->b, (size_t)PyDict_GET_SIZE(d));
+        if (rc != 0 && rc != SM_ETOOBIG) { /* too many: the put that passes the limit says so */
+            set_error(rc);
+            return -1;
+        }
+    }
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        fresh = fresh && plain_key(k) && plain_value(v);
+        if (builder_put_as(self, k, v, fresh) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int builder_delete(BuilderObject *self, PyObject *key) {
@@ -192,11 +234,8 @@ static int builder_update_common(BuilderObject *self, PyObject *arg, PyObject *k
             if (builder_merge_builder(self, (BuilderObject *)arg) < 0)
                 return -1;
         } else if (PyDict_CheckExact(arg)) {
-            Py_ssize_t pos = 0;
-            PyObject *k, *v;
-            while (PyDict_Next(arg, &pos, &k, &v))
-                if (builder_put(self, k, v) < 0)
-                    return -1;
+            if (builder_put_dict(self, arg) < 0)
+                return -1;
         } else if (PyObject_HasAttrString(arg, "keys")) {
             PyObject *keys = PyMapping_Keys(arg), *it, *k;
             int rc = 0;

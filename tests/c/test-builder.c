@@ -612,3 +612,108 @@ TEST(builder_large) {
     free(single);
     sm_builder_free(b);
 }
+
+/* sm_builder_put_new: distinct keys appended unindexed give the snapshot sm_builder_put
+ * gives, byte for byte; the index is built by the first get/put/del, and a key appended
+ * twice after all is deduplicated (the later value wins) by the index or by the sort. */
+TEST(builder_put_new) {
+    static const sm_key_kind kinds[] = {SM_KEYS_STR, SM_KEYS_BYTES, SM_KEYS_INT};
+    for (size_t ki = 0; ki < sizeof kinds / sizeof *kinds; ki++) {
+        model m;
+        model_random(&m, kinds[ki], 3000, 41 + ki);
+        sm_builder *want = model_builder(&m), *b = NULL;
+        ASSERT_OK(sm_builder_new(&b));
+        ASSERT_OK(sm_builder_reserve(b, m.n));
+        /* scattered: every 7th of the sorted entries, so that the order must be sorted */
+        for (size_t i = 0, j = 0; i < m.n; i++, j = (j + 7) % m.n)
+            ASSERT_OK(sm_builder_put_new(b, m.kind, m.e[j].key, m.e[j].klen, &m.e[j].val));
+        ASSERT_EQ(sm_builder_count(b), m.n);
+        size_t n1, n2;
+        unsigned char *s1 = snapshot_of(want, &n1, 5), *s2 = snapshot_of(b, &n2, 5);
+        ASSERT_MEM_EQ(s1, n1, s2, n2);
+        free(s1);
+        free(s2);
+        /* lookups build the index; then every operation works as on want */
+        for (size_t i = 0; i < m.n; i += 13) {
+            sm_value got;
+            ASSERT_OK(sm_builder_get(b, m.e[i].key, m.e[i].klen, &got));
+            ASSERT_VALUE_EQ(&got, &m.e[i].val);
+        }
+        sm_value v = sm_value_int(-1);
+        ASSERT_OK(sm_builder_put(b, m.kind, m.e[5].key, m.e[5].klen, &v));
+        ASSERT_OK(sm_builder_del(b, m.e[6].key, m.e[6].klen));
+        ASSERT_OK(sm_builder_put(want, m.kind, m.e[5].key, m.e[5].klen, &v));
+        ASSERT_OK(sm_builder_del(want, m.e[6].key, m.e[6].klen));
+        ASSERT_EQ(sm_builder_count(b), m.n - 1);
+        /* indexed now, put_new is put: an existing key is overwritten, not repeated */
+        ASSERT_OK(sm_builder_put_new(b, m.kind, m.e[7].key, m.e[7].klen, &v));
+        ASSERT_OK(sm_builder_put(want, m.kind, m.e[7].key, m.e[7].klen, &v));
+        ASSERT_EQ(sm_builder_count(b), m.n - 1);
+        s1 = snapshot_of(want, &n1, 5);
+        s2 = snapshot_of(b, &n2, 5);
+        ASSERT_MEM_EQ(s1, n1, s2, n2);
+        free(s1);
+        free(s2);
+        sm_builder_free(want);
+        sm_builder_free(b);
+        model_free(&m);
+    }
+
+    /* the promise broken: found by the first lookup, or by the sort of a layout */
+    for (int by_sort = 0; by_sort < 2; by_sort++) {
+        for (int intkeys = 0; intkeys < 2; intkeys++) {
+            sm_key_kind kind = intkeys ? SM_KEYS_INT : SM_KEYS_STR;
+            unsigned char ka[8], kb[8];
+            const void *a = "apple", *bk = "applesauce"; /* one 8-byte prefix: one sort run */
+            size_t alen = 5, blen = 10;
+            if (intkeys) {
+                sm_key_int(7, ka);
+                sm_key_int(-3, kb);
+                a = ka, bk = kb, alen = blen = 8;
+            }
+            sm_builder *b = NULL;
+            ASSERT_OK(sm_builder_new(&b));
+            sm_value v1 = sm_value_int(1), v2 = sm_value_int(2), v3 = sm_value_int(3), got;
+            ASSERT_OK(sm_builder_put_new(b, kind, a, alen, &v1));
+            ASSERT_OK(sm_builder_put_new(b, kind, bk, blen, &v2));
+            ASSERT_OK(sm_builder_put_new(b, kind, a, alen, &v3));
+            ASSERT_EQ(sm_builder_count(b), 3); /* as documented, until the index or the order */
+            if (by_sort) {
+                size_t n;
+                unsigned char *s = snapshot_of(b, &n, 1);
+                ASSERT_EQ(sm_builder_count(b), 2);
+                sm_reader *r = NULL;
+                ASSERT_OK(sm_reader_open_mem(&r, s, n));
+                ASSERT_EQ(sm_reader_count(r), 2);
+                ASSERT_OK(sm_reader_verify(r));
+                ASSERT_OK(sm_get(r, a, alen, &got));
+                ASSERT_VALUE_EQ(&got, &v3);
+                sm_reader_close(r);
+                free(s);
+            } else {
+                ASSERT_OK(sm_builder_get(b, a, alen, &got));
+                ASSERT_VALUE_EQ(&got, &v3);
+                ASSERT_EQ(sm_builder_count(b), 2);
+                ASSERT_OK(sm_builder_get(b, bk, blen, &got));
+                ASSERT_VALUE_EQ(&got, &v2);
+            }
+            sm_entry e;
+            ASSERT_OK(sm_builder_at(b, intkeys ? 1 : 0, &e));
+            ASSERT_MEM_EQ(e.key.data, e.key.size, a, alen);
+            ASSERT_VALUE_EQ(&e.value, &v3);
+            ASSERT_ERR(sm_builder_at(b, 2, &e), SM_NOTFOUND);
+            /* cleared, it starts unindexed again */
+            sm_builder_clear(b);
+            ASSERT_OK(sm_builder_put_new(b, SM_KEYS_BYTES, "x", 1, &v1));
+            ASSERT_ERR(sm_builder_put_new(b, SM_KEYS_STR, "y", 1, &v1), SM_EKEYKIND);
+            ASSERT_ERR(sm_builder_put_new(b, SM_KEYS_BYTES, NULL, 1, &v1), -EINVAL);
+            ASSERT_OK(sm_builder_get(b, "x", 1, &got));
+            ASSERT_ERR(sm_builder_get(b, "y", 1, &got), SM_NOTFOUND);
+            sm_builder_free(b);
+        }
+    }
+    sm_builder *b = NULL;
+    ASSERT_OK(sm_builder_new(&b));
+    ASSERT_ERR(sm_builder_reserve(b, (size_t)UINT32_MAX), SM_ETOOBIG);
+    sm_builder_free(b);
+}

@@ -32,6 +32,59 @@ def test_constructors_like_dict():
         sharedmap.rbtree([1])
 
 
+class SameBytes(str):
+    """A str whose instances are all unequal: a dict holds two with the same bytes."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return self is other
+
+
+@pytest.mark.parametrize("kind", ["str", "bytes", "int"])
+def test_from_a_dict_then_every_operation(kind, name):
+    # rbtree(dict) appends without a hash index (sm_builder_put_new): the first lookup,
+    # put or deletion builds it, and the snapshot is the one of an rbtree filled by puts
+    make = {"str": lambda i: f"k\u00e9{i * 7919 % 5000:05d}", "bytes": lambda i: b"\xff%05d" % (i * 7919 % 5000),
+            "int": lambda i: (i * 7919 % 5000 - 2500) * (1 << 40)}[kind]
+    values = ["v", b"\x00", 0, -(2**63), 1.5, True, False, None, "\u00e9" * 20]
+    d = {make(i): values[i % len(values)] for i in range(5000)}
+    w = sharedmap.rbtree(d)
+    assert len(w) == 5000
+    by_puts = sharedmap.rbtree()
+    for k, v in d.items():
+        by_puts[k] = v
+    mine, theirs = w.dump(), by_puts.dump()
+    # all but `created` and the header checksum, which covers it
+    assert mine[:96] + mine[104:112] + mine[120:] == theirs[:96] + theirs[104:112] + theirs[120:]
+    assert list(w.keys()) == sorted(d)
+    assert all(same_value(w[k], v) for k, v in d.items())
+    w[make(1)] = "changed"
+    del w[make(2)]
+    w[make(5001)] = "new"
+    d[make(1)] = "changed"
+    del d[make(2)]
+    d[make(5001)] = "new"
+    assert len(w) == len(d) and dict(w.items()) == d
+    w.share(name)
+    m = sharedmap.sharedmap(name)
+    assert dict(m.items()) == d
+    m.close()
+
+
+def test_from_a_dict_whose_keys_share_their_bytes_keeps_the_last():
+    # two keys of one dict that are one key of the map: the later value, one entry,
+    # whether the plain key comes first (appended unindexed, then looked up) or second
+    for first_plain in (True, False):
+        a, b = SameBytes("x"), SameBytes("x")
+        d = {"x": 1, a: 2, "y": 3} if first_plain else {a: 1, "x": 2, b: 3, "y": 4}
+        assert len(d) == (3 if first_plain else 4)
+        w = sharedmap.rbtree(d)
+        assert len(w) == 2
+        assert w["x"] == (2 if first_plain else 3)
+        assert list(w.items()) == [("x", 2 if first_plain else 3), ("y", 3 if first_plain else 4)]
+
+
 def test_constructor_from_a_generic_mapping():
     class M(collections.abc.Mapping):
         def __getitem__(self, k):
