@@ -16,6 +16,13 @@
  * use (sm_builder_at, a layout) rebuilds it by a radix sort on the first 8 key bytes,
  * then a comparison sort of each run of equal prefixes.
  *
+ * The index is a cache too, of a builder filled by sm_builder_put_new (the keys of one
+ * dict, which the caller knows to be distinct): those are appended to items unhashed and
+ * unindexed (indexed = 0), and index_ensure builds the index when a get, put or del
+ * first needs it.  A builder filled that way and then written never has one: its layout
+ * needs only the order.  A key appended twice after all is found there (by the index, or
+ * by the sort as two equal keys in one run) and the later value kept.
+ *
  * The bytes of the entries (key, then payload) live in the builder's arena (internal.h):
  * bump-allocated chunks, so that an entry costs no malloc of its own.  A deletion or an
  * overwrite leaves dead bytes behind; the put or del that makes them outnumber the live

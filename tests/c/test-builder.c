@@ -717,3 +717,44 @@ TEST(builder_put_new) {
     ASSERT_ERR(sm_builder_reserve(b, (size_t)UINT32_MAX), SM_ETOOBIG);
     sm_builder_free(b);
 }
+
+static int kv_cmp_stable(const void *pa, const void *pb) {
+    const smi_kv *a = pa, *b = pb;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return a->val < b->val ? -1 : a->val > b->val; /* val = the input position: stability */
+}
+
+/* smi_radix_sort against qsort, stable, on both sides of its MSD threshold: random 64-bit
+ * keys, keys whose top bits are all one value (the MSD pass moves down to the bits that
+ * vary), keys of few values (long runs of equal keys), and 24-bit homes; one thread and two. */
+TEST(radix_sort) {
+    static const size_t sizes[] = {0, 1, 1000, 65535, 65536, 300000};
+    rng r = {77};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        smi_kv *a = xmalloc((n + 1) * sizeof *a), *t = xmalloc((n + 1) * sizeof *t);
+        smi_kv *want = xmalloc((n + 1) * sizeof *want);
+        for (int shape = 0; shape < 4; shape++) {
+            for (int two = 0; two < 2; two++) {
+                unsigned bits = shape == 3 ? 24 : 64;
+                for (size_t i = 0; i < n; i++) {
+                    uint64_t x = rng_next(&r);
+                    a[i].key = shape == 0   ? x
+                               : shape == 1 ? UINT64_C(0xABCD000000000000) | (x >> 40)
+                               : shape == 2 ? x % 7
+                                            : x >> 40;
+                    a[i].val = i;
+                }
+                memcpy(want, a, n * sizeof *a);
+                qsort(want, n, sizeof *want, kv_cmp_stable);
+                smi_kv *got = smi_radix_sort(a, t, n, bits, two);
+                ASSERT(got == a || got == t);
+                ASSERT(n == 0 || memcmp(got, want, n * sizeof *got) == 0);
+            }
+        }
+        free(a);
+        free(t);
+        free(want);
+    }
+}
