@@ -218,14 +218,23 @@ static size_t index_find(const sm_builder *b, const void *key, size_t klen, uint
     }
 }
 
-static int index_grow(sm_builder *b) {
-    size_t ncap = b->index_cap ? b->index_cap * 2 : 16;
+/* An empty index of ncap slots in place of b's.  0 or -ENOMEM (b's kept). */
+static int index_replace(sm_builder *b, size_t ncap) {
     uint32_t *ni = calloc(ncap, sizeof *ni);
     if (!ni)
         return -ENOMEM;
     free(b->index);
     b->index = ni;
     b->index_cap = ncap;
+    return 0;
+}
+
+static int index_grow(sm_builder *b) {
+    size_t ncap = b->index_cap ? b->index_cap * 2 : 16;
+    uint32_t *ni;
+    if (index_replace(b, ncap))
+        return -ENOMEM;
+    ni = b->index;
     for (size_t n = 0; n < b->count; n++) {
         size_t i = index_home(b, b->items[n].hash);
         while (ni[i])
@@ -273,12 +282,8 @@ static int index_ensure(sm_builder *b) {
     size_t cap = 16;
     while (cap / 2 < b->count)
         cap *= 2;
-    uint32_t *ni = calloc(cap, sizeof *ni);
-    if (!ni)
+    if (index_replace(b, cap))
         return -ENOMEM;
-    free(b->index);
-    b->index = ni;
-    b->index_cap = cap;
     size_t kept = 0;
     for (size_t n = 0; n < b->count; n++) {
         smi_item it = b->items[n];
