@@ -234,11 +234,13 @@ SM_API int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size
  *  one dictionary put into an empty builder: into an empty builder it appends without
  *  looking the key up, and the builder's hash index is only built when a lookup, put or
  *  deletion next needs one (a builder filled this way and then written never builds
- *  it: less time and memory).  Into a builder that holds entries, or once its index is
- *  built, it is sm_builder_put().  A key that was held after all is no error: the later
- *  value wins, as with sm_builder_put(), when the index or the key order is next built
- *  (by sm_builder_get/put/del/at or a layout); until then sm_builder_count() counts
- *  that key twice.  @return as sm_builder_put(). */
+ *  it: less time and memory).  Into a builder whose index is built (one that holds
+ *  entries put otherwise, or whose index a lookup, put, deletion or
+ *  sm_builder_put_reader() has built), it is sm_builder_put().  A key that was held after
+ *  all is no error: the later value wins, as with sm_builder_put(), when the index or the
+ *  key order is next built (by sm_builder_get/put/del/put_reader/at or a layout), which
+ *  then changes sm_builder_version(); until then sm_builder_count() counts that key
+ *  twice.  @return as sm_builder_put(). */
 SM_API int sm_builder_put_new(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
                               const sm_value *value);
 
@@ -284,7 +286,8 @@ SM_API int sm_builder_from_reader(sm_builder **out, const sm_reader *r);
  *  is O(1) per entry, and the next sm_builder_at() or layout sorts if r's keys fall
  *  between b's.  A snapshot with no entries changes nothing, whatever its key kind.
  *  Every entry is read, checked and copied before @p b changes, so after an error @p b
- *  holds exactly what it held (same entries, key kind and sm_builder_version()); the
+ *  holds exactly what it held (same entries, key kind and sm_builder_version(), but for
+ *  a key that sm_builder_put_new() appended twice, merged first as that documents); the
  *  bytes are copied, so @p r may be closed afterwards.  @p b needs room for all of
  *  r's entries beside its own, as if none of r's keys were in it, and keeps that room.
  *  Damage that leaves every entry readable (keys out of order, a key twice) is not

@@ -300,6 +300,7 @@ static int index_ensure(sm_builder *b) {
     }
     if (kept != b->count) {
         b->count = kept;
+        b->version++; /* fewer entries: iterators that counted them must see it */
         b->order_valid = 0; /* items moved (never the case in order: appends in order are distinct) */
         arena_compact(b);
     }
@@ -654,6 +655,8 @@ int sm_builder_at(sm_builder *b, size_t rank, sm_entry *out) {
     int rc = smi_builder_sort(b, NULL, NULL);
     if (rc)
         return rc;
+    if (rank >= b->count)
+        return SM_NOTFOUND; /* the sort merged a key sm_builder_put_new appended twice */
     const smi_item *it = &b->items[b->order[rank]];
     out->key.data = it->data;
     out->key.size = it->klen;

@@ -2,32 +2,51 @@
  * primitive: of keys by their first 8 bytes (dict.c, and the streaming writer's runs) and
  * of entries by their home slot (layout.c).
  *
- * Small arrays: LSD, 11 bits a pass.  Large ones: one MSD pass on the top 16 bits that
- * vary, from a into t, then every bucket sorted by LSD on the bits below, in place in t
- * with the same range of a as scratch.  A bucket is a few thousand pairs that stay in the
- * cache for all of its passes, where six LSD passes over the whole array would each
- * stream it through memory; and the buckets are split between two threads.  Both are
- * stable, so the two give the same order.
+ * Small arrays: LSD, 11 bits a pass, only over the digits in which the keys differ (an
+ * insertion sort for a few keys).  Large ones: one MSD pass on the top bits that vary (8 to
+ * 16 of them, for buckets of a few hundred pairs or more), from a into t, then every bucket
+ * sorted so on the bits below, in place in t with the same range of a as scratch.  A bucket
+ * stays in the cache for all of its passes, where six LSD passes over the whole array would
+ * each stream it through memory; and the buckets are split between two threads.  All of it
+ * is stable, so the order is the one a plain LSD sort gives.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 
-#define MSD_MIN 65536u /* below this, LSD over the whole array */
-#define MSD_BITS 16u
+#define MSD_MIN 65536u  /* below this, LSD over the whole array */
+#define MSD_MAX_BITS 16u
+#define INSERTION_MAX 24u
 
 /* Stable LSD radix sort of a[0, n) on the low `bits` bits of the keys, dbits (<= 11) a
- * pass; a pass in which every key has the same digit is skipped; t is scratch for n.
- * Returns the sorted array: a or t. */
+ * pass, skipping the digits in which no two keys differ; t is scratch for n.  Returns the
+ * sorted array: a or t. */
 static smi_kv *lsd(smi_kv *a, smi_kv *t, size_t n, unsigned bits, unsigned dbits) {
+    if (n < 2)
+        return a;
+    const uint64_t low = bits < 64 ? ((uint64_t)1 << bits) - 1 : UINT64_MAX;
+    if (n <= INSERTION_MAX) {
+        for (size_t i = 1; i < n; i++) {
+            smi_kv x = a[i];
+            size_t j = i;
+            for (; j > 0 && (a[j - 1].key & low) > (x.key & low); j--)
+                a[j] = a[j - 1];
+            a[j] = x;
+        }
+        return a;
+    }
+    uint64_t differ = 0;
+    for (size_t i = 1; i < n; i++)
+        differ |= a[i].key ^ a[0].key;
+    differ &= low;
     size_t cnt[1u << 11];
     const size_t nd = (size_t)1 << dbits, mask = nd - 1;
     for (unsigned shift = 0; shift < bits; shift += dbits) {
+        if (!((differ >> shift) & mask))
+            continue;
         memset(cnt, 0, nd * sizeof *cnt);
         for (size_t i = 0; i < n; i++)
             cnt[(a[i].key >> shift) & mask]++;
-        if (n == 0 || cnt[(a[0].key >> shift) & mask] == n)
-            continue;
         size_t sum = 0;
         for (size_t k = 0; k < nd; k++) {
             size_t c = cnt[k];
@@ -66,10 +85,14 @@ static void *sort_buckets(void *arg) {
 }
 
 smi_kv *smi_radix_sort(smi_kv *a, smi_kv *t, size_t n, unsigned bits, int two) {
-    const size_t nb = (size_t)1 << MSD_BITS;
+    /* 2^d buckets, about 256 pairs each for keys spread evenly, 8 <= d <= 16 */
+    unsigned d = n >= MSD_MIN ? 63u - (unsigned)__builtin_clzll((unsigned long long)n) - 8u : 8u;
+    if (d > MSD_MAX_BITS)
+        d = MSD_MAX_BITS;
+    const size_t nb = (size_t)1 << d;
     size_t *start = NULL;
-    while (n >= MSD_MIN && bits > MSD_BITS) {
-        unsigned shift = bits - MSD_BITS;
+    while (n >= MSD_MIN && bits > d) {
+        unsigned shift = bits - d;
         if (!start && !(start = malloc((2 * nb + 1) * sizeof *start)))
             break; /* out of memory: LSD needs none */
         size_t *pos = start + nb + 1;
