@@ -523,16 +523,24 @@ static int item_append(sm_builder *b, sm_key_kind kind, size_t slot, const smi_i
     return 0;
 }
 
-int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
-                   const sm_value *value) {
+/* The checks of sm_builder_put's arguments that item_make does not make: 0 or its error. */
+static int put_check(const sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
+                     const sm_value *value) {
     if (kind != SM_KEYS_BYTES && kind != SM_KEYS_STR && kind != SM_KEYS_INT)
         return -EINVAL;
     if (!value || (klen && !key))
         return -EINVAL;
     if (b->count && kind != b->kind)
         return SM_EKEYKIND;
+    return 0;
+}
+
+int sm_builder_put(sm_builder *b, sm_key_kind kind, const void *key, size_t klen,
+                   const sm_value *value) {
     smi_item it;
-    int rc = index_ensure(b);
+    int rc = put_check(b, kind, key, klen, value);
+    if (rc || (rc = index_ensure(b)))
+        return rc;
     if (rc)
         return rc;
     if ((rc = item_make(b, &it, kind, key, klen, value, 1)))
@@ -558,12 +566,9 @@ int sm_builder_put_new(sm_builder *b, sm_key_kind kind, const void *key, size_t 
                        const sm_value *value) {
     if (b->indexed && b->count)
         return sm_builder_put(b, kind, key, klen, value);
-    if (kind != SM_KEYS_BYTES && kind != SM_KEYS_STR && kind != SM_KEYS_INT)
-        return -EINVAL;
-    if (!value || (klen && !key))
-        return -EINVAL;
-    if (b->count && kind != b->kind)
-        return SM_EKEYKIND;
+    int rc = put_check(b, kind, key, klen, value);
+    if (rc)
+        return rc;
     if (b->indexed) { /* empty: the index goes until it is needed */
         free(b->index);
         b->index = NULL;
@@ -571,8 +576,7 @@ int sm_builder_put_new(sm_builder *b, sm_key_kind kind, const void *key, size_t 
         b->indexed = 0;
     }
     smi_item it;
-    int rc = item_make(b, &it, kind, key, klen, value, 0);
-    if (rc)
+    if ((rc = item_make(b, &it, kind, key, klen, value, 0)))
         return rc;
     rc = item_append(b, kind, SIZE_MAX, &it);
     if (rc)
